@@ -1,0 +1,194 @@
+"""Binary weight masks attached with ``torch.nn.utils.parametrize``.
+
+Every prunable tensor (the ``weight`` of each ``Conv2d`` and ``Linear``) is known by its *canonical
+name*: the module path plus ``.weight``. The name stays the same once a mask is attached, although
+parametrize stores the raw tensor at ``<module>.parametrizations.weight.original``.
+
+The mask multiplies the weight in ``forward``; masked positions of the raw tensor are also set to zero
+when a mask is attached or changed, so a regrown weight starts from zero and folding is exact.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+__all__ = [
+    "MaskParametrization",
+    "prunable_modules",
+    "prunable_weights",
+    "count_prunable",
+    "attach_masks",
+    "get_masks",
+    "set_masks",
+    "remove_masks",
+    "fold_masks",
+    "sparsity_report",
+    "record_effective_weights",
+]
+
+PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+class MaskParametrization(nn.Module):
+    """``weight -> weight * mask``; the mask is a buffer, so it moves and saves with the model."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+        self.recorded: torch.Tensor | None = None
+        self._recording = False
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        out = weight * self.mask.to(weight.dtype)
+        if self._recording:
+            self.recorded = out
+        return out
+
+
+def prunable_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """``{canonical weight name: module}`` for every Conv2d/Linear, in module order."""
+    return {f"{path}.weight" if path else "weight": m
+            for path, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+
+
+def _raw_weight(module: nn.Module) -> nn.Parameter:
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+def _mask_param(module: nn.Module) -> MaskParametrization | None:
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    for p in module.parametrizations.weight:
+        if isinstance(p, MaskParametrization):
+            return p
+    return None
+
+
+def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``{canonical name: raw parameter}`` — the tensor the optimizer updates."""
+    return {name: _raw_weight(m) for name, m in prunable_modules(model).items()}
+
+
+def count_prunable(model: nn.Module) -> int:
+    """Number of prunable weights (masked or not)."""
+    return sum(p.numel() for p in prunable_weights(model).values())
+
+
+def _check_names(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
+    modules = prunable_modules(model)
+    unknown = sorted(set(masks) - set(modules))
+    if unknown:
+        raise ValueError(f"mask names not prunable in this model: {unknown[:3]} (expected canonical "
+                         f"names such as {next(iter(modules), '<none>')!r})")
+    for name, mask in masks.items():
+        shape = tuple(_raw_weight(modules[name]).shape)
+        if tuple(mask.shape) != shape:
+            raise ValueError(f"mask {name!r} has shape {tuple(mask.shape)}, expected {shape}")
+    return modules
+
+
+@torch.no_grad()
+def attach_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Attach (or replace) masks; tensors not named keep whatever they had. Zeroes masked weights."""
+    modules = _check_names(model, masks)
+    for name, mask in masks.items():
+        module = modules[name]
+        raw = _raw_weight(module)
+        mask = mask.to(device=raw.device, dtype=torch.bool)
+        existing = _mask_param(module)
+        if existing is None:
+            parametrize.register_parametrization(module, "weight", MaskParametrization(mask))
+            raw = _raw_weight(module)
+        else:
+            existing.mask.copy_(mask)
+        raw.mul_(mask.to(raw.dtype))
+
+
+set_masks = attach_masks
+
+
+def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Current masks; a tensor without a mask reports an all-true mask."""
+    out = {}
+    for name, module in prunable_modules(model).items():
+        mp = _mask_param(module)
+        out[name] = mp.mask.clone() if mp is not None else torch.ones_like(
+            _raw_weight(module), dtype=torch.bool)
+    return out
+
+
+@torch.no_grad()
+def remove_masks(model: nn.Module, fold: bool = True) -> None:
+    """Remove every mask. ``fold=True`` keeps the masked (zeroed) values as plain weights."""
+    for module in prunable_modules(model).values():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=fold)
+
+
+def fold_masks(model: nn.Module) -> nn.Module:
+    """Fold masks into plain weights (zeros stay zeros); returns the model for chaining."""
+    remove_masks(model, fold=True)
+    return model
+
+
+@torch.no_grad()
+def sparsity_report(model: nn.Module) -> dict:
+    """Global and per-layer sparsity of the *effective* prunable weights.
+
+    Returns ``{"total": int, "nonzero": int, "density": float, "sparsity": float,
+    "layers": {name: {"total", "nonzero", "sparsity"}}}``. A weight counts as nonzero when its mask
+    keeps it and its value is not exactly zero.
+    """
+    layers, total, nonzero = {}, 0, 0
+    for name, module in prunable_modules(model).items():
+        raw = _raw_weight(module)
+        mp = _mask_param(module)
+        alive = raw != 0
+        if mp is not None:
+            alive &= mp.mask
+        n, nz = raw.numel(), int(alive.sum())
+        layers[name] = {"total": n, "nonzero": nz, "sparsity": 1.0 - nz / n}
+        total += n
+        nonzero += nz
+    density = nonzero / total if total else 0.0
+    return {"total": total, "nonzero": nonzero, "density": density, "sparsity": 1.0 - density,
+            "layers": layers}
+
+
+@contextmanager
+def record_effective_weights(model: nn.Module) -> Iterator[Callable[[], dict[str, torch.Tensor]]]:
+    """Within the block, each forward records the weight tensors the layers actually use.
+
+    Yields a function that returns ``{canonical name: effective weight}`` for the latest forward
+    (``raw * mask`` for masked layers, the parameter itself otherwise). Differentiating a loss with
+    respect to those tensors gives the *dense* gradient, masked positions included — what SNIP and the
+    dynamic grow step need — without touching ``.grad``.
+    """
+    modules = prunable_modules(model)
+    masked = {n: mp for n, m in modules.items() if (mp := _mask_param(m)) is not None}
+    for mp in masked.values():
+        mp._recording = True
+
+    def current() -> dict[str, torch.Tensor]:
+        out = {}
+        for name, module in modules.items():
+            mp = masked.get(name)
+            if mp is None:
+                out[name] = module.weight
+            elif mp.recorded is not None:
+                out[name] = mp.recorded
+        return out
+
+    try:
+        yield current
+    finally:
+        for mp in masked.values():
+            mp._recording = False
+            mp.recorded = None

@@ -14,7 +14,7 @@ from torch import nn
 
 from .masks import prunable_weights
 
-__all__ = ["forward_tasks", "check_losses", "task_ownership", "owners_by_task"]
+__all__ = ["forward_tasks", "check_losses", "task_ownership", "ownership_from_outputs", "owners_by_task"]
 
 Losses = Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 
@@ -71,16 +71,25 @@ def task_ownership(model: nn.Module, inputs) -> dict[str, frozenset[str]]:
     One forward pass with gradients enabled; no backward pass is run. A tensor that no task reaches
     gets an empty set (it cannot influence any output and is never kept by a task decision).
     """
+    with torch.enable_grad():
+        outputs = forward_tasks(model, inputs)
+        return ownership_from_outputs(model, outputs)
+
+
+def ownership_from_outputs(model: nn.Module, outputs: Mapping[str, torch.Tensor]
+                           ) -> dict[str, frozenset[str]]:
+    """Ownership read from the graphs of outputs already computed (with gradients enabled).
+
+    Lets a caller that runs a forward pass anyway (scoring) get ownership without a second one.
+    """
     weights = prunable_weights(model)
     by_id = {id(p): name for name, p in weights.items()}
     owners: dict[str, set[str]] = {name: set() for name in weights}
-    with torch.enable_grad():
-        outputs = forward_tasks(model, inputs)
-        for task, out in outputs.items():
-            for leaf in _reachable_leaves(out):
-                name = by_id.get(leaf)
-                if name is not None:
-                    owners[name].add(task)
+    for task, out in outputs.items():
+        for leaf in _reachable_leaves(out):
+            name = by_id.get(leaf)
+            if name is not None:
+                owners[name].add(task)
     return {name: frozenset(ts) for name, ts in owners.items()}
 
 

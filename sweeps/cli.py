@@ -1,0 +1,160 @@
+"""Command line of disparse-tune: argument parsing only (``tune.py`` and the ``disparse-tune`` script).
+
+::
+
+    python tune.py [run] [--space dynamic.yaml] [--trials N] [--set key=value ...] [--dry-run | --resume]
+    python tune.py best --budget seg.miou=-2% --budget normal.mean=+5% [--sweep ID]
+    python tune.py pareto [--sweep ID]
+    python tune.py report [--sweep ID]
+
+Bad input anywhere is one line ``error: ...`` on stderr and exit code 2, with no traceback and nothing
+written. Imports are lazy so that ``--help`` and errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .errors import UserInputError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+COMMANDS = ("run", "best", "pareto", "report")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises (one line) instead of printing the usage and exiting."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UserInputError(f"{self.prog.split()[-1]}: {message}")
+
+
+def _int_arg(flag: str, low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise UserInputError(f"{flag}: {text!r} is not an integer; expected an integer >= {low}")
+        if value < low:
+            raise UserInputError(f"{flag}: {value} is too small; expected an integer >= {low}")
+        return value
+    return parse
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment (default: disparse-tune)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tune.py", description="Sweep DiSparse multitask compression configs with "
+                     "Ray Tune + Optuna, track them in MLflow, pick the sparsest model within budgets.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run (or --resume) a sweep (the default command)")
+    run.add_argument("--space", help="search space: a name from search_spaces/ or a YAML path "
+                     "(default: dynamic)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a space entry, e.g. --set trials=4 (repeatable)")
+    run.add_argument("--trials", type=_int_arg("--trials", 1), help="number of trials")
+    run.add_argument("--concurrency", type=_int_arg("--concurrency", 1), help="trials at a time")
+    run.add_argument("--seed", type=_int_arg("--seed", 0), help="sampler seed")
+    run.add_argument("--ray-address", help="join a Ray cluster: 'auto' or HOST:PORT "
+                     "(default: start a local Ray on 127.0.0.1)")
+    _store_options(run)
+    run.add_argument("--results-dir", help="where the sweep keeps its state "
+                     "(default: ./disparse_results/<space name>)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    run.add_argument("-v", "--verbose", action="store_true", help="Ray's own output, start-up timings")
+
+    best = sub.add_parser("best", help="the sparsest trial within per-task budgets")
+    best.add_argument("--budget", dest="budgets", action="append", default=[], metavar="METRIC=LIMIT",
+                      help="e.g. seg.miou=-2%% (relative to the dense baseline) or seg.miou>=0.3")
+    best.add_argument("--sweep", help="sweep id (default: the latest)")
+    _store_options(best)
+
+    for name, text in (("pareto", "the Pareto front of a sweep"), ("report", "a sweep at a glance")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--sweep", help="sweep id (default: the latest)")
+        _store_options(p)
+    return parser
+
+
+def _with_default_command(argv: Sequence[str]) -> list[str]:
+    argv = list(argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        return ["run"] + argv
+    return argv
+
+
+def _run(args, out) -> int:
+    from .runner import (RunOptions, describe_plan, format_front, make_plan, mlflow_ui_command,
+                         run_sweep)
+
+    opts = RunOptions(space=args.space, overrides=args.overrides, trials=args.trials,
+                      concurrency=args.concurrency, seed=args.seed, ray_address=args.ray_address,
+                      tracking_uri=args.tracking_uri, experiment=args.experiment,
+                      results_dir=args.results_dir, resume=args.resume, dry_run=args.dry_run,
+                      verbose=args.verbose)
+    plan = make_plan(opts)
+    if args.dry_run:
+        print(describe_plan(plan), file=out)
+        print("dry run: nothing started, nothing written", file=out)
+        return 0
+    summary = run_sweep(plan, out=out)
+    objectives = plan.spec.metric_names
+    states = ", ".join(f"{n.lower()} {c}" for n, c in sorted(summary.states.items()))
+    if summary.interrupted:
+        print(f"\nsweep {summary.sweep_id} interrupted ({states}); continue it with:\n"
+              f"  python tune.py --resume --results-dir {summary.results_dir}", file=out)
+        return EXIT_INTERRUPTED
+    print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s "
+          f"({states})", file=out)
+    print(f"Pareto front ({len(summary.front)} trials, fully trained only):", file=out)
+    print(format_front(summary.front, objectives), file=out)
+    for msg in summary.tracking_errors[:5]:
+        print(f"warning: {msg}", file=out)
+    print(f"\nresults: {summary.results_dir}", file=out)
+    print(f"browse:  {mlflow_ui_command(summary.tracking_uri)}", file=out)
+    print(f"choose:  python tune.py best --budget seg.miou=-2% --sweep {summary.sweep_id}"
+          + ("" if plan.tracking_uri.endswith(f"/{'mlflow.db'}") else
+             f" --tracking-uri {plan.tracking_uri}"), file=out)
+    return 0
+
+
+def _query(args, out, err) -> int:
+    from . import queries
+
+    common = dict(out=out, err=err)
+    if args.command == "best":
+        if not args.budgets:
+            raise UserInputError("best: --budget is required; expected e.g. --budget seg.miou=-2%")
+        return queries.best(args.tracking_uri, args.experiment, args.budgets, args.sweep, **common)
+    fn = queries.pareto if args.command == "pareto" else queries.report
+    return fn(args.tracking_uri, args.experiment, args.sweep, **common)
+
+
+def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    argv = _with_default_command(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return _run(args, out)
+        return _query(args, out, err)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

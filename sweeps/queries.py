@@ -1,0 +1,362 @@
+"""The questions users ask after a sweep — ``best``, ``pareto``, ``report`` — answered from MLflow only.
+
+Each command takes plain values (the CLI parses them), prints its answer to ``out`` (stdout) and returns
+an exit code: 0 answered; 1 ``best`` found no trial within the budgets (the closest is shown); 2 bad input
+(unknown store, experiment or sweep, no trials, a malformed budget), reported as one line
+``error: ...`` on ``err`` (stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
+
+from .errors import UserInputError
+
+__all__ = ["best", "pareto", "report", "format_table", "format_number"]
+
+EXIT_OK, EXIT_NONE_MEETS, EXIT_USAGE = 0, 1, 2
+
+# Config keys that say what a compressed model is (printed with the winner, in this order).
+_CONFIG_KEYS = ("method", "sparsity", "criterion", "cutoff", "gradual", "dynamic", "arch", "width",
+                "workload", "tasks", "steps", "lr", "seed")
+
+
+# --- formatting ----------------------------------------------------------------------------------------------
+
+def format_number(value: Any) -> str:
+    """Numbers with sensible precision (ints as ints, 4 significant digits, thousands separators)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) >= 1000:
+        return f"{int(value):,}"
+    a = abs(value)
+    if a == 0:
+        return "0"
+    if a >= 10000:
+        return f"{value:,.0f}"
+    if a >= 100:
+        return f"{value:.1f}"
+    if a >= 1:
+        return f"{value:.3f}"
+    if a >= 1e-3:
+        return f"{value:.4f}"
+    return f"{value:.3e}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, indent: str = "") -> str:
+    """A plain-text table: numbers right-aligned (and formatted), text left-aligned."""
+    rows = [list(r) for r in rows]
+    cells = [[format_number(v) if _is_number(v) else ("" if v is None else str(v)) for v in r] for r in rows]
+    numeric = [bool(rows) and all(_is_number(r[i]) or r[i] in (None, "") for r in rows)
+               and any(_is_number(r[i]) for r in rows) for i in range(len(headers))]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        return (indent + "  ".join(parts)).rstrip()
+
+    out = [line(list(headers)), indent + "  ".join("-" * w for w in widths)]
+    out += [line(c) for c in cells]
+    return "\n".join(out)
+
+
+def _pct_change(value: float, base: float) -> str:
+    if base == 0 or not math.isfinite(base) or not math.isfinite(value):
+        return ""
+    return f"{(value - base) / abs(base) * 100:+.2f}%"
+
+
+# --- plumbing ------------------------------------------------------------------------------------------------
+
+def _run(fn: Callable[[TextIO], int], out: TextIO | None, err: TextIO | None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        return fn(out)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+
+
+def _load(tracking_uri: str | None, experiment: str | None, sweep: str | None):
+    from . import tracking
+    sweep_rec = tracking.load_sweep(tracking_uri, experiment, sweep)
+    trials = tracking.load_trials(sweep_rec["tracking_uri"], sweep_rec["experiment"], sweep_rec["sweep_id"])
+    if not trials:
+        raise UserInputError(f"sweep {sweep_rec['sweep_id']!r} in experiment {sweep_rec['experiment']!r} "
+                             f"has no trials yet; expected a sweep that ran at least one trial")
+    return tracking, sweep_rec, trials
+
+
+def _finished(trials: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [t for t in trials if t["status"] == "FINISHED" and not t.get("early_stopped")]
+
+
+def _objectives_of(sweep_rec: Mapping[str, Any]) -> tuple[list[str], list[str] | None]:
+    """Objectives and directions recorded on the sweep run (tags after finish, else the params)."""
+    tags, params = sweep_rec.get("tags") or {}, sweep_rec.get("params") or {}
+    if tags.get("disparse.objectives"):
+        objs = [o for o in tags["disparse.objectives"].split(",") if o]
+        dirs = [d for d in tags.get("disparse.directions", "").split(",") if d]
+        return objs, dirs if len(dirs) == len(objs) else None
+    text = params.get("objectives", "")
+    items: list[str] = []
+    if text.startswith(("[", "{")):
+        try:
+            parsed = json.loads(text)
+            items = [f"{k}:{v}" for k, v in parsed.items()] if isinstance(parsed, dict) else [str(x) for x in parsed]
+        except ValueError:
+            items = []
+    else:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+    objs, dirs = [], []
+    for item in items:
+        name, _, d = item.partition(":")
+        objs.append(name.strip())
+        dirs.append(d.strip())
+    return objs, dirs if objs and all(dirs) else None
+
+
+def _fetch_hint(uri: str, run_id: str) -> list[str]:
+    return [f"export MLFLOW_TRACKING_URI={uri}",
+            f"mlflow runs describe --run-id {run_id}",
+            f"mlflow artifacts download --run-id {run_id} --dst-path ./{run_id}",
+            f"(python: mlflow.MlflowClient({uri!r}).get_run({run_id!r}))"]
+
+
+def _config_summary(rec: Mapping[str, Any]) -> str:
+    config = rec.get("config") or {}
+    parts = []
+    for key in _CONFIG_KEYS:
+        if key not in config or config[key] is None:
+            continue
+        value = config[key]
+        if isinstance(value, dict):
+            parts.extend(f"{key}.{k}={_short(v)}" for k, v in value.items())
+        else:
+            parts.append(f"{key}={_short(value)}")
+    return " ".join(parts) if parts else "(no config recorded)"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | None, budgets: Sequence,
+                 base_for_budgets: Mapping[str, float] | None) -> list[list[Any]]:
+    by_metric = {b.metric: b for b in budgets}
+    keys = sorted(k for k in metrics if "." in k and not k.startswith(("mask_iou", "best")))
+    keys += [k for k in ("delta_m",) if k in metrics]
+    keys += [m for m in by_metric if m not in keys]
+    rows = []
+    for key in keys:
+        value = metrics.get(key)
+        base = (baseline or {}).get(key)
+        budget = by_metric.get(key)
+        verdict = ""
+        if budget is not None:
+            amount = budget.violation(value, base_for_budgets)
+            verdict = "ok" if amount <= 0 else f"VIOLATED (short {amount:.1%})"
+        rows.append([key, value, base, _pct_change(value, base) if _is_number(value) and _is_number(base)
+                     else "", budget.text if budget is not None else "", verdict])
+    return rows
+
+
+# --- best ----------------------------------------------------------------------------------------------------
+
+def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str], sweep: str | None = None,
+         *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """The sparsest trial (highest ``compression``) meeting every budget, with its metrics vs the dense
+    baseline, its config and how to fetch it. Exit 0 found, 1 none meets (closest shown), 2 bad input."""
+    def go(out: TextIO) -> int:
+        from .budgets import best_under_budget, parse_budgets
+        parsed = parse_budgets(list(budgets or []))             # syntax errors before touching the store
+        tracking, sweep_rec, trials = _load(tracking_uri, experiment, sweep)
+        finished = _finished(trials)
+        known = set().union(*(t["metrics"] for t in finished)) if finished else set()
+        if known:
+            parse_budgets(list(budgets or []), known_metrics=known)
+        base_rec = tracking.load_baseline_for(trials)
+        baseline = base_rec["metrics"] if base_rec else None
+        skipped = len(trials) - len(finished)
+        if not finished:
+            raise UserInputError(f"sweep {sweep_rec['sweep_id']!r} has no finished, fully trained trials "
+                                 f"({skipped} failed, early-stopped or running); expected at least one")
+        winner, closest = best_under_budget(finished, parsed, baseline)
+        uri = sweep_rec["tracking_uri"]
+        print(f"sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): "
+              f"{len(finished)} fully trained trials considered, {skipped} failed/early-stopped/running skipped",
+              file=out)
+        print(f"budgets: {', '.join(b.text for b in parsed) or '(none: the sparsest trial)'}", file=out)
+        print(f"baseline: " + (f"dense run {base_rec['run_id']}" if base_rec and base_rec.get("run_id")
+                               else "the baseline_metrics the trials were given" if base_rec
+                               else "none found (relative changes not shown)"), file=out)
+        print(file=out)
+        rec = winner if winner is not None else (closest.record if closest is not None else None)
+        if winner is None:
+            if closest is None:
+                print("No trial has a compression value; nothing to choose from.", file=out)
+                return EXIT_NONE_MEETS
+            print("NO TRIAL MEETS EVERY BUDGET. Closest trial (smallest total shortfall):", file=out)
+        else:
+            print("Sparsest trial within every budget:", file=out)
+        m = rec["metrics"]
+        print(f"  run id       {rec['run_id']}   (trial {rec.get('trial_key')})", file=out)
+        print(f"  compression  {format_number(m.get('compression'))}   achieved sparsity "
+              f"{format_number(m.get('sparsity'))}" + (f"   delta_m {m['delta_m']:+.2f}%" if _is_number(
+                  m.get("delta_m")) else ""), file=out)
+        print(f"  config       {_config_summary(rec)}", file=out)
+        if winner is None:
+            print("  violations   " + closest.describe(), file=out)
+        print(file=out)
+        print(format_table(["metric", "value", "baseline", "change", "budget", "status"],
+                           _metric_rows(m, baseline, parsed, baseline), indent="  "), file=out)
+        print(file=out)
+        print("fetch it:", file=out)
+        for line in _fetch_hint(uri, rec["run_id"]):
+            print(f"  {line}", file=out)
+        return EXIT_OK if winner is not None else EXIT_NONE_MEETS
+    return _run(go, out, err)
+
+
+# --- pareto --------------------------------------------------------------------------------------------------
+
+def _front(tracking, sweep_rec, trials, objectives: Sequence[str] | None):
+    objs, dirs = _objectives_of(sweep_rec)
+    if objectives:
+        objs, dirs = list(objectives), None
+    if not objs:
+        raise UserInputError(f"sweep {sweep_rec['sweep_id']!r} records no objectives; expected "
+                             "--objective METRIC (e.g. compression)")
+    dirs = tracking.normalize_directions(objs, dirs)
+    eligible = tracking.eligible_for_front(trials, objs)
+    tagged = [t for t in eligible if t.get("pareto")]
+    if tagged and not objectives:
+        front = tagged
+    elif eligible:
+        from .pareto import pareto_front
+        idx = tracking.front_indices(pareto_front, [[t["metrics"][o] for o in objs] for t in eligible], dirs)
+        front = [eligible[i] for i in idx]
+    else:
+        front = []
+    sign = 1.0 if dirs[0] == "maximize" else -1.0
+    front.sort(key=lambda r: -sign * r["metrics"][objs[0]])
+    return objs, dirs, eligible, front
+
+
+def pareto(tracking_uri: str | None, experiment: str | None, sweep: str | None = None, *,
+           objectives: Sequence[str] | None = None, out: TextIO | None = None,
+           err: TextIO | None = None) -> int:
+    """The Pareto front of a sweep as a table (objectives and key params), best first by the first
+    objective. The front is the one the sweep recorded (``disparse.pareto`` tags) unless the sweep never
+    finished or other ``objectives`` are asked for; then it is computed from the trials in MLflow."""
+    def go(out: TextIO) -> int:
+        from .plots import key_params
+        tracking, sweep_rec, trials = _load(tracking_uri, experiment, sweep)
+        objs, dirs, eligible, front = _front(tracking, sweep_rec, trials, objectives)
+        arrows = {"maximize": "max", "minimize": "min"}
+        print(f"Pareto front of sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): "
+              f"{len(front)} of {len(eligible)} fully trained trials; objectives "
+              + ", ".join(f"{o} ({arrows[d]})" for o, d in zip(objs, dirs)), file=out)
+        if not front:
+            print("no fully trained trial has every objective; nothing on the front yet", file=out)
+            return EXIT_OK
+        params = key_params(front)
+        rows = [[r["run_id"], r.get("trial_key") or "", *[r["metrics"][o] for o in objs],
+                 *[_parsed(r, k) for k in params]] for r in front]
+        print(format_table(["run id", "trial", *objs, *params], rows), file=out)
+        return EXIT_OK
+    return _run(go, out, err)
+
+
+def _parsed(rec: Mapping[str, Any], key: str) -> Any:
+    raw = (rec.get("params") or {}).get(key, "")
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return raw
+    return value if _is_number(value) else raw
+
+
+# --- report --------------------------------------------------------------------------------------------------
+
+def report(tracking_uri: str | None, experiment: str | None, sweep: str | None = None, *,
+           out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """A sweep at a glance: trial counts, front size, hypervolume, best per objective, the baseline and
+    where the artifacts are."""
+    def go(out: TextIO) -> int:
+        tracking, sweep_rec, trials = _load(tracking_uri, experiment, sweep)
+        params, tags, uri = sweep_rec["params"], sweep_rec["tags"], sweep_rec["tracking_uri"]
+        count = {s: sum(t["status"] == s for t in trials) for s in ("FINISHED", "FAILED", "KILLED", "RUNNING")}
+        early = sum(t["status"] == "FINISHED" and t.get("early_stopped") for t in trials)
+        print(f"sweep {sweep_rec['sweep_id']}  (experiment {sweep_rec['experiment']}, run "
+              f"{sweep_rec['run_id']}, status {sweep_rec['status']})", file=out)
+        print(f"  store        {uri}", file=out)
+        settings = [f"{k} {params[k]}" for k in ("space", "sampler", "seed", "trials", "concurrency")
+                    if params.get(k)]
+        if settings:
+            print("  settings     " + ", ".join(settings), file=out)
+        if tags.get("disparse.code_version"):
+            print(f"  code         {tags['disparse.code_version']}", file=out)
+        print(f"  trials       {len(trials)}: {count['FINISHED'] - early} fully trained, {early} early-stopped, "
+              f"{count['FAILED']} failed, {count['KILLED']} killed, {count['RUNNING']} running", file=out)
+        failures = [t for t in trials if t["status"] == "FAILED" and t.get("failure")]
+        for t in failures[:5]:
+            print(f"    failed {t.get('trial_key')}: {t['failure']}", file=out)
+        if len(failures) > 5:
+            print(f"    ... {len(failures) - 5} more failures", file=out)
+        if params.get("budgets"):
+            print(f"  budgets      {params['budgets']}", file=out)
+
+        objs, _ = _objectives_of(sweep_rec)
+        if objs:
+            objs, dirs, eligible, front = _front(tracking, sweep_rec, trials, None)
+            hv = sweep_rec["metrics"].get("hypervolume")
+            print(f"  front        {len(front)} of {len(eligible)} fully trained trials"
+                  + (f"; hypervolume {format_number(hv)}" if hv is not None else "")
+                  + (f" (reference {tags['disparse.reference_point']})" if tags.get("disparse.reference_point")
+                     else ""), file=out)
+            if eligible:
+                rows = []
+                for o, d in zip(objs, dirs):
+                    pick = max if d == "maximize" else min
+                    b = pick(eligible, key=lambda r: r["metrics"][o])
+                    rows.append([o, d, b["metrics"][o], b["run_id"], b.get("trial_key") or ""])
+                print(file=out)
+                print(format_table(["objective", "direction", "best", "run id", "trial"], rows, indent="  "),
+                      file=out)
+        base_rec = tracking.load_baseline_for(trials)
+        print(file=out)
+        if base_rec:
+            src = f"dense run {base_rec['run_id']}" if base_rec.get("run_id") else "baseline_metrics in the config"
+            print(f"  baseline     {src}", file=out)
+            rows = [[k, v] for k, v in sorted(base_rec["metrics"].items())
+                    if "." in k or k in ("compression", "sparsity", "nonzero_params")]
+            if rows:
+                print(format_table(["metric", "value"], rows, indent="    "), file=out)
+        else:
+            print("  baseline     none found", file=out)
+        print(file=out)
+        arts = tracking.list_artifacts(uri, sweep_rec["run_id"])
+        print(f"  artifacts    {sweep_rec['artifact_uri']}", file=out)
+        for a in arts:
+            print(f"    {a}", file=out)
+        print(f"  browse       mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000 --workers 1",
+              file=out)
+        return EXIT_OK
+    return _run(go, out, err)

@@ -1,0 +1,384 @@
+"""Every Ray import of disparse-tune lives in this file (Ray's import paths move between releases).
+
+What is here:
+
+* :func:`connect` starts a local Ray on 127.0.0.1 (the loopback environment below is set before Ray is
+  imported) or joins a cluster the user names with ``--ray-address``.
+* :class:`OptunaAskTellSearcher`, a thin Ray ``Searcher`` over :class:`sweeps.searcher.StudyDriver`
+  (why not ``OptunaSearch``: see that module's docstring).
+* :func:`trainable`, the function trainable: ``run_trial(config, report=...)`` with every report sent
+  through ``ray.tune.report``; a NaN in a watched metric raises, so the trial is FAILED.
+* :class:`SweepCallback`, the driver-side Ray Tune callback that is the only MLflow writer (it calls
+  :class:`sweeps.tracking.SweepTracker`) and feeds :mod:`sweeps.progress`.
+* :func:`run_tuner`: ``Tuner`` + ``ConcurrencyLimiter`` + ``tune.with_resources`` + optional ASHA +
+  ``FailureConfig(max_failures=...)``, ``reuse_actors=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+#: Keeps a local Ray on 127.0.0.1, no auth prompt, no usage stats, no MLflow telemetry.
+LOOPBACK_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
+
+def set_loopback_env() -> None:
+    for name, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+set_loopback_env()
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.result import AUTO_RESULT_KEYS  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+from ray.tune.search import ConcurrencyLimiter, Searcher  # noqa: E402
+
+from .searcher import StudyDriver, is_final, numeric_metrics  # noqa: E402
+
+__all__ = [
+    "LOOPBACK_ENV", "RaySession", "connect", "run_remote", "OptunaAskTellSearcher", "trainable",
+    "SweepCallback", "EarlyStopping", "TunerOutcome", "run_tuner", "trial_metrics",
+]
+
+_RAY_KEYS = set(AUTO_RESULT_KEYS) | {
+    "done", "trial_id", "experiment_tag", "should_checkpoint", "__duplicate__", "node_id", "mask_iou",
+}
+
+
+def trial_metrics(result: Mapping[str, Any] | None) -> dict[str, float]:
+    """The metrics ``run_trial`` reported, without Ray's bookkeeping keys or nested entries."""
+    result = result or {}
+    flat = {k: v for k, v in result.items() if k not in _RAY_KEYS and "/" not in str(k)}
+    return numeric_metrics(flat)
+
+
+# ------------------------------------------------------------------------------------- Ray itself
+@dataclass
+class RaySession:
+    address: str
+    owned: bool  # True when this process started Ray (and stops it)
+    init_s: float
+    cpus: float
+    gpus: float
+    nodes: int
+
+    def close(self) -> None:
+        if self.owned and ray.is_initialized():
+            ray.shutdown()
+
+
+def _quiet_ray(verbose: bool) -> None:
+    if not verbose:
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+            verbose: bool = False) -> RaySession:
+    """Join ``address`` (``auto`` or ``host:port``), or start a local Ray on 127.0.0.1.
+
+    A Ray already initialised in this process (a test fixture, a notebook) is reused as is.
+    """
+    _quiet_ray(verbose)
+    t0 = time.perf_counter()
+    owned = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = dict(log_to_driver=verbose,
+                                      logging_level=logging.INFO if verbose else logging.ERROR)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus,
+                     include_dashboard=False, **kwargs)
+        owned = True
+    resources = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    ctx = ray.get_runtime_context()
+    return RaySession(address=str(getattr(ctx, "gcs_address", "") or address or "local"), owned=owned,
+                      init_s=time.perf_counter() - t0, cpus=float(resources.get("CPU", 0)),
+                      gpus=float(resources.get("GPU", 0)), nodes=nodes)
+
+
+def run_remote(fn: Callable, *args, cpu: float = 1, gpu: float = 0):
+    """Run ``fn(*args)`` as one Ray task with the given resources and return its value."""
+    return ray.get(ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=0)(fn).remote(*args))
+
+
+def current_node_id() -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
+# ---------------------------------------------------------------------------------- the trainable
+def _check_finite(metrics: Mapping[str, Any], watch) -> None:
+    for name in watch:
+        value = metrics.get(name)
+        if isinstance(value, float) and math.isnan(value):
+            raise FloatingPointError(f"metric {name} is NaN at step {metrics.get('step')}")
+
+
+def trainable(config: dict) -> None:
+    """Ray function trainable: one ``run_trial`` call, every evaluation reported to Tune.
+
+    ``config`` is ``{"trial_key", "params", "trial": run_trial config, "watch": [metric names]}``.
+    The final report is held back until ``run_trial`` returns so that it can carry ``mask_iou``.
+    """
+    from disparse_core.trial import run_trial
+
+    watch = list(config.get("watch", ()))
+    node_id = current_node_id()
+    held: dict[str, dict] = {}
+
+    def report(metrics: Mapping[str, Any]) -> None:
+        metrics = dict(metrics)
+        _check_finite(metrics, watch)
+        metrics["node_id"] = node_id
+        if is_final(metrics):
+            held["final"] = metrics
+        else:
+            tune.report(metrics)
+
+    result = run_trial(dict(config["trial"]), report=report)
+    final = held.get("final")
+    if final is None:  # run_trial returned without a final report: its result is the final one
+        final = {k: v for k, v in result.items() if k != "mask_iou"}
+        final.update(final=1.0, node_id=node_id)
+        _check_finite(final, watch)
+    iou = result.get("mask_iou") if isinstance(result, Mapping) else None
+    if isinstance(iou, Mapping) and iou:
+        final["mask_iou"] = {str(k): float(v) for k, v in iou.items()}
+    tune.report(final)
+
+
+def baseline_task(config: dict) -> dict:
+    """The dense baseline as a Ray task (same code path as a trial, no Tune session)."""
+    from disparse_core.trial import run_trial
+
+    result = dict(run_trial(dict(config)))
+    result["node_id"] = current_node_id()
+    return result
+
+
+# ------------------------------------------------------------------------------------ the searcher
+class OptunaAskTellSearcher(Searcher):
+    """Ray ``Searcher`` over a :class:`StudyDriver`: each ``suggest`` is one ``study.ask()``.
+
+    Results are told in :meth:`on_trial_complete` (COMPLETE when the last report is final, else PRUNED).
+    Errors are told by :class:`SweepCallback.on_trial_error`, which knows the reason.
+    """
+
+    def __init__(self, driver: StudyDriver, watch=()):
+        super().__init__(metric=None, mode=None)
+        self.driver = driver
+        self.watch = list(watch)
+        self.keys: dict[str, str] = {}  # Ray trial id -> trial key
+        self.interrupted = False
+
+    def suggest(self, trial_id: str):
+        if self.interrupted:
+            return Searcher.FINISHED
+        asked = self.driver.ask()
+        if asked is None:
+            return Searcher.FINISHED
+        self.keys[trial_id] = asked.key
+        return {"trial_key": asked.key, "params": asked.params, "trial": asked.config,
+                "watch": self.watch}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        key = self.keys.get(trial_id)
+        if key is None or error or self.interrupted:
+            return  # errors: told by the callback; interrupted: left RUNNING for --resume
+        self.keys.pop(trial_id, None)
+        self.driver.tell_result(key, trial_metrics(result) | {"final": (result or {}).get("final", 0.0)})
+
+    # the study is persisted by Optuna's storage on every tell: nothing else to save
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------ the callback
+def _error_reason(trial) -> str:
+    """The last line of the trial's error (``RuntimeError: boom``), else the error's repr."""
+    text = ""
+    for attr in ("error_file",):
+        path = getattr(trial, attr, None)
+        if path and os.path.exists(str(path)):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                pass
+    if not text:
+        err = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
+        text = str(err or "the trial raised an error")
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "the trial raised an error")[:500]
+
+
+class SweepCallback(tune.Callback):
+    """Driver-side: the sweep's only MLflow writer, and the progress display's event source."""
+
+    def __init__(self, searcher: OptunaAskTellSearcher, tracker=None, progress=None):
+        self.searcher = searcher
+        self.tracker = tracker
+        self.progress = progress
+        self.nodes: dict[str, str] = {}  # trial key -> Ray node id
+        self.tracking_errors: list[str] = []
+
+    def _track(self, method: str, *args, **kwargs) -> None:
+        if self.tracker is None:
+            return
+        try:
+            getattr(self.tracker, method)(*args, **kwargs)
+        except Exception as err:  # MLflow down must not kill the sweep; reported at the end
+            msg = f"tracking {method} failed: {type(err).__name__}: {err}"
+            self.tracking_errors.append(msg)
+            if self.progress is not None:
+                self.progress.note(msg)
+
+    @staticmethod
+    def _key(trial) -> str:
+        return trial.config["trial_key"]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        key = self._key(trial)
+        self._track("trial_started", key, trial.config.get("params", {}))
+        if self.progress is not None:
+            self.progress.trial_started(key)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        key = self._key(trial)
+        if result.get("node_id"):
+            self.nodes[key] = result["node_id"]
+        metrics = trial_metrics(result)
+        if not is_final(result):  # the final result is logged once, by trial_completed
+            self._track("trial_result", key, metrics, int(metrics.get("step", 0)))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.searcher.interrupted:
+            return
+        key = self._key(trial)
+        result = trial.last_result or {}
+        if result.get("node_id"):
+            self.nodes[key] = result["node_id"]
+        metrics = trial_metrics(result)
+        full = is_final(result)
+        state = self._told_state(key)
+        if state == "FAIL":  # e.g. a NaN objective in the final result
+            reason = self._fail_reason(key) or "objective values are not finite"
+            self._track("trial_failed", key, reason)
+            if self.progress is not None:
+                self.progress.trial_failed(key, reason)
+            return
+        iou = result.get("mask_iou") if isinstance(result.get("mask_iou"), Mapping) else None
+        self._track("trial_completed", key, metrics, mask_iou=iou, early_stopped=not full)
+        if self.progress is not None:
+            self.progress.trial_finished(key, metrics, full=full)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        if self.progress is not None:
+            self.progress.note(f"trial {self._key(trial)} failed ({_error_reason(trial)}); retrying")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        key = self._key(trial)
+        reason = _error_reason(trial)
+        self.searcher.keys.pop(trial.trial_id, None)
+        self.searcher.driver.tell_failure(key, reason)
+        self._track("trial_failed", key, reason)
+        if self.progress is not None:
+            self.progress.trial_failed(key, reason)
+
+    def _told_state(self, key: str) -> str | None:
+        for t in reversed(self.searcher.driver.study.get_trials(deepcopy=False)):
+            if t.user_attrs.get("trial_key") == key:
+                return t.state.name
+        return None
+
+    def _fail_reason(self, key: str) -> str | None:
+        for t in reversed(self.searcher.driver.study.get_trials(deepcopy=False)):
+            if t.user_attrs.get("trial_key") == key:
+                return t.user_attrs.get("fail_reason")
+        return None
+
+
+# --------------------------------------------------------------------------------------- the tuner
+@dataclass(frozen=True)
+class EarlyStopping:
+    """ASHA on one metric (``time_attr``: a reported counter, e.g. ``step``)."""
+
+    metric: str
+    mode: str  # "min" | "max"
+    max_t: int
+    grace_period: int = 1
+    reduction_factor: float = 2
+    time_attr: str = "step"
+
+
+@dataclass
+class TunerOutcome:
+    interrupted: bool
+    fit_s: float
+    nodes: dict = field(default_factory=dict)
+    tracking_errors: list = field(default_factory=list)
+
+
+def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrency: int,
+              storage_path: str, name: str, tracker=None, progress=None,
+              early_stopping: EarlyStopping | None = None, max_retries: int = 0,
+              watch=(), verbose: bool = False) -> TunerOutcome:
+    """Run the remaining trials of ``driver``'s study as one Ray Tune experiment."""
+    searcher = OptunaAskTellSearcher(driver, watch=watch)
+    callback = SweepCallback(searcher, tracker=tracker, progress=progress)
+    scheduler = None
+    if early_stopping is not None:
+        es = early_stopping
+        scheduler = ASHAScheduler(time_attr=es.time_attr, metric=es.metric, mode=es.mode,
+                                  max_t=es.max_t, grace_period=es.grace_period,
+                                  reduction_factor=es.reduction_factor)
+    num_samples = driver.remaining()
+    outcome = TunerOutcome(interrupted=False, fit_s=0.0)
+    if num_samples <= 0:
+        return outcome
+    res = {"cpu": float(resources.get("cpu", 1))}
+    if float(resources.get("gpu", 0) or 0) > 0:
+        res["gpu"] = float(resources["gpu"])
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, res),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max(1, int(concurrency))),
+            scheduler=scheduler, num_samples=num_samples, reuse_actors=True,
+            trial_name_creator=lambda t: t.config["trial_key"],
+            trial_dirname_creator=lambda t: t.config["trial_key"],
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, verbose=2 if verbose else 0,
+            callbacks=[callback],
+            failure_config=tune.FailureConfig(max_failures=int(max_retries)),
+        ),
+    )
+    t0 = time.perf_counter()
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        searcher.interrupted = True
+    outcome.fit_s = time.perf_counter() - t0
+    outcome.interrupted = searcher.interrupted or bool(driver._live) or driver.remaining() > 0
+    outcome.nodes = dict(callback.nodes)
+    outcome.tracking_errors = list(callback.tracking_errors)
+    return outcome

@@ -1,0 +1,203 @@
+"""The sweep's Optuna side: ask for trial configs, tell results, survive an interrupted driver.
+
+Why our own ask/tell driver instead of Ray's ``OptunaSearch``
+-------------------------------------------------------------
+``OptunaSearch`` (Ray 2.60) takes multi-objective metrics only as its own lists, never passes a
+``constraints`` user attribute, and tells a trial that ASHA stopped early as ``COMPLETE`` with its
+partial values, so the Pareto front would mix training lengths. Optuna's public ask/tell API does
+all we need in a page: ``study.ask()``, define-by-run :func:`sweeps.space.suggest`,
+``trial.set_user_attr("constraints", ...)`` (read by the sampler's ``constraints_func``) and
+``study.tell(trial, values)`` or ``state=PRUNED/FAIL``. This module holds that logic with no Ray
+import, so it is unit-testable in a second; :mod:`sweeps.ray_backend` wraps it in a thin Ray
+``Searcher``.
+
+Rules
+-----
+* A trial is fully trained when its last report carries ``final == 1.0``. Only then is it told
+  ``COMPLETE`` with its objective values. A trial stopped early (ASHA) is told ``PRUNED`` (no values,
+  user attribute ``early_stopped=True``), so it is on no Pareto front. A trial that raised, or whose
+  objectives are missing or not finite, is told ``FAIL`` with user attribute ``fail_reason``.
+* Every trial carries a stable ``trial_key`` user attribute (``t0000``, ``t0001``...): MLflow runs are
+  keyed by it, so a resumed sweep never duplicates a trial.
+* The study lives in its own sqlite file (never MLflow's: both use alembic's version table). Every
+  ``tell`` is committed at once, so the study is the resume log. On resume, a trial left ``RUNNING``
+  by a killed driver is told ``FAIL`` with ``interrupted=True`` and its parameters are enqueued again
+  under the same ``trial_key``; finished trials are never rerun.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+__all__ = ["Asked", "StudyDriver", "TRIAL_KEY", "trial_key_of", "numeric_metrics"]
+
+TRIAL_KEY = "trial_key"
+CONSTRAINTS = "constraints"
+METRICS = "metrics"
+EARLY_STOPPED = "early_stopped"
+INTERRUPTED = "interrupted"
+FAIL_REASON = "fail_reason"
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One new trial: its stable key, the full ``run_trial`` config and the sampled parameters."""
+
+    key: str
+    config: dict
+    params: dict
+
+
+def trial_key_of(number: int) -> str:
+    return f"t{number:04d}"
+
+
+def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The flat numeric entries of a result (drops strings, dicts, bools, Ray's bookkeeping)."""
+    out = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out[name] = float(value)
+    return out
+
+
+def is_final(metrics: Mapping[str, Any] | None) -> bool:
+    return bool(metrics) and float(metrics.get("final", 0.0) or 0.0) == 1.0
+
+
+class StudyDriver:
+    """Owns one Optuna study for one sweep.
+
+    Args:
+        study: an Optuna study (``optuna.create_study(..., load_if_exists=True)``) whose sampler was
+            made by :func:`sweeps.space.make_sampler`.
+        suggest: ``suggest(optuna_trial) -> config`` (the space's define-by-run sampler).
+        objectives: metric names, in the study's direction order.
+        n_trials: how many trials the sweep runs in all (over every resume).
+        constraints: ``constraints(metrics) -> list[float]`` (<= 0 feasible), or None.
+        extra_config: keys merged into every config (``baseline_metrics``, ``num_threads``...).
+    """
+
+    def __init__(self, study, suggest, objectives, n_trials, constraints=None, extra_config=None):
+        if len(objectives) != len(study.directions):
+            raise ValueError(
+                f"the study has {len(study.directions)} objectives, but got {list(objectives)}"
+            )
+        self.study = study
+        self._suggest = suggest
+        self.objectives = list(objectives)
+        self.n_trials = int(n_trials)
+        self._constraints = constraints
+        self._extra = dict(extra_config or {})
+        self._live: dict[str, Any] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _trials(self, states=None):
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def _latest_by_key(self) -> dict:
+        latest = {}
+        for t in sorted(self._trials(), key=lambda t: t.number):
+            latest[t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))] = t
+        return latest
+
+    def done_keys(self) -> set[str]:
+        """Keys whose latest trial ended (COMPLETE, PRUNED or FAIL); a re-enqueued key is not done."""
+        return {k for k, t in self._latest_by_key().items() if t.state.is_finished()}
+
+    def remaining(self) -> int:
+        """Trials still to start (the waiting, re-enqueued ones included)."""
+        return max(0, self.n_trials - len(self.done_keys()) - len(self._live))
+
+    def recover_interrupted(self) -> list[str]:
+        """Fail the trials a killed driver left RUNNING and enqueue them again; returns their keys.
+
+        The failed attempt stays in the study (recorded in the study attribute ``interrupted``);
+        the key's newest trial is the re-enqueued one, so the key counts as not done.
+        """
+        from optuna.trial import TrialState
+
+        keys = []
+        for t in self._trials((TrialState.RUNNING,)):
+            key = t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))
+            self.study.tell(t.number, state=TrialState.FAIL)
+            self.study.enqueue_trial(dict(t.params), user_attrs={TRIAL_KEY: key})
+            keys.append(key)
+        if keys:
+            before = list(self.study.user_attrs.get(INTERRUPTED, []))
+            self.study.set_user_attr(INTERRUPTED, before + keys)
+        return keys
+
+    # -- ask / tell ----------------------------------------------------------------------------
+    def ask(self) -> Asked | None:
+        if self.remaining() <= 0:
+            return None
+        trial = self.study.ask()
+        key = trial.user_attrs.get(TRIAL_KEY)
+        if key is None:
+            key = trial_key_of(trial.number)
+            trial.set_user_attr(TRIAL_KEY, key)
+        try:
+            config = dict(self._suggest(trial))
+        except Exception as err:  # a space bug must not leave a RUNNING orphan
+            self._tell_fail(trial, f"suggest failed: {err}")
+            raise
+        config.update(self._extra)
+        self._live[key] = trial
+        return Asked(key=key, config=config, params=dict(trial.params))
+
+    def tell_result(self, key: str, metrics: Mapping[str, Any] | None) -> str:
+        """Tell the last result of a trial that ended without error: 'complete', 'pruned' or 'failed'."""
+        from optuna.trial import TrialState
+
+        trial = self._live.pop(key)
+        numeric = numeric_metrics(metrics or {})
+        values = [numeric.get(name, math.nan) for name in self.objectives]
+        if not is_final(metrics):
+            self._set_metrics(trial, numeric)
+            trial.set_user_attr(EARLY_STOPPED, True)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return "pruned"
+        bad = [n for n, v in zip(self.objectives, values) if not math.isfinite(v)]
+        if bad:
+            self._tell_fail(trial, f"objective {bad[0]} is {numeric.get(bad[0], 'missing')}")
+            return "failed"
+        self._set_metrics(trial, numeric)
+        self.study.tell(trial, values)
+        return "complete"
+
+    def tell_failure(self, key: str, reason: str) -> None:
+        trial = self._live.pop(key, None)
+        if trial is not None:
+            self._tell_fail(trial, reason)
+
+    def is_live(self, key: str) -> bool:
+        return key in self._live
+
+    def _tell_fail(self, trial, reason: str) -> None:
+        from optuna.trial import TrialState
+
+        trial.set_user_attr(FAIL_REASON, str(reason)[:500])
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def _set_metrics(self, trial, numeric: dict[str, float]) -> None:
+        finite = {k: v for k, v in numeric.items() if math.isfinite(v)}
+        trial.set_user_attr(METRICS, finite)
+        if self._constraints is not None:
+            try:
+                values = [float(c) for c in self._constraints(finite)]
+            except (KeyError, ValueError) as err:  # metric missing for a budget: infeasible
+                values = [math.inf]
+                trial.set_user_attr("constraints_error", str(err)[:300])
+            # NaN constraints are rejected by Optuna; an unknown value is treated as infeasible
+            trial.set_user_attr(CONSTRAINTS, [v if not math.isnan(v) else math.inf for v in values])
+
+    # -- read back -----------------------------------------------------------------------------
+    def completed(self) -> list:
+        """Fully trained, COMPLETE trials (the only ones a Pareto front may use)."""
+        from optuna.trial import TrialState
+
+        return list(self._trials((TrialState.COMPLETE,)))

@@ -1,0 +1,79 @@
+"""Mask-IoU analysis: per shared layer agreement of the tasks' keep-sets, watershed, cutoff, plot."""
+
+import pytest
+import torch
+
+from disparse_core.iou import find_watershed, mask_iou, plot_mask_iou, suggest_cutoff
+from disparse_core.sparsify import sparsify
+from toy_models import MultiHeadNet, make_batches
+
+
+def _twin_heads_model():
+    torch.manual_seed(0)
+    model = MultiHeadNet(("cls", "reg"), width=6)
+    model.heads["reg"] = torch.nn.Linear(12, 4)
+    model.heads["reg"].load_state_dict(model.heads["cls"].state_dict())
+    return model
+
+
+def test_identical_tasks_have_iou_one_in_every_shared_layer():
+    # two tasks with the same head, loss and targets see the same scores on the trunk
+    losses = {"cls": torch.nn.functional.cross_entropy, "reg": torch.nn.functional.cross_entropy}
+    batches = make_batches(("cls",), n=2)
+    same = [(x, {"cls": y["cls"], "reg": y["cls"]}) for x, y in batches]
+    result = sparsify(_twin_heads_model(), same, losses, sparsity=0.8)
+    ious = mask_iou(result.task_keep, result.ownership)
+    assert list(ious) == [f"trunk.{i}.0.weight" for i in range(3)]  # shared layers, model order
+    assert all(v == 1.0 for v in ious.values())
+    # the same net with another target for one task: the tasks disagree somewhere
+    other = [(x, {"cls": y["cls"], "reg": (y["cls"] + 1) % 4}) for x, y in batches]
+    result = sparsify(_twin_heads_model(), other, losses, sparsity=0.8)
+    assert min(mask_iou(result.task_keep, result.ownership).values()) < 1.0
+
+
+def test_iou_by_hand_and_empty_union():
+    own = {"l1": frozenset({"a", "b"}), "l2": frozenset({"a", "b", "c"}), "head": frozenset({"a"}),
+           "l3": frozenset({"a", "b"})}
+    keep = {
+        "a": {"l1": torch.tensor([1, 1, 0, 0]).bool(), "l2": torch.tensor([1, 1, 1, 0]).bool(),
+              "head": torch.tensor([1]).bool(), "l3": torch.zeros(3, dtype=torch.bool)},
+        "b": {"l1": torch.tensor([0, 1, 1, 0]).bool(), "l2": torch.tensor([1, 1, 0, 0]).bool(),
+              "l3": torch.zeros(3, dtype=torch.bool)},
+        "c": {"l2": torch.tensor([0, 1, 0, 1]).bool()},
+    }
+    ious = mask_iou(keep, own)
+    assert ious == {"l1": pytest.approx(1 / 3), "l2": pytest.approx(1 / 4), "l3": 1.0}
+
+
+def test_collapsed_keep_sets_have_no_shared_layer():
+    own = {"l1": frozenset({"all_tasks"})}
+    assert mask_iou({"all_tasks": {"l1": torch.ones(3, dtype=torch.bool)}}, own) == {}
+
+
+def test_watershed_is_the_layer_after_the_largest_drop():
+    curve = [0.97, 0.95, 0.9, 0.86, 0.8, 0.6, 0.38, 0.1, 0.08, 0.05]
+    ious = {f"layer{i}.weight": v for i, v in enumerate(curve)}
+    assert find_watershed(ious) == "layer7.weight"  # 0.38 -> 0.1 is the largest fall
+    # order matters: the same values in another order give another watershed
+    ious = {f"layer{i}.weight": v for i, v in enumerate([0.9, 0.2, 0.8, 0.7])}
+    assert find_watershed(ious) == "layer1.weight"
+    with pytest.raises(ValueError, match="at least two shared layers, got 1"):
+        find_watershed({"only.weight": 0.5})
+
+
+def test_suggest_cutoff_branches_at_the_block_holding_the_watershed():
+    blocks = ["backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer10"]
+    assert suggest_cutoff("backbone.layer1.0.conv1.weight", blocks) == 0
+    assert suggest_cutoff("backbone.layer3.1.conv2.weight", blocks) == 2
+    assert suggest_cutoff("backbone.layer10.0.conv1.weight", blocks) == 3  # not layer1's prefix
+    with pytest.raises(ValueError, match="'stem.conv.weight' is in none of the blocks"):
+        suggest_cutoff("stem.conv.weight", blocks)
+
+
+def test_plot_writes_a_png(tmp_path):
+    ious = {"a.weight": 0.9, "b.weight": 0.3, "c.weight": 0.1}
+    path = plot_mask_iou(ious, tmp_path / "sub" / "iou.png", watershed="b.weight")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    with pytest.raises(ValueError, match="watershed 'x' is not one of the plotted layers"):
+        plot_mask_iou(ious, tmp_path / "x.png", watershed="x")

@@ -1,0 +1,392 @@
+"""Search spaces: loading, validation (a table of malformed spaces), overrides, sampling, samplers."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from sweeps.errors import BudgetError, SpaceError, UserInputError
+from sweeps.space import (DEFAULT_SPACE, TRIAL_FIELDS, ConstraintsFromUserAttrs, apply_overrides, directions,
+                          list_spaces, load_space, make_sampler, space_from_dict, suggest)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+BAD = HERE / "bad_spaces"
+BASE = str(BAD / "base.yaml")
+SHIPPED = ["static", "dynamic", "pretrained", "baselines", "nyuv2"]
+CASES = yaml.safe_load((BAD / "cases.yaml").read_text())
+ERRORS = {"SpaceError": SpaceError, "BudgetError": BudgetError}
+
+
+def _load(name, overrides=(), tmp_path=None):
+    if name == "nyuv2":
+        overrides = [f"workload.data_root={tmp_path}", *overrides]
+    return load_space(name, overrides)
+
+
+def _study(spec, seed=None):
+    sampler = make_sampler(spec) if seed is None else make_sampler(
+        apply_overrides(spec, [f"sampler.seed={seed}"]))
+    return optuna.create_study(directions=directions(spec), sampler=sampler)
+
+
+def _sample(spec, n, seed=None):
+    """``n`` configs from an ask/tell loop (values are arbitrary: only the sampling matters)."""
+    study, out = _study(spec, seed), []
+    for i in range(n):
+        trial = study.ask()
+        out.append(suggest(spec, trial))
+        study.tell(trial, [float(i % 3)] * len(spec.objectives))
+    return out
+
+
+# --- malformed spaces ---------------------------------------------------------------------------
+
+def test_corpus_is_large_and_ids_unique():
+    ids = [c["id"] for c in CASES]
+    assert len(ids) >= 30 and len(set(ids)) == len(ids)
+
+
+def test_corpus_base_is_valid():
+    spec = load_space(BASE)
+    assert spec.name == "base" and spec.metric_names == ["compression", "delta_m"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_malformed_space_is_one_line_naming_key_value_and_expectation(case, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPARSE_TUNE_TEST_UNSET", raising=False)
+    if "text" in case:
+        path = tmp_path / "space.yaml"
+        path.write_text(case["text"])
+        call = lambda: load_space(str(path), case.get("set", []))  # noqa: E731
+    else:
+        call = lambda: load_space(BASE, case["set"])  # noqa: E731
+    with pytest.raises(ERRORS[case.get("error", "SpaceError")]) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "expected" in message
+    for part in case["expect"]:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_errors_are_value_errors_for_the_cli():
+    assert issubclass(SpaceError, UserInputError) and issubclass(BudgetError, UserInputError)
+    assert issubclass(UserInputError, ValueError)
+    assert str(SpaceError("a\nb   c")) == "a b c"
+
+
+def test_unknown_space_name_suggests_a_shipped_one():
+    with pytest.raises(SpaceError, match=r"space: 'dynamc' not found \(did you mean 'dynamic'\?\); expected"):
+        load_space("dynamc")
+
+
+def test_apply_overrides_validates_like_the_file():
+    spec = load_space(BASE)
+    with pytest.raises(SpaceError, match=r"parameters\.sparsity\.low: 1\.2 is out of range"):
+        apply_overrides(spec, ["parameters.sparsity.low=1.2"])
+
+
+# --- shipped spaces -----------------------------------------------------------------------------
+
+def test_every_shipped_space_is_found():
+    assert set(SHIPPED) <= set(list_spaces())
+    assert DEFAULT_SPACE == "dynamic"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_space_loads_and_round_trips(name, tmp_path):
+    spec = _load(name, tmp_path=tmp_path)
+    assert spec.path == str(REPO / "search_spaces" / f"{name}.yaml")
+    assert spec.raw_text == Path(spec.path).read_text()
+    assert spec.trials >= 1 and spec.parameters and spec.objectives
+    again = space_from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())))
+    assert again.to_dict() == spec.to_dict()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_space_samples_valid_configs(name, tmp_path):
+    spec = _load(name, tmp_path=tmp_path)
+    configs = _sample(spec, 12)
+    try:
+        from disparse_core.trial import TrialConfig
+    except ImportError:
+        TrialConfig = None
+    for config in configs:
+        assert set(config) <= set(TRIAL_FIELDS)
+        assert config["workload"] == spec.workload["workload"]
+        for p in spec.parameters:
+            node = config
+            for part in p.name.split("."):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            if node == {}:
+                continue                           # inactive conditional
+            if p.possible_values() is not None:
+                assert node in p.possible_values()
+            else:
+                assert p.low <= node <= p.high
+        if TrialConfig is not None and hasattr(TrialConfig, "from_dict"):
+            TrialConfig.from_dict(config)
+
+
+def test_dynamic_demo_fits_the_two_core_budget():
+    spec = load_space("dynamic")
+    assert spec.workload["workload"] == "scenes" and spec.workload["arch"] == "small"
+    assert spec.trials >= 8 and spec.concurrency <= 2
+    assert spec.resources == {"cpu": 1, "gpu": 0}
+    assert 32 <= spec.workload["image_size"] <= 48 and spec.workload["steps"] <= 300
+    assert spec.budgets and spec.baseline
+
+
+def test_nyuv2_takes_its_data_root_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("NYUV2_ROOT", str(tmp_path))
+    spec = load_space("nyuv2")
+    assert spec.workload["data_root"] == str(tmp_path.resolve())
+    assert spec.resources["gpu"] == 0.25 and spec.workload["arch"] == "deeplab_resnet34"
+    monkeypatch.delenv("NYUV2_ROOT")
+    with pytest.raises(SpaceError, match=r"workload\.data_root: '\$\{NYUV2_ROOT\}' uses \$\{NYUV2_ROOT\}"):
+        load_space("nyuv2")
+
+
+# --- resolution and overrides -----------------------------------------------------------------------
+
+def test_bare_names_and_paths_resolve(tmp_path, monkeypatch):
+    by_name = load_space("dynamic")
+    assert load_space("dynamic.yaml").path == by_name.path
+    assert load_space(by_name.path).path == by_name.path
+    local = tmp_path / "search_spaces"
+    local.mkdir()
+    (local / "dynamic.yaml").write_text(Path(BASE).read_text().replace("name: base", "name: mine"))
+    monkeypatch.chdir(tmp_path)
+    assert load_space("dynamic").name == "mine"          # ./search_spaces wins over the project's
+
+
+def test_overrides_set_fix_and_remove():
+    spec = load_space(BASE, ["trials=7", "workload.steps=50", "parameters.sparsity=0.9",
+                             "parameters.method=[rigl]", "parameters.lr.low=2e-4", "sampler.seed=3",
+                             "budgets.seg.miou=null", "budgets.normal.mean=+5%"])
+    assert spec.trials == 7 and spec.workload["steps"] == 50
+    assert spec.param["sparsity"].distribution == "fixed" and spec.param["sparsity"].value == 0.9
+    assert spec.param["method"].values == ("rigl",)
+    assert spec.param["lr"].low == 2e-4
+    assert spec.sampler["seed"] == 3
+    assert [b.text for b in spec.budgets] == ["normal.mean=+5%"]
+    again = apply_overrides(spec, ["trials=2"])
+    assert again.trials == 2 and again.workload["steps"] == 50      # earlier overrides kept
+    assert again.overrides[-1] == "trials=2" and again.raw == spec.raw
+    assert spec.raw["trials"] == 4                                   # the source is not modified
+
+
+def test_env_default_and_numbers_written_like_1e_4(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPARSE_TUNE_TEST_UNSET", raising=False)
+    path = tmp_path / "s.yaml"
+    path.write_text("workload: {checkpoint_dir: '${DISPARSE_TUNE_TEST_UNSET:-ckpt}'}\n"
+                    "parameters:\n  lr: {distribution: log_uniform, low: 1e-4, high: 1e-2}\n"
+                    "objectives: [compression, seg.miou]\n")
+    monkeypatch.chdir(tmp_path)
+    spec = load_space(str(path))
+    assert spec.param["lr"].low == pytest.approx(1e-4)
+    assert spec.workload["checkpoint_dir"] == str(tmp_path.resolve() / "ckpt")   # absolute: Ray changes cwd
+
+
+def test_defaults_are_filled_in(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("parameters:\n  sparsity: {distribution: uniform, low: 0.5, high: 0.9}\n")
+    spec = load_space(str(path))
+    assert spec.name == "s" and spec.workload["workload"] == "scenes"
+    assert spec.metric_names == ["compression", "delta_m"] and spec.baseline
+    assert spec.sampler == {"type": "tpe", "seed": 0, "n_startup_trials": 3, "multivariate": False}
+    assert (spec.trials, spec.concurrency, spec.max_retries) == (10, 1, 1)
+    assert spec.early_stopping == {"type": "none"}
+    no_base = load_space(str(path), ["baseline=false"])
+    assert no_base.metric_names == ["compression", "seg.miou", "depth.abs_err", "normal.mean"]
+
+
+def test_objective_directions_follow_the_metrics_unless_overridden():
+    spec = load_space(BASE, ["objectives=[compression, seg.miou, normal.mean, {name: sparsity, direction: minimize}]"])
+    assert directions(spec) == ["maximize", "maximize", "minimize", "minimize"]
+
+
+def test_asha_defaults():
+    spec = load_space(BASE, ["early_stopping={type: asha}"])
+    assert spec.early_stopping == {"type": "asha", "metric": "delta_m", "mode": "max", "grace_steps": 50,
+                                   "reduction_factor": 3, "max_steps": 200}
+    spec = load_space(BASE, ["early_stopping={type: asha, metric: normal.mean, grace_steps: 20}"])
+    assert spec.early_stopping["mode"] == "min" and spec.early_stopping["grace_steps"] == 20
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+def test_conditionals_are_honoured():
+    spec = load_space("baselines")
+    configs = _sample(spec, 40)
+    assert len({c["method"] for c in configs}) >= 4
+    for c in configs:
+        dyn = c.get("dynamic", {})
+        assert ("alpha0" in dyn) == (c["method"] in ("disparse_dynamic", "rigl"))
+        assert ("grow" in dyn) == (c["method"] == "disparse_dynamic")
+        assert ("pretrain_steps" in c) == (c["method"] == "magnitude")
+        assert ("score_batches" in c) == (c["method"] in ("disparse_static", "snip"))
+
+
+def test_condition_on_a_conditional_parameter():
+    spec = load_space("pretrained")
+    for c in _sample(spec, 20):
+        assert ("interval" in c["gradual"]) == (c["gradual"]["prune_steps"] in (3, 5))
+    chain = space_from_dict({
+        "parameters": {
+            "method": {"values": ["snip", "rigl"]},
+            "dynamic.grow": {"values": ["exact", "union"], "when": {"method": ["rigl"]}},
+            "dynamic.alpha0": {"value": 0.3, "when": {"dynamic.grow": ["union"]}},
+        }})
+    for c in _sample(chain, 30):
+        if c["method"] == "snip":
+            assert "dynamic" not in c                 # alpha0's condition names an inactive parameter
+        else:
+            assert ("alpha0" in c["dynamic"]) == (c["dynamic"]["grow"] == "union")
+
+
+def test_condition_on_a_fixed_key_follows_overrides():
+    spec = load_space(BASE, ["parameters.method=null", "workload.method=snip"])
+    assert all("dynamic" not in c for c in _sample(spec, 5))
+    spec = apply_overrides(spec, ["workload.method=rigl"])
+    assert all("alpha0" in c["dynamic"] for c in _sample(spec, 5))
+
+
+def test_dotted_names_nest_and_merge_with_the_base():
+    spec = load_space("dynamic")
+    config = suggest(spec, optuna.trial.FixedTrial({
+        "sparsity": 0.9, "lr": 1e-3, "cutoff": 6, "dynamic.alpha0": 0.3, "dynamic.delta_t": 25,
+        "loss_weights.normal": 10.0}))
+    assert config["dynamic"] == {"grow": "exact", "decay": "cosine", "t_end_frac": 0.75, "alpha0": 0.3,
+                                 "delta_t": 25}
+    assert config["loss_weights"] == {"normal": 10.0}
+    assert config["sparsity"] == 0.9 and config["method"] == "disparse_dynamic"
+    assert "dynamic.alpha0" not in config
+
+
+def test_fixed_values_never_reach_optuna():
+    spec = load_space(BASE, ["parameters.sparsity={value: 0.8}"])
+    study = _study(spec)
+    trial = study.ask()
+    config = suggest(spec, trial)
+    assert config["sparsity"] == 0.8 and "sparsity" not in trial.params
+    assert set(trial.params) == {"method", "lr", "cutoff", "dynamic.alpha0"}
+
+
+def test_suggest_does_not_modify_the_spec():
+    spec = load_space("dynamic")
+    before = spec.to_dict()
+    _sample(spec, 3)
+    assert spec.to_dict() == before
+
+
+def test_seeded_sampling_is_deterministic():
+    spec = load_space("baselines")
+    assert _sample(spec, 15) == _sample(spec, 15)
+    assert _sample(spec, 15, seed=1) != _sample(spec, 15)
+
+
+def test_steps_and_ints():
+    spec = load_space(BASE, ["parameters.sparsity.step=0.05", "parameters.cutoff.step=2"])
+    for c in _sample(spec, 15):
+        assert c["cutoff"] in (0, 2, 4, 6, 8)
+        assert isinstance(c["cutoff"], int)
+        assert math.isclose(round(c["sparsity"] / 0.05) * 0.05, c["sparsity"], abs_tol=1e-9)
+
+
+# --- samplers and constraints ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, cls", [("tpe", optuna.samplers.TPESampler),
+                                       ("nsga2", optuna.samplers.NSGAIISampler),
+                                       ("gp", optuna.samplers.GPSampler),
+                                       ("random", optuna.samplers.RandomSampler)])
+def test_make_sampler_types(kind, cls, recwarn):
+    spec = load_space(BASE, [f"sampler.type={kind}"])
+    assert isinstance(make_sampler(spec), cls)
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
+
+
+def test_constraints_func_reads_user_attrs_with_an_infeasible_default():
+    func = ConstraintsFromUserAttrs(2)
+    done = optuna.trial.create_trial(values=[1.0], user_attrs={"constraints": [-0.1, 0.2]})
+    assert func(done) == (-0.1, 0.2)
+    pruned = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED)
+    assert all(v > 0 for v in func(pruned))
+    nan = optuna.trial.create_trial(values=[1.0], user_attrs={"constraints": [float("nan"), 0.0]})
+    assert func(nan)[0] > 0 and func(nan)[1] == 0.0
+
+
+def _constrained_run(spec, use_constraints, n=40):
+    """compression = sparsity; seg.miou flat to 0.7 then falling: the 2 % budget allows sparsity <= 0.76."""
+    from sweeps.budgets import constraint_values
+    study = optuna.create_study(directions=directions(spec), sampler=make_sampler(spec))
+    baseline = {"seg.miou": 0.30}
+    sparsities = []
+    for _ in range(n):
+        trial = study.ask()
+        s = suggest(spec, trial)["sparsity"]
+        metrics = {"compression": s, "seg.miou": 0.30 - 0.1 * max(0.0, s - 0.7)}
+        if use_constraints:
+            trial.set_user_attr("constraints", constraint_values(spec.budgets, metrics, baseline))
+        study.tell(trial, [metrics[m] for m in spec.metric_names])
+        sparsities.append(s)
+    return study, sparsities
+
+
+def test_budgets_reach_tpe_as_constraints():
+    spec = load_space(BASE, ["parameters={sparsity: {distribution: uniform, low: 0.5, high: 0.99}}",
+                             "objectives=[compression]", "baseline=true"])
+    feasible = lambda xs: sum(x <= 0.76 for x in xs[10:]) / len(xs[10:])  # noqa: E731
+    with_c, without_c = [], []
+    for seed in (0, 1, 2):
+        seeded = apply_overrides(spec, [f"sampler.seed={seed}", "sampler.n_startup_trials=10"])
+        study, xs = _constrained_run(seeded, True)
+        with_c.append(feasible(xs))
+        _, ys = _constrained_run(seeded, False)
+        without_c.append(feasible(ys))
+        assert all(t.constraints for t in study.trials)          # Optuna recorded them
+        assert study.best_trial.params["sparsity"] <= 0.76         # best is feasible
+    assert sum(with_c) / 3 >= 0.6 and sum(without_c) / 3 <= 0.3, (with_c, without_c)
+
+
+def test_budgets_reach_nsga2_and_best_trials_are_feasible():
+    spec = load_space(BASE, ["parameters={sparsity: {distribution: uniform, low: 0.5, high: 0.99}}",
+                             "objectives=[compression, seg.miou]", "sampler={type: nsga2, population_size: 6}"])
+    study, _ = _constrained_run(spec, True, n=24)
+    assert study.best_trials and all(t.params["sparsity"] <= 0.76 for t in study.best_trials)
+
+
+def test_sampler_without_budgets_has_no_constraints():
+    spec = load_space(BASE, ["budgets=null"])
+    study = optuna.create_study(directions=directions(spec), sampler=make_sampler(spec))
+    trial = study.ask()
+    suggest(spec, trial)
+    study.tell(trial, [0.5, 0.0])
+    assert not study.trials[0].constraints
+
+
+# --- boundaries -----------------------------------------------------------------------------------
+
+def test_sweeps_imports_stay_light():
+    code = ("import sys, sweeps, sweeps.space, sweeps.budgets, sweeps.pareto, sweeps.errors;"
+            "heavy = [m for m in ('torch', 'optuna', 'ray', 'mlflow') if m in sys.modules];"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_loading_and_sampling_never_import_ray_or_mlflow():
+    code = ("import sys, optuna, sweeps.space as s; spec = s.load_space('dynamic');"
+            "s.suggest(spec, optuna.create_study(directions=s.directions(spec)).ask());"
+            "print([m for m in ('ray', 'mlflow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

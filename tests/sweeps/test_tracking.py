@@ -1,0 +1,321 @@
+"""SweepTracker against a real MLflow sqlite store, read back through MlflowClient (no Ray)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+mlflow = pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from sweeps import tracking  # noqa: E402
+from sweeps.errors import UserInputError  # noqa: E402
+from sweeps.tracking import SweepTracker, baseline_key  # noqa: E402
+
+EXP = "test-exp"
+OBJECTIVES = ["compression", "seg.miou", "normal.mean"]
+DIRECTIONS = ["maximize", "maximize", "minimize"]
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    """A migrated, empty MLflow database (creating one costs ~6 s; copying it, nothing)."""
+    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    if not path.exists():
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, template_db):
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(template_db, db)
+    return f"sqlite:///{db}"
+
+
+def make_spec(path=None):
+    return SimpleNamespace(name="unit", objectives=[SimpleNamespace(name=o, direction=d)
+                                                    for o, d in zip(OBJECTIVES, DIRECTIONS)],
+                           budgets=["seg.miou=-2%"], path=path, raw_text="",
+                           to_dict=lambda: {"name": "unit", "trials": 4})
+
+
+def start(store, sweep_id="s1", resume=False, tmp_path=None):
+    tracker = SweepTracker(store, EXP)
+    space = None
+    if tmp_path is not None:
+        space = tmp_path / "unit.yaml"
+        space.write_text("name: unit\ntrials: 4\n")
+    tracker.start_sweep(make_spec(), sweep_id=sweep_id, config={"trials": 4, "concurrency": 2},
+                        code_version={"git_commit": "abc123", "dirty": True}, space_path=space,
+                        space_text=None, sampler="tpe", seed=7, resume=resume)
+    return tracker
+
+
+def runs(store, role=None):
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(EXP)
+    filt = f"tags.`disparse.role` = '{role}'" if role else ""
+    return client.search_runs([exp.experiment_id], filter_string=filt, max_results=1000)
+
+
+def config(**over):
+    base = {"workload": "scenes", "arch": "small", "width": 16, "tasks": ["seg", "normal"], "steps": 100,
+            "batch_size": 8, "lr": 1e-3, "optimizer": "adam", "seed": 0, "method": "disparse_dynamic",
+            "sparsity": 0.8, "dynamic": {"alpha0": 0.3, "delta_t": 10, "decay": "cosine"},
+            "gradual": None, "criterion": "snip"}
+    base.update(over)
+    return base
+
+
+def test_parent_and_nested_runs_structure(store, tmp_path):
+    tracker = start(store, tmp_path=tmp_path)
+    run_a = tracker.trial_started("t0000", config(), optuna_number=0)
+    tracker.trial_result("t0000", {"seg.miou": 0.3, "loss": 1.5, "mask_iou": {"a": 1.0}, "bad": float("nan"),
+                                   "weird/name%": 2.0}, step=10)
+    tracker.trial_result("t0000", {"seg.miou": 0.4}, step=20)
+    tracker.trial_completed("t0000", {"seg.miou": 0.5, "normal.mean": 30.0, "compression": 0.8, "step": 30},
+                            mask_iou={"backbone.0.weight": 0.9, "backbone.1.weight": 0.4})
+    client = MlflowClient(store)
+
+    (parent,) = runs(store, "sweep")
+    assert parent.data.tags["disparse.sweep_id"] == "s1"
+    p = parent.data.params
+    assert (p["sampler"], p["seed"], p["trials"], p["concurrency"]) == ("tpe", "7", "4", "2")
+    assert p["objectives"] == "compression:maximize,seg.miou:maximize,normal.mean:minimize"
+    assert p["budgets"] == "seg.miou=-2%"
+    assert parent.data.tags["disparse.code_version"] == "abc123-dirty"
+    arts = set(tracking.list_artifacts(store, parent.info.run_id))
+    assert {"space/unit.yaml", "config/sweep_config.json", "config/sweep_config.yaml",
+            "config/code_version.json"} <= arts
+    local = Path(parent.info.artifact_uri.replace("file://", ""))
+    assert (local / "space/unit.yaml").read_text() == "name: unit\ntrials: 4\n"
+    assert str(local).startswith(str(Path(store[len("sqlite:///"):]).parent))   # next to the db
+
+    (trial,) = runs(store, "trial")
+    assert trial.info.run_id == run_a and trial.info.status == "FINISHED"
+    tags = trial.data.tags
+    assert tags["mlflow.parentRunId"] == parent.info.run_id
+    assert (tags["disparse.sweep_id"], tags["disparse.trial_key"]) == ("s1", "t0000")
+    assert tags["disparse.early_stopped"] == "false" and tags["disparse.optuna_number"] == "0"
+    assert trial.data.params["dynamic.alpha0"] == "0.3" and trial.data.params["tasks"] == '["seg", "normal"]'
+    assert [(m.step, m.value) for m in client.get_metric_history(run_a, "seg.miou")] == \
+        [(10, 0.3), (20, 0.4), (30, 0.5)]
+    assert "bad" not in trial.data.metrics and "mask_iou" not in trial.data.metrics
+    assert trial.data.metrics["weird_name_"] == 2.0
+    assert {"mask_iou.json", "mask_iou.png", "trial_config.json"} <= set(tracking.list_artifacts(store, run_a))
+
+    rec, = tracking.load_trials(store, EXP)
+    assert rec["config"]["dynamic"] == {"alpha0": 0.3, "delta_t": 10, "decay": "cosine"}
+    assert rec["config"]["tasks"] == ["seg", "normal"] and rec["config"]["gradual"] is None
+
+
+def test_params_are_truncated_and_keys_sanitised(store):
+    tracker = start(store)
+    run_id = tracker.trial_started("t1", {"note": "x" * 7000, "odd key!": 1,
+                                          "baseline_metrics": {"seg.miou": 0.5}})
+    params = MlflowClient(store).get_run(run_id).data.params
+    assert len(params["note"]) <= 6000 and params["note"].endswith("...")
+    assert params["odd key_"] == "1"
+    assert json.loads(params["baseline_metrics"]) == {"seg.miou": 0.5}
+
+
+def test_trial_started_is_idempotent_and_resume_never_duplicates(store):
+    tracker = start(store)
+    first = tracker.trial_started("t0", config(), optuna_number=0)
+    assert tracker.trial_started("t0", config(), optuna_number=0) == first
+    tracker.trial_completed("t0", {"compression": 0.5, "seg.miou": 0.4, "normal.mean": 30.0})
+    tracker.trial_started("t1", config(sparsity=0.9), optuna_number=1)        # left RUNNING (driver "dies")
+    tracker.trial_started("t2", config(sparsity=0.7), optuna_number=2)
+    tracker.trial_failed("t2", "boom")
+
+    again = start(store, resume=True)
+    assert len(runs(store, "sweep")) == 1
+    assert again.parent_run_id == tracker.parent_run_id
+    assert MlflowClient(store).get_run(again.parent_run_id).info.status == "RUNNING"
+    assert again.trial_started("t0", config(), optuna_number=0) == first
+    again.trial_result("t0", {"seg.miou": 0.99}, step=5)                      # finished: untouched
+    again.trial_completed("t0", {"seg.miou": 0.99})
+    assert again.trial_started("t1", config(sparsity=0.9), optuna_number=1) == tracker._trials["t1"]
+    assert again.trial_started("t2", config(sparsity=0.7), optuna_number=2) == tracker._trials["t2"]
+    trials = {r.data.tags["disparse.trial_key"]: r for r in runs(store, "trial")}
+    assert sorted(trials) == ["t0", "t1", "t2"]
+    assert trials["t0"].info.status == "FINISHED" and trials["t0"].data.metrics["seg.miou"] == 0.4
+    assert trials["t2"].info.status == "RUNNING" and "disparse.failure" not in trials["t2"].data.tags
+
+
+def test_existing_sweep_id_without_resume_is_refused(store):
+    start(store)
+    with pytest.raises(UserInputError, match="already exists"):
+        start(store)
+    assert len(runs(store, "sweep")) == 1
+
+
+def test_failed_trial_is_failed_with_a_one_line_reason(store):
+    tracker = start(store)
+    run_id = tracker.trial_started("t0", config())
+    tracker.trial_failed("t0", "Traceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory\n")
+    run = MlflowClient(store).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["disparse.failure"] == "RuntimeError: CUDA out of memory"
+
+
+def test_an_exception_in_the_sweep_leaves_no_running_run(store):
+    with pytest.raises(KeyboardInterrupt):
+        with start(store) as tracker:
+            tracker.trial_started("t0", config())
+            tracker.trial_started("t1", config())
+            tracker.trial_completed("t1", {"compression": 0.1})
+            raise KeyboardInterrupt
+    statuses = {r.data.tags.get("disparse.trial_key", "sweep"): r.info.status for r in runs(store)}
+    assert statuses == {"sweep": "KILLED", "t0": "FAILED", "t1": "FINISHED"}
+
+
+def brute_front(points, directions):
+    signs = [1 if d == "maximize" else -1 for d in directions]
+
+    def dominates(a, b):
+        return all(s * x >= s * y for s, x, y in zip(signs, a, b)) and any(
+            s * x > s * y for s, x, y in zip(signs, a, b))
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
+
+
+def test_finish_sweep_logs_the_front_from_mlflow(store, tmp_path):
+    import random
+    rng = random.Random(3)
+    tracker = start(store)
+    metrics = {}
+    for i in range(12):
+        key = f"t{i:02d}"
+        m = {"compression": rng.uniform(0.3, 0.95), "seg.miou": rng.uniform(0.2, 0.6),
+             "normal.mean": rng.uniform(20, 40), "sparsity": 0.5, "delta_m": rng.uniform(-10, 2)}
+        tracker.trial_started(key, config(sparsity=round(m["compression"], 2)), optuna_number=i)
+        tracker.trial_completed(key, m)
+        metrics[key] = m
+    super_point = {"compression": 0.99, "seg.miou": 0.99, "normal.mean": 1.0, "delta_m": 50.0}
+    tracker.trial_started("early", config())
+    tracker.trial_completed("early", super_point, early_stopped=True)        # dominates all, partial
+    tracker.trial_started("failed", config())
+    tracker.trial_result("failed", super_point, step=1)
+    tracker.trial_failed("failed", "diverged")
+    tracker.trial_started("partial", config())                               # no normal.mean: ineligible
+    tracker.trial_completed("partial", {"compression": 0.99, "seg.miou": 0.99})
+
+    # a fresh tracker (as after a resume) finishes the sweep from what MLflow holds
+    resumed = start(store, resume=True)
+    front = resumed.finish_sweep(objectives=OBJECTIVES, directions=DIRECTIONS,
+                                 reference_point=[0.0, 0.0, 50.0], hypervolume_history=[0.1, 0.2, 0.3])
+
+    keys = sorted(metrics)
+    expected = {keys[i] for i in brute_front([[metrics[k][o] for o in OBJECTIVES] for k in keys], DIRECTIONS)}
+    assert {r["trial_key"] for r in front} == expected
+    client = MlflowClient(store)
+    parent = client.get_run(resumed.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["disparse.front_size"] == str(len(expected))
+    tagged = {r.data.tags["disparse.trial_key"] for r in runs(store, "trial")
+              if r.data.tags.get("disparse.pareto") == "true"}
+    assert tagged == expected
+
+    art = Path(parent.info.artifact_uri.replace("file://", ""))
+    rows = list(csv.DictReader(io.StringIO((art / "pareto_front.csv").read_text())))
+    assert {r["trial_key"] for r in rows} == expected
+    for r in rows:
+        for o in OBJECTIVES:
+            assert float(r[o]) == pytest.approx(metrics[r["trial_key"]][o])
+    for name in ("pareto_compression_vs_seg.miou.png", "pareto_compression_vs_normal.mean.png",
+                 "pareto_compression_vs_delta_m.png"):
+        assert (art / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (art / "pareto_front.html").read_text()
+    assert all(r["run_id"] in page for r in front) and "<svg" in page
+    assert (art / "hypervolume.csv").read_text().splitlines()[:2] == ["step,hypervolume", "0,0.1"]
+    history = client.get_metric_history(resumed.parent_run_id, "hypervolume")
+    assert [m.step for m in history][:3] == [0, 1, 2] and history[-1].value > 0
+
+
+def test_baseline_key_ignores_sparsification_fields_only():
+    key = baseline_key(config())
+    assert key == baseline_key(config(method="snip", sparsity=0.5, criterion="magnitude", gradual={"x": 1},
+                                      dynamic={"alpha0": 0.9}, eval_every=5, device="cpu"))
+    assert key == baseline_key(config(tasks=["normal", "seg"], steps=100.0))
+    assert key != baseline_key(config(lr=2e-3))
+    assert key != baseline_key(config(steps=200))
+    assert key != baseline_key(config(seed=1))
+    assert key != baseline_key(config(loss_weights={"seg": 2.0}))
+
+
+def test_baseline_is_logged_once_and_reused(store):
+    tracker = start(store)
+    key = baseline_key(config(method="dense"))
+    assert tracker.find_baseline(key) is None
+    run_id = tracker.log_baseline(key, config(method="dense"), {"seg.miou": 0.5, "normal.mean": 25.0})
+    later = SweepTracker(store, EXP)                         # another sweep, another process
+    assert later.find_baseline(key) == {"seg.miou": 0.5, "normal.mean": 25.0}
+    assert later.find_baseline(baseline_key(config(lr=0.1))) is None
+    base = MlflowClient(store).get_run(run_id)
+    assert base.info.status == "FINISHED" and base.data.tags["disparse.role"] == "baseline"
+    assert "mlflow.parentRunId" not in base.data.tags
+    tracker.trial_started("t0", config())
+    tracker.trial_completed("t0", {"compression": 0.5})
+    found = tracking.load_baseline_for(tracking.load_trials(store, EXP))
+    assert found["run_id"] == run_id and found["metrics"]["seg.miou"] == 0.5
+
+
+def test_load_trials_picks_the_latest_sweep_or_all(store):
+    a = start(store, "old")
+    a.trial_started("x", config())
+    b = start(store, "new")
+    b.trial_started("y", config())
+    b.trial_started("z", config())
+    assert [r["trial_key"] for r in tracking.load_trials(store, EXP)] == ["y", "z"]
+    assert [r["trial_key"] for r in tracking.load_trials(store, EXP, "old")] == ["x"]
+    assert len(tracking.load_trials(store, EXP, "all")) == 3
+    with pytest.raises(UserInputError, match="no sweep 'nope'"):
+        tracking.load_trials(store, EXP, "nope")
+    with pytest.raises(UserInputError, match="experiment 'other' not found"):
+        tracking.load_trials(store, "other")
+
+
+def test_unusable_stores_are_user_errors(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    uri = f"sqlite:///{blocker}/sub/mlflow.db"
+    with pytest.raises(UserInputError) as err:
+        SweepTracker(uri, EXP)
+    assert uri in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(UserInputError, match="file store is not supported"):
+        SweepTracker(f"file://{tmp_path}/mlruns", EXP)
+    not_db = tmp_path / "notes.db"
+    not_db.write_text("hello, this is not sqlite")
+    with pytest.raises(UserInputError, match="not an sqlite database"):
+        SweepTracker(f"sqlite:///{not_db}", EXP)
+    with pytest.raises(UserInputError, match="no MLflow database"):
+        tracking.load_trials(f"sqlite:///{tmp_path}/missing.db", EXP)
+    assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+def test_read_only_folder_is_a_user_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(UserInputError, match="cannot be created or written"):
+            SweepTracker(f"sqlite:///{ro}/new/mlflow.db", EXP)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_default_uri_is_absolute_sqlite_in_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tracking.default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking.validate_tracking_uri("rel.db") == f"sqlite:///{tmp_path.resolve()}/rel.db"

@@ -1,0 +1,195 @@
+"""run_trial end to end on tiny scenes: every method, reports, determinism, checkpoints, export, and
+config validation."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from disparse_core.masks import sparsity_report
+from disparse_core.models import build_model
+from disparse_core.trial import METHODS, PRESETS, TrialConfig, run_trial
+
+TINY = {"workload": "scenes", "image_size": 32, "train_size": 16, "test_size": 8, "batch_size": 8,
+        "width": 4, "steps": 4, "eval_every": 2, "score_batches": 1, "num_threads": 1,
+        "dynamic": {"delta_t": 2}, "sparsity": 0.8}
+TASK_METRICS = ["seg.miou", "seg.pixel_acc", "depth.abs_err", "depth.rel_err", "depth.delta1",
+                "depth.delta2", "depth.delta3", "normal.mean", "normal.median", "normal.within_11",
+                "normal.within_22", "normal.within_30"]
+RESULT_KEYS = set(TASK_METRICS) | {"sparsity", "compression", "nonzero_params", "wall_time_s", "step"}
+
+
+def tiny(**over):
+    cfg = {**TINY, **over}
+    if "dynamic" in over:
+        cfg["dynamic"] = {**TINY["dynamic"], **over["dynamic"]}
+    return cfg
+
+
+def without_time(result):
+    return {k: v for k, v in result.items() if k != "wall_time_s"}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_runs_reports_and_hits_the_target(method):
+    reports = []
+    result = run_trial(tiny(method=method), report=reports.append)
+    assert RESULT_KEYS <= set(result)
+    assert all(isinstance(result[k], float) and math.isfinite(result[k]) for k in RESULT_KEYS)
+    assert [r["step"] for r in reports] == [2.0, 4.0]
+    assert "final" not in reports[0] and reports[-1]["final"] == 1.0
+    assert "mask_iou" not in reports[-1]
+    assert reports[-1]["seg.miou"] == result["seg.miou"] and result["step"] == 4.0
+    if method == "dense":
+        assert result["sparsity"] < 0.01
+    else:
+        assert result["sparsity"] == pytest.approx(0.8, abs=0.01)
+        assert result["compression"] == pytest.approx(result["sparsity"], abs=1e-9)  # cutoff None
+    if method in ("disparse_static", "disparse_pretrained", "disparse_dynamic"):
+        ious = result["mask_iou"]
+        assert ious and all(0.0 <= v <= 1.0 for v in ious.values())
+        assert all(k.startswith("shared.") for k in ious)
+    else:
+        assert "mask_iou" not in result
+
+
+def test_rerun_with_same_seed_is_bit_identical_and_seed_matters():
+    cfg = tiny(method="disparse_dynamic")
+    first, second = run_trial(cfg), run_trial(cfg)
+    assert without_time(first) == without_time(second)
+    other = run_trial({**cfg, "seed": 1})
+    assert other["normal.mean"] != first["normal.mean"]
+
+
+def test_pretrained_gradual_and_sgd_steplr_and_cutoff():
+    result = run_trial(tiny(method="disparse_pretrained", steps=6, pretrain_steps=1,
+                            gradual={"prune_steps": 2, "interval": 2}, optimizer="sgd", lr_step=2,
+                            cutoff=6))
+    assert result["sparsity"] == pytest.approx(0.8, abs=0.01)
+    # branching after block 6 adds weights: compression (vs. the fully shared net) < sparsity
+    assert result["compression"] < result["sparsity"]
+
+
+def test_delta_m_against_a_baseline():
+    dense = run_trial(tiny(method="dense"))
+    baseline = {k: dense[k] for k in TASK_METRICS}
+    again = run_trial(tiny(method="dense", baseline_metrics=baseline))
+    assert again["delta_m"] == 0.0
+    sparse = run_trial(tiny(method="snip", baseline_metrics=baseline))
+    assert math.isfinite(sparse["delta_m"]) and sparse["delta_m"] != 0.0
+
+
+def test_nan_loss_raises_naming_step_and_task():
+    with pytest.raises(FloatingPointError, match=r"step \d+.*task"):
+        run_trial(tiny(method="dense", lr=1e30, optimizer="sgd", steps=8, eval_every=100))
+
+
+def test_resume_gives_the_same_final_metrics(tmp_path):
+    cfg = tiny(method="disparse_dynamic", steps=6, eval_every=3, lr_step=2)
+    uninterrupted = run_trial(cfg)
+
+    class Stop(Exception):
+        pass
+
+    def crash(metrics):
+        if metrics["step"] == 3.0:
+            raise Stop
+
+    ckpt_cfg = {**cfg, "checkpoint_dir": str(tmp_path), "checkpoint_every": 3}
+    with pytest.raises(Stop):
+        run_trial(ckpt_cfg, report=crash)
+    assert (tmp_path / "checkpoint.pt").exists()
+    reports = []
+    resumed = run_trial({**ckpt_cfg, "resume": True}, report=reports.append)
+    assert [r["step"] for r in reports] == [6.0]          # steps 4..6 only
+    assert without_time(resumed) == without_time(uninterrupted)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 6 and state["config"]["method"] == "disparse_dynamic"
+
+
+def test_resume_of_a_pretrained_run_and_config_mismatch(tmp_path):
+    cfg = tiny(method="disparse_pretrained", steps=6, pretrain_steps=2, eval_every=3)
+    uninterrupted = run_trial(cfg)
+    ckpt_cfg = {**cfg, "checkpoint_dir": str(tmp_path), "checkpoint_every": 3}
+
+    def crash(metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(ckpt_cfg, report=crash)
+    resumed = run_trial({**ckpt_cfg, "resume": True})
+    assert without_time(resumed) == without_time(uninterrupted)
+    with pytest.raises(ValueError, match="resume: .*lr"):
+        run_trial({**ckpt_cfg, "resume": True, "lr": 0.5})
+
+
+def test_export_writes_a_folded_model_with_the_reported_sparsity(tmp_path):
+    path = tmp_path / "model.pt"
+    result = run_trial(tiny(method="disparse_static", export_path=str(path)))
+    state = torch.load(path, weights_only=True)
+    assert not any("parametrizations" in k for k in state)
+    model = build_model("small", {"seg": 5, "depth": 1, "normal": 3},
+                        task_kinds={"seg": "segmentation", "depth": "depth", "normal": "normals"},
+                        width=4)
+    model.load_state_dict(state)
+    assert sparsity_report(model)["sparsity"] == pytest.approx(result["sparsity"], abs=1e-12)
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert report["sparsity"] == pytest.approx(result["sparsity"], abs=1e-12)
+    assert report["bytes"]["sparse"] < report["bytes"]["dense"]
+    assert sum(l["nonzero"] for l in report["layers"].values()) == report["prunable_nonzero"]
+
+
+# --- config validation -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config,key", [
+    ({"sparsty": 0.9}, "sparsity"),                    # unknown key, close match suggested
+    ({"steps": "100"}, "steps"),
+    ({"steps": 1.5}, "steps"),
+    ({"sparsity": 1.0}, "sparsity"),
+    ({"sparsity": -0.1}, "sparsity"),
+    ({"method": "disparse"}, "method"),
+    ({"method": "disparse_static", "criterion": "magnitude"}, "criterion"),
+    ({"method": "rigl", "criterion": "snip"}, "criterion"),
+    ({"cutoff": 9}, "cutoff"),
+    ({"arch": "resnet"}, "arch"),
+    ({"bf16": "yes"}, "bf16"),
+    ({"device": "gpu"}, "device"),
+    ({"dynamic": {"alpha": 0.3}}, "dynamic.alpha0"),
+    ({"dynamic.t_end_frac": 0.0}, "dynamic.t_end_frac"),
+    ({"loss_weights": {"sgm": 1.0}}, "loss_weights"),
+    ({"loss_weights": {"seg": -1.0}}, "loss_weights.seg"),
+    ({"tasks": ["seg", "edges"]}, "tasks"),
+    ({"method": "disparse_pretrained", "steps": 10, "pretrain_steps": 10}, "pretrain_steps"),
+    ({"method": "magnitude", "steps": 10, "pretrain_steps": 5,
+      "gradual": {"prune_steps": 3, "interval": 2}}, "gradual"),
+    ({"checkpoint_every": 5}, "checkpoint_dir"),
+    ({"baseline_metrics": {"seg.mIoU": 0.3}}, "seg.mIoU"),
+    ({"workload": "nyuv2"}, "data_root"),
+    ({"preset": "nyu"}, "preset"),
+])
+def test_bad_configs_raise_one_line_naming_the_key(config, key):
+    with pytest.raises(ValueError) as err:
+        run_trial(config)
+    message = str(err.value)
+    assert "\n" not in message and key in message
+
+
+def test_unknown_key_lists_close_matches():
+    with pytest.raises(ValueError, match="did you mean 'sparsity'"):
+        TrialConfig.from_dict({"sparsty": 0.9})
+
+
+def test_config_defaults_dotted_keys_and_preset():
+    cfg = TrialConfig.from_dict({"method": "disparse_dynamic", "dynamic.alpha0": 0.3})
+    assert cfg.dynamic.alpha0 == 0.3 and cfg.dynamic.delta_t > 0 and cfg.resolved_criterion == "gradient"
+    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+    ref = TrialConfig.from_dict({"preset": "nyuv2_reference", "data_root": "/data/nyu",
+                                 "method": "disparse_dynamic"})
+    assert (ref.steps, ref.batch_size, ref.lr, ref.weight_decay, ref.lr_step, ref.lr_gamma) == \
+        (20000, 16, 1e-3, 5e-4, 4000, 0.5)
+    assert ref.loss_weights == {"seg": 1.0, "normal": 20.0}
+    assert (ref.dynamic.alpha0, ref.dynamic.delta_t, ref.t_end) == (0.5, 50, 15000)
+    override = TrialConfig.from_dict({"preset": "nyuv2_reference", "data_root": "/d", "steps": 100,
+                                      "pretrain_steps": 50})
+    assert override.steps == 100 and PRESETS["nyuv2_reference"]["steps"] == 20000

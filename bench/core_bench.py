@@ -85,8 +85,18 @@ def timed(fn, device) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
-    info = {"processor": platform.processor() or platform.machine(), "platform": platform.platform(),
+    info = {"processor": cpu_model(), "platform_processor": platform.processor(), "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "parallel_info": torch.__config__.parallel_info().splitlines()[:4]}

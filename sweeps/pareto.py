@@ -99,11 +99,7 @@ def hypervolume(points: Sequence[Point], directions: Sequence[str],
     pts = _as_min(points, directions)
     if not pts:
         return 0.0
-    if reference is None:
-        reference = default_reference(points, directions)
-    ref = _as_min([reference], directions)[0]
-    if len(ref) != len(pts[0]) or any(math.isnan(v) for v in ref):
-        raise ValueError(f"reference {list(reference)} does not match the {len(pts[0])} objectives")
+    ref = _reference(points, directions, reference, len(pts[0]))
     inside = [p for p in pts if all(v < r for v, r in zip(p, ref))]   # NaN compares False: dropped
     return _wfg(_nondominated(inside), ref)
 
@@ -113,10 +109,8 @@ def hypervolume_history(points_in_order: Sequence[Point], directions: Sequence[s
     """Hypervolume of the first ``k`` points for each ``k`` (one fixed reference for all of them)."""
     if not points_in_order:
         return []
-    if reference is None:
-        reference = default_reference(points_in_order, directions)
     pts = _as_min(points_in_order, directions)
-    ref = _as_min([reference], directions)[0]
+    ref = _reference(points_in_order, directions, reference, len(pts[0]))
     history, front, volume = [], [], 0.0
     for p in pts:
         inside = all(v < r for v, r in zip(p, ref))
@@ -125,6 +119,14 @@ def hypervolume_history(points_in_order: Sequence[Point], directions: Sequence[s
             volume = _wfg(front, ref)
         history.append(volume)
     return history
+
+
+def _reference(points, directions, reference, dims: int) -> tuple[float, ...]:
+    if reference is None:
+        reference = default_reference(points, directions)
+    if len(reference) != dims or any(math.isnan(float(v)) for v in reference):
+        raise ValueError(f"reference {list(reference)} does not match the {dims} objectives")
+    return _as_min([reference], directions)[0]
 
 
 # --- exact hypervolume (minimisation, every point strictly inside the reference box) ---------------

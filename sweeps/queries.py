@@ -151,7 +151,7 @@ def _config_summary(rec: Mapping[str, Any]) -> str:
 
 def _short(value: Any) -> str:
     if isinstance(value, float):
-        return format_number(value)
+        return f"{value:g}"
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
@@ -327,6 +327,8 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
         if objs:
             objs, dirs, eligible, front = _front(tracking, sweep_rec, trials, None)
             hv = sweep_rec["metrics"].get("hypervolume")
+            if tags.get("disparse.hypervolume"):
+                hv = float(tags["disparse.hypervolume"])
             print(f"  front        {len(front)} of {len(eligible)} fully trained trials"
                   + (f"; hypervolume {format_number(hv)}" if hv is not None else "")
                   + (f" (reference {tags['disparse.reference_point']})" if tags.get("disparse.reference_point")

@@ -82,6 +82,7 @@ class RaySession:
 def _quiet_ray(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old engine is silent at verbose=0
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -194,8 +195,8 @@ class OptunaAskTellSearcher(Searcher):
         if asked is None:
             return Searcher.FINISHED
         self.keys[trial_id] = asked.key
-        return {"trial_key": asked.key, "params": asked.params, "trial": asked.config,
-                "watch": self.watch}
+        return {"trial_key": asked.key, "optuna_number": asked.number, "params": asked.params,
+                "trial": asked.config, "watch": self.watch}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         key = self.keys.get(trial_id)
@@ -258,7 +259,8 @@ class SweepCallback(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         key = self._key(trial)
-        self._track("trial_started", key, trial.config.get("params", {}))
+        self._track("trial_started", key, trial.config.get("trial", {}),
+                    optuna_number=trial.config.get("optuna_number"))
         if self.progress is not None:
             self.progress.trial_started(key)
 

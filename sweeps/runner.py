@@ -142,6 +142,13 @@ def _check_address(address: str | None) -> None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserInputError(f"--ray-address: {address!r} is not valid; expected 'auto' or HOST:PORT "
                              f"(e.g. 127.0.0.1:6379)")
+    import socket
+
+    try:  # the user named this address: one TCP connect tells a typo from a cluster, in seconds
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as err:
+        raise UserInputError(f"--ray-address: nothing answers at {address!r} ({err.strerror or err}); "
+                             f"expected the address of a running Ray head (ray start --head)") from None
 
 
 def _check_resources(spec) -> None:
@@ -213,10 +220,29 @@ def make_plan(opts: RunOptions) -> Plan:
     else:
         results_dir = _free_results_dir(root, spec.name)
     tracking_uri = _check_tracking_uri(opts.tracking_uri or default_tracking_uri(cwd))
-    return Plan(spec=spec, sweep_id=results_dir.name, results_dir=results_dir,
-                tracking_uri=tracking_uri, experiment=opts.experiment or DEFAULT_EXPERIMENT,
+    experiment = opts.experiment or DEFAULT_EXPERIMENT
+    sweep_id = _free_sweep_id(results_dir.name, tracking_uri, experiment)
+    return Plan(spec=spec, sweep_id=sweep_id, results_dir=results_dir,
+                tracking_uri=tracking_uri, experiment=experiment,
                 ray_address=opts.ray_address, resume=False, overrides=overrides,
                 space_file=Path(spec.path) if spec.path else None, verbose=opts.verbose)
+
+
+def _free_sweep_id(name: str, tracking_uri: str, experiment: str) -> str:
+    """``name``, or ``name-2``, ``name-3``... when the MLflow experiment already has that sweep."""
+    path = Path(tracking_uri[len("sqlite:///"):]) if tracking_uri.startswith("sqlite:///") else None
+    if path is not None and not path.is_file():
+        return name  # a new store: every id is free (and nothing is created to find out)
+    from .tracking import load_sweep
+
+    candidate, n = name, 1
+    while True:
+        try:
+            load_sweep(tracking_uri, experiment, candidate)
+        except UserInputError:
+            return candidate
+        n += 1
+        candidate = f"{name}-{n}"
 
 
 def _check_tracking_uri(uri: str) -> str:
@@ -342,7 +368,8 @@ def _next_ray_run(results_dir: Path) -> str:
     return f"run-{n}"
 
 
-def _open_study(plan: Plan):
+def open_study(plan: Plan):
+    """The sweep's Optuna study (created on first use) in ``<results>/optuna.db``."""
     import optuna
 
     from .space import directions, make_sampler
@@ -419,24 +446,54 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     timings["imports_s"] = time.perf_counter() - t0
     spec = plan.spec
 
-    t0 = time.perf_counter()
-    tracker = SweepTracker(plan.tracking_uri, plan.experiment)
-    tracker.start_sweep(spec, sweep_id=plan.sweep_id, config={"trials": spec.trials,
-                        "concurrency": spec.concurrency, "results_dir": str(plan.results_dir),
-                        "overrides": list(plan.overrides)},
-                        space_path=plan.space_file, space_text=spec.raw_text or None,
-                        resume=plan.resume)
-    timings["mlflow_s"] = time.perf_counter() - t0
-    _write_state(plan, "running")
+    if not plan.verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+        import logging
+        for name in ("mlflow", "alembic", "optuna"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    # MLflow's first contact (schema creation/migration on a new sqlite file) overlaps with ray.init
+    import threading
+
+    opened: dict[str, Any] = {}
+
+    def open_tracker() -> None:
+        t_start = time.perf_counter()
+        try:
+            tracker = SweepTracker(plan.tracking_uri, plan.experiment)
+            tracker.start_sweep(spec, sweep_id=plan.sweep_id, config={
+                "trials": spec.trials, "concurrency": spec.concurrency,
+                "results_dir": str(plan.results_dir), "overrides": list(plan.overrides)},
+                space_path=plan.space_file, space_text=spec.raw_text or None, resume=plan.resume)
+            opened["tracker"] = tracker
+        except BaseException as err:  # re-raised in the main thread
+            opened["error"] = err
+        opened["seconds"] = time.perf_counter() - t_start
+
+    mlflow_thread = threading.Thread(target=open_tracker, name="mlflow-open", daemon=True)
+    mlflow_thread.start()
 
     session = None
+    tracker = None
     summary = SweepSummary(sweep_id=plan.sweep_id, results_dir=plan.results_dir,
                            tracking_uri=plan.tracking_uri, experiment=plan.experiment,
                            interrupted=False, total=spec.trials, timings=timings)
     try:
         gpu = float(spec.resources.get("gpu", 0) or 0)
-        session = backend.connect(plan.ray_address, num_gpus=None if gpu else 0, verbose=plan.verbose)
+        try:
+            session = backend.connect(plan.ray_address, num_gpus=None if gpu else 0,
+                                      verbose=plan.verbose)
+        except ConnectionError as err:
+            raise UserInputError(f"--ray-address: cannot join {plan.ray_address!r} ({err}); expected "
+                                 f"a running Ray cluster") from None
+        finally:
+            mlflow_thread.join()
         timings["ray_init_s"] = session.init_s
+        timings["mlflow_s"] = opened.get("seconds", 0.0)
+        if "error" in opened:
+            raise opened["error"]
+        tracker = opened["tracker"]
+        _write_state(plan, "running")
         need = float(spec.resources.get("cpu", 1) or 0)
         if need > session.cpus:
             raise UserInputError(f"resources.cpu: {need:g} per trial, but the Ray cluster has "
@@ -448,7 +505,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         summary.baseline = baseline
 
         t0 = time.perf_counter()
-        study = _open_study(plan)
+        study = open_study(plan)
         from .budgets import constraint_values
 
         extra = {"num_threads": max(1, int(float(spec.resources.get("cpu", 1) or 1)))}
@@ -502,12 +559,14 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         return summary
     except KeyboardInterrupt:
         summary.interrupted = True
-        tracker.abort("sweep interrupted; continue it with --resume")
-        _write_state(plan, "interrupted")
+        if tracker is not None:
+            tracker.abort("sweep interrupted; continue it with --resume")
+            _write_state(plan, "interrupted")
         return summary
     except BaseException as err:
-        tracker.abort(f"sweep failed: {type(err).__name__}: {err}")
-        _write_state(plan, "failed")
+        if tracker is not None:
+            tracker.abort(f"sweep failed: {type(err).__name__}: {err}")
+            _write_state(plan, "failed")
         raise
     finally:
         if session is not None:

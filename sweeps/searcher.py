@@ -21,8 +21,9 @@ Rules
   keyed by it, so a resumed sweep never duplicates a trial.
 * The study lives in its own sqlite file (never MLflow's: both use alembic's version table). Every
   ``tell`` is committed at once, so the study is the resume log. On resume, a trial left ``RUNNING``
-  by a killed driver is told ``FAIL`` with ``interrupted=True`` and its parameters are enqueued again
-  under the same ``trial_key``; finished trials are never rerun.
+  by a killed driver is told ``FAIL`` (its key is listed in the study attribute ``interrupted``) and
+  its parameters are enqueued again under the same ``trial_key``; a key counts as done only when its
+  newest trial has finished, so finished trials are never rerun.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Asked:
     key: str
     config: dict
     params: dict
+    number: int  # the Optuna trial number (a re-run of an interrupted trial gets a new one)
 
 
 def trial_key_of(number: int) -> str:
@@ -147,7 +149,7 @@ class StudyDriver:
             raise
         config.update(self._extra)
         self._live[key] = trial
-        return Asked(key=key, config=config, params=dict(trial.params))
+        return Asked(key=key, config=config, params=dict(trial.params), number=trial.number)
 
     def tell_result(self, key: str, metrics: Mapping[str, Any] | None) -> str:
         """Tell the last result of a trial that ended without error: 'complete', 'pruned' or 'failed'."""

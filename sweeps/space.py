@@ -542,7 +542,10 @@ def _apply_override(data: dict, key: str, value: Any, text: str) -> dict:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
-    node[parts[-1]] = value
+    if value is None and head == "workload":
+        node.pop(parts[-1], None)          # null removes a fixed key (the core's default applies)
+    else:
+        node[parts[-1]] = value
     data[head] = section
     return data
 
@@ -691,12 +694,14 @@ class _Validator:
         trials = _int(1).check("trials", data.get("trials", 10))
         concurrency = _int(1).check("concurrency", data.get("concurrency", 1))
         max_retries = _int(0).check("max_retries", data.get("max_retries", 1))
-        return SweepSpec(
+        spec = SweepSpec(
             name=name.strip(), description=description, workload=self.base, parameters=self.params,
             objectives=objectives, budgets=budgets, sampler=self._sampler(data.get("sampler"), trials),
             trials=trials, concurrency=concurrency, resources=self._resources(data.get("resources")),
             early_stopping=self._early_stopping(data.get("early_stopping"), objectives),
             baseline=self.baseline, max_retries=max_retries, tasks=dict(self.tasks))
+        _check_with_core(spec)
+        return spec
 
     # workload ---------------------------------------------------------------------------------
     def _workload(self, section: Any) -> dict:
@@ -937,11 +942,12 @@ class _Validator:
                 if possible is None:
                     raise SpaceError(f"{rkey}: {ref} is a range ({earlier[ref].distribution}); expected a "
                                      f"categorical or fixed parameter to condition on")
+                # Values the key can take at all (typos fail), not only the current choices, so that
+                # narrowing a categorical with --set leaves its dependants valid (and inactive).
+                fld = self._param_field(ref)
                 for i, v in enumerate(allowed_list):
-                    if not any(v == p and type(v) is type(p) for p in possible):
-                        raise _fail(f"{rkey}[{i}]" if isinstance(allowed, list) else rkey, v,
-                                    f"is not a value of parameters.{ref}",
-                                    f"one of {', '.join(_show(p) for p in possible)}")
+                    if fld.kind == "choice" or not isinstance(v, (dict, list)):
+                        self._choice_value(f"{rkey}[{i}]" if isinstance(allowed, list) else rkey, fld, ref, v)
             elif _get_dotted(self.base, ref) is not None:
                 head, _, rest = ref.partition(".")
                 fld = SUB_FIELDS[head].get(rest) if head in SUB_FIELDS else TRIAL_FIELDS.get(ref)
@@ -1095,6 +1101,78 @@ class _Validator:
         return {"type": "asha", "metric": metric,
                 "mode": "max" if higher_is_better(metric) else "min",
                 "grace_steps": grace, "reduction_factor": factor, "max_steps": high_steps}
+
+
+# --- combinations, checked by the core's own validator ----------------------------------------------
+
+class _PickTrial:
+    """A stand-in for ``optuna.Trial`` that answers from ``pick(param_name, candidates)``."""
+
+    def __init__(self, spec: SweepSpec, pick):
+        self._param = spec.param
+        self._pick = pick
+        self.params: dict[str, Any] = {}
+
+    def _answer(self, name: str) -> Any:
+        self.params[name] = value = self._pick(self._param[name])
+        return value
+
+    def suggest_float(self, name, low, high, *, step=None, log=False):
+        return self._answer(name)
+
+    def suggest_int(self, name, low, high, *, step=1, log=False):
+        return self._answer(name)
+
+    def suggest_categorical(self, name, choices):
+        return self._answer(name)
+
+
+def _candidates(p: Param) -> tuple:
+    return p.possible_values() or (p.low, p.high)
+
+
+def _random_value(p: Param, rng) -> Any:
+    if p.possible_values() is not None:
+        return rng.choice(p.possible_values())
+    if p.distribution.endswith("log_uniform"):
+        value = math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
+    else:
+        value = rng.uniform(p.low, p.high)
+    if p.step:
+        value = p.low + round((value - p.low) / p.step) * p.step
+    return int(round(value)) if p.distribution.startswith("int_") else min(max(value, p.low), p.high)
+
+
+def _probe_picks(spec: SweepSpec, n_random: int = 16):
+    """Pickers covering every candidate of every parameter (others at their first), both corners, and
+    ``n_random`` seeded random combinations."""
+    import random
+    yield lambda p: _candidates(p)[0]
+    yield lambda p: _candidates(p)[-1]
+    for target in spec.parameters:
+        for value in _candidates(target)[1:]:
+            yield lambda p, t=target.name, v=value: v if p.name == t else _candidates(p)[0]
+    rng = random.Random(0)
+    for _ in range(n_random):
+        seed = rng.random()
+        yield lambda p, r=random.Random(seed): _random_value(p, r)
+
+
+def _check_with_core(spec: SweepSpec) -> None:
+    """Every combination probed must pass ``disparse_core.trial.TrialConfig.from_dict`` (criterion vs
+    method, pretrain_steps vs steps, width vs arch, ...), so a bad space fails before any trial starts."""
+    from disparse_core.trial import TrialConfig
+    for pick in _probe_picks(spec):
+        trial = _PickTrial(spec, pick)
+        config = suggest(spec, trial)
+        try:
+            TrialConfig.from_dict(config)
+        except ValueError as err:
+            chosen = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
+            where = f" (sampling {chosen})" if chosen else ""
+            text = str(err).rstrip(".")
+            raise SpaceError(f"trial config {text}{where}; expected every combination the space can sample "
+                             f"to be a valid trial config (fix workload or parameters)") from None
 
 
 # --- sampling ---------------------------------------------------------------------------------------

@@ -181,9 +181,34 @@ def _artifact_root(uri: str, experiment_name: str) -> str | None:
     return str(path.parent / "mlartifacts" / f"{safe}-{digest}")
 
 
+class _QuickHttp:
+    """For the first request to an ``http(s)://`` server: no retries, a short timeout (restored after)."""
+
+    _ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+    def __init__(self, uri: str):
+        self.active = urlparse(uri).scheme in ("http", "https")
+        self.saved: dict[str, str | None] = {}
+
+    def __enter__(self):
+        if self.active:
+            for key, value in self._ENV.items():
+                self.saved[key] = os.environ.get(key)
+                os.environ[key] = value
+        return self
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _get_or_create_experiment(client, uri: str, name: str) -> str:
     try:
-        exp = client.get_experiment_by_name(name)
+        with _QuickHttp(uri):
+            exp = client.get_experiment_by_name(name)
         if exp is None:
             return client.create_experiment(name, artifact_location=_artifact_root(uri, name))
     except UserInputError:
@@ -544,6 +569,7 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self._trials: dict[str, str] = {}          # trial key -> run id
         self._status: dict[str, str] = {}          # trial key -> status as we know it
+        self._last_step: dict[str, int] = {}       # run id -> highest step logged in this session
 
     # context manager: anything left RUNNING is closed on the way out
     def __enter__(self) -> "SweepTracker":
@@ -593,10 +619,16 @@ class SweepTracker:
             seed = spec_sampler.get("seed")
         objectives = _spec_attr(spec, "objectives")
         budgets = _spec_attr(spec, "budgets")
+        sampler = sampler if sampler is not None else spec_sampler
+        sampler_options = {}
+        if isinstance(sampler, Mapping):
+            sampler_options = {k: v for k, v in sampler.items() if k not in ("type", "name", "seed")}
+            sampler = sampler.get("type") or sampler.get("name")
         params = {
             "sweep_id": self.sweep_id,
             "space": _spec_attr(spec, "name") or (Path(space_path).stem if space_path else None),
-            "sampler": sampler if sampler is not None else _spec_attr(spec, "sampler"),
+            "sampler": sampler,
+            "sampler_options": sampler_options or None,
             "seed": seed if seed is not None else _spec_attr(spec, "seed"),
             "trials": _first_of(config, spec, ("trials", "num_trials", "n_trials", "num_samples")),
             "concurrency": _first_of(config, spec, ("concurrency", "max_concurrent", "max_concurrent_trials")),
@@ -615,7 +647,7 @@ class SweepTracker:
         spec_dict = spec.to_dict() if hasattr(spec, "to_dict") else (dict(spec) if isinstance(spec, Mapping)
                                                                      else None)
         resolved = {"sweep_id": self.sweep_id, "spec": spec_dict, "config": config,
-                    "sampler": params["sampler"], "seed": params["seed"]}
+                    "sampler": params["sampler"], "sampler_options": sampler_options, "seed": params["seed"]}
         files = {"config/sweep_config.json": json.dumps(resolved, indent=2, sort_keys=True, default=str),
                  "config/code_version.json": json.dumps(cv if isinstance(cv, Mapping) else {"version": cv},
                                                         indent=2, default=str)}
@@ -770,14 +802,22 @@ class SweepTracker:
                 rec["pareto"] = False
 
         history = _history_pairs(hypervolume_history)
-        if reference_point is not None and front:
+        hv_tags: dict[str, str] = {}
+        if eligible:
             try:
-                hv = float(hypervolume([[r["metrics"][o] for o in objectives] for r in front], dirs,
-                                       list(reference_point)))
-                if not history or history[-1][1] != hv:
-                    history.append(((history[-1][0] + 1) if history else len(eligible), hv))
+                from .pareto import default_reference, hypervolume_history as hv_history
+                ref = (list(map(float, reference_point)) if reference_point is not None
+                       else default_reference(points, dirs))
+                if not history:                         # from MLflow: fully trained trials in end order
+                    ordered = sorted(range(len(eligible)), key=lambda i: eligible[i]["end_time"] or 0)
+                    history = [(k + 1, float(v)) for k, v in
+                               enumerate(hv_history([points[i] for i in ordered], dirs, ref))]
+                hv = float(hypervolume([points[i] for i in front_idx], dirs, ref))
+                hv_tags = {"disparse.hypervolume": repr(hv),
+                           "disparse.reference_point": json.dumps(ref)
+                           + ("" if reference_point is not None else " (auto)")}
             except Exception as exc:
-                self.client.set_tag(self.parent_run_id, "disparse.hypervolume_error", _one_line(exc, 500))
+                hv_tags = {"disparse.hypervolume_error": _one_line(exc, 500)}
 
         counts = {
             "trials_finished": sum(r["status"] == "FINISHED" for r in records),
@@ -794,8 +834,7 @@ class SweepTracker:
                 best = pick(eligible, key=lambda r: r["metrics"][obj])
                 summary_tags[f"disparse.best.{sanitize_name(obj)}"] = \
                     f"{best['metrics'][obj]:.6g} (run {best['run_id']})"
-        if reference_point is not None:
-            summary_tags["disparse.reference_point"] = json.dumps([float(v) for v in reference_point])
+        summary_tags.update(hv_tags)
         self._log_batch(self.parent_run_id, tags=summary_tags)
         self._log_metrics(self.parent_run_id, counts, 0)
         if history:
@@ -811,12 +850,22 @@ class SweepTracker:
             if history:
                 (out / "hypervolume.csv").write_text(
                     "step,hypervolume\n" + "".join(f"{s},{v!r}\n" for s, v in history))
-            made = plots.pareto_pngs(eligible, front_ids, objectives, dirs, out)
-            plots.pareto_html(eligible, front_ids, objectives, dirs, out / "pareto_front.html",
-                              title=f"Pareto front of sweep {self.sweep_id}", param_keys=param_keys)
+            made, errors = [], []
+            try:                               # a picture must never lose the front itself
+                made = plots.pareto_pngs(eligible, front_ids, objectives, dirs, out)
+            except Exception as exc:
+                errors.append(f"png: {_one_line(exc, 300)}")
+            try:
+                plots.pareto_html(eligible, front_ids, objectives, dirs, out / "pareto_front.html",
+                                  title=f"Pareto front of sweep {self.sweep_id}", param_keys=param_keys)
+            except Exception as exc:
+                errors.append(f"html: {_one_line(exc, 300)}")
             for path in sorted(out.iterdir()):
                 self.client.log_artifact(self.parent_run_id, str(path))
-            self.client.set_tag(self.parent_run_id, "disparse.plots", ",".join(p.name for p in made))
+            plot_tags = {"disparse.plots": ",".join(p.name for p in made)}
+            if errors:
+                plot_tags["disparse.plot_error"] = "; ".join(errors)
+            self._log_batch(self.parent_run_id, tags=plot_tags)
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         return front
 
@@ -881,11 +930,13 @@ class SweepTracker:
 
     def _log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None) -> None:
         from mlflow.entities import Metric
-        if step is None:
+        if step is None:                   # final values: never at a step below the last one logged
             raw = metrics.get("step")
             step = int(raw) if isinstance(raw, (int, float)) and math.isfinite(raw) else 0
+            step = max(step, self._last_step.get(run_id, 0))
+        self._last_step[run_id] = max(int(step), self._last_step.get(run_id, 0))
         now = int(time.time() * 1000)
-        values = _finite_numbers(metrics)
+        values = {k: v for k, v in _finite_numbers(metrics).items() if k != "final"}
         self._log_metric_objects(run_id, [Metric(k, v, now, int(step)) for k, v in values.items()])
 
     def _log_metric_objects(self, run_id: str, items: list) -> None:
@@ -977,14 +1028,22 @@ def normalize_directions(objectives: Sequence[str], directions: Any) -> list[str
     return out
 
 
+_HIGHER = {"compression", "delta_m", "sparsity", "miou", "pixel_acc", "acc", "within_11", "within_22",
+           "within_30", "delta1", "delta2", "delta3"}
+_LOWER = {"mean", "median", "abs_err", "rel_err", "rmse", "loss", "nonzero_params", "wall_time_s"}
+
+
 def _default_direction(key: str) -> str:
+    """Direction of a metric key: a local table for the known names (importing the core would pull in
+    torch), ``disparse_core.metrics.higher_is_better`` for the rest, else maximize."""
+    last = str(key).rsplit(".", 1)[-1]
+    if last in _HIGHER or last in _LOWER:
+        return "maximize" if last in _HIGHER else "minimize"
     try:
         from disparse_core.metrics import higher_is_better
         return "maximize" if higher_is_better(key) else "minimize"
     except Exception:
-        last = str(key).rsplit(".", 1)[-1]
-        lower = {"mean", "median", "abs_err", "rel_err", "rmse", "loss", "nonzero_params", "wall_time_s"}
-        return "minimize" if last in lower else "maximize"
+        return "maximize"
 
 
 def eligible_for_front(records: Iterable[Mapping[str, Any]], objectives: Sequence[str]) -> list[dict]:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 __all__ = ["TaskInfo", "Workload", "SeededLoader", "TASK_KINDS", "KIND_METRICS", "task_info",

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
-from torch import nn
 
 from .base import (ClassificationHead, DenseHead, MultitaskNet, count_params, count_prunable_params,
                    validate_cutoff)

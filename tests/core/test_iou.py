@@ -5,7 +5,7 @@ import torch
 
 from disparse_core.iou import find_watershed, mask_iou, plot_mask_iou, suggest_cutoff
 from disparse_core.sparsify import sparsify
-from toy_models import MultiHeadNet, make_batches
+from toy_models import MultiHeadNet, make_batches, single_thread  # noqa: F401
 
 
 def _twin_heads_model():

@@ -6,7 +6,7 @@ import torch
 from disparse_core.masks import (attach_masks, fold_masks, prunable_weights,
                                  record_effective_weights, sparsity_report)
 from disparse_core.ownership import owners_by_task, task_ownership
-from toy_models import BranchedNet, MultiHeadNet, make_batches
+from toy_models import BranchedNet, MultiHeadNet, make_batches, single_thread  # noqa: F401
 
 
 @pytest.mark.parametrize("tasks", [("seg", "cls"), ("seg", "cls", "reg")])

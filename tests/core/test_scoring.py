@@ -6,7 +6,7 @@ import torch
 from disparse_core.masks import attach_masks, prunable_weights, record_effective_weights
 from disparse_core.ownership import task_ownership
 from disparse_core.scoring import (COLLAPSED_TASK, collapse_tasks, per_task_gradients, task_scores)
-from toy_models import MultiHeadNet, NotADictNet, losses_for, make_batches
+from toy_models import MultiHeadNet, NotADictNet, losses_for, make_batches, single_thread  # noqa: F401
 
 TASKS = ("seg", "cls", "reg")
 

@@ -9,18 +9,10 @@ from disparse_core.masks import fold_masks, get_masks, prunable_weights, sparsit
 from disparse_core.schedules import cubic_sparsity
 from disparse_core.scoring import COLLAPSED_TASK
 from disparse_core.sparsify import GradualPruner, sparsify
-from toy_models import BranchedNet, MultiHeadNet, NotADictNet, losses_for, make_batches, total_loss
+from toy_models import (BranchedNet, MultiHeadNet, NotADictNet, losses_for, make_batches,  # noqa: F401
+                        single_thread, total_loss)
 
 TASKS = ("seg", "cls", "reg")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: thread start-up dominates, and it thrashes on a busy 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _model(kind="shared", seed=0, **kw):

@@ -6,11 +6,22 @@ compare it to what the autograd graph says.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 IMAGE = (3, 8, 8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Import into a test module to run it on one thread: for these tiny models thread start-up
+    dominates, and several threads thrash on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

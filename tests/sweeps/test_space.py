@@ -185,6 +185,24 @@ def test_overrides_set_fix_and_remove():
     assert spec.raw["trials"] == 4                                   # the source is not modified
 
 
+def test_null_removes_a_fixed_key_so_it_can_be_swept():
+    spec = load_space("baselines", ["workload.lr=null", "parameters.lr={distribution: log_uniform, low: 1e-4, high: 1e-2}"])
+    assert "lr" not in spec.workload and spec.param["lr"].distribution == "log_uniform"
+
+
+def test_names_mirror_the_core():
+    """space.py keeps its own copy of the core's names (so importing it stays light): they must agree."""
+    from dataclasses import fields
+
+    from disparse_core import trial
+    from sweeps import space
+    assert set(space.TRIAL_FIELDS) == {f.name for f in fields(trial.TrialConfig)}
+    assert set(space.METHODS) == set(trial.METHODS)
+    assert set(space.WORKLOADS) == set(trial.WORKLOADS) and set(space.ARCHS) == set(trial.ARCHS)
+    assert set(space.SUB_FIELDS["dynamic"]) == {f.name for f in fields(trial.DynamicOptions)}
+    assert set(space.SUB_FIELDS["gradual"]) == {f.name for f in fields(trial.GradualOptions)}
+
+
 def test_env_default_and_numbers_written_like_1e_4(tmp_path, monkeypatch):
     monkeypatch.delenv("DISPARSE_TUNE_TEST_UNSET", raising=False)
     path = tmp_path / "s.yaml"
@@ -326,7 +344,10 @@ def test_constraints_func_reads_user_attrs_with_an_infeasible_default():
 
 
 def _constrained_run(spec, use_constraints, n=40):
-    """compression = sparsity; seg.miou flat to 0.7 then falling: the 2 % budget allows sparsity <= 0.76."""
+    """compression = sparsity; seg.miou flat to 0.55, then falling: the -2 % budget allows sparsity <= 0.61.
+
+    The searcher's side of the contract: ``set_user_attr("constraints", constraint_values(...))``
+    before ``tell``."""
     from sweeps.budgets import constraint_values
     study = optuna.create_study(directions=directions(spec), sampler=make_sampler(spec))
     baseline = {"seg.miou": 0.30}
@@ -334,7 +355,7 @@ def _constrained_run(spec, use_constraints, n=40):
     for _ in range(n):
         trial = study.ask()
         s = suggest(spec, trial)["sparsity"]
-        metrics = {"compression": s, "seg.miou": 0.30 - 0.1 * max(0.0, s - 0.7)}
+        metrics = {"compression": s, "seg.miou": 0.30 - 0.1 * max(0.0, s - 0.55)}
         if use_constraints:
             trial.set_user_attr("constraints", constraint_values(spec.budgets, metrics, baseline))
         study.tell(trial, [metrics[m] for m in spec.metric_names])
@@ -342,27 +363,29 @@ def _constrained_run(spec, use_constraints, n=40):
     return study, sparsities
 
 
-def test_budgets_reach_tpe_as_constraints():
+@pytest.mark.parametrize("objectives", ["[compression]", "[compression, seg.miou]"])
+def test_budgets_reach_tpe_as_constraints(objectives):
+    """Seeded, so deterministic; the margins hold for seeds 0-5 (with: >= 0.67, without: <= 0.37)."""
     spec = load_space(BASE, ["parameters={sparsity: {distribution: uniform, low: 0.5, high: 0.99}}",
-                             "objectives=[compression]", "baseline=true"])
-    feasible = lambda xs: sum(x <= 0.76 for x in xs[10:]) / len(xs[10:])  # noqa: E731
+                             f"objectives={objectives}"])
+    near_feasible = lambda xs: sum(x <= 0.66 for x in xs[10:]) / len(xs[10:])  # noqa: E731
     with_c, without_c = [], []
     for seed in (0, 1, 2):
         seeded = apply_overrides(spec, [f"sampler.seed={seed}", "sampler.n_startup_trials=10"])
         study, xs = _constrained_run(seeded, True)
-        with_c.append(feasible(xs))
-        _, ys = _constrained_run(seeded, False)
-        without_c.append(feasible(ys))
-        assert all(t.constraints for t in study.trials)          # Optuna recorded them
-        assert study.best_trial.params["sparsity"] <= 0.76         # best is feasible
-    assert sum(with_c) / 3 >= 0.6 and sum(without_c) / 3 <= 0.3, (with_c, without_c)
+        with_c.append(near_feasible(xs))
+        without_c.append(near_feasible(_constrained_run(seeded, False)[1]))
+        assert all(t.constraints for t in study.trials)            # Optuna recorded them
+        assert study.best_trials and all(t.params["sparsity"] <= 0.61 for t in study.best_trials)
+    assert all(w > wo for w, wo in zip(with_c, without_c)), (with_c, without_c)
+    assert sum(with_c) / 3 >= 0.6 and sum(without_c) / 3 <= 0.4, (with_c, without_c)
 
 
 def test_budgets_reach_nsga2_and_best_trials_are_feasible():
     spec = load_space(BASE, ["parameters={sparsity: {distribution: uniform, low: 0.5, high: 0.99}}",
                              "objectives=[compression, seg.miou]", "sampler={type: nsga2, population_size: 6}"])
     study, _ = _constrained_run(spec, True, n=24)
-    assert study.best_trials and all(t.params["sparsity"] <= 0.76 for t in study.best_trials)
+    assert study.best_trials and all(t.params["sparsity"] <= 0.61 for t in study.best_trials)
 
 
 def test_sampler_without_budgets_has_no_constraints():

@@ -26,11 +26,19 @@ DIRECTIONS = ["maximize", "maximize", "minimize"]
 
 
 @pytest.fixture(scope="session")
-def template_db(tmp_path_factory):
-    """A migrated, empty MLflow database (creating one costs ~6 s; copying it, nothing)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+def template_db(request, tmp_path_factory):
+    """A migrated, empty MLflow database. Creating one runs MLflow's migrations (~6-15 s here), so it is
+    made once and kept in pytest's cache (keyed by the MLflow version); tests copy it."""
+    name = f"mlflow-template-{mlflow.__version__}.db"
+    cache = getattr(request.config, "cache", None)
+    folder = Path(cache.mkdir("disparse-mlflow")) if cache is not None else tmp_path_factory.getbasetemp()
+    path = folder / name
     if not path.exists():
-        MlflowClient(f"sqlite:///{path}").search_experiments()
+        partial = tmp_path_factory.getbasetemp() / f"partial-{name}"
+        partial.unlink(missing_ok=True)
+        MlflowClient(f"sqlite:///{partial}").search_experiments()
+        shutil.copy(partial, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
     return path
 
 
@@ -151,6 +159,15 @@ def test_trial_started_is_idempotent_and_resume_never_duplicates(store):
     assert sorted(trials) == ["t0", "t1", "t2"]
     assert trials["t0"].info.status == "FINISHED" and trials["t0"].data.metrics["seg.miou"] == 0.4
     assert trials["t2"].info.status == "RUNNING" and "disparse.failure" not in trials["t2"].data.tags
+
+
+def test_final_metrics_are_the_latest_even_without_a_step(store):
+    tracker = start(store)
+    run_id = tracker.trial_started("t0", config())
+    tracker.trial_result("t0", {"seg.miou": 0.2, "final": 0.0}, step=40)
+    tracker.trial_completed("t0", {"seg.miou": 0.7, "final": 1.0})
+    metrics = MlflowClient(store).get_run(run_id).data.metrics
+    assert metrics["seg.miou"] == 0.7 and "final" not in metrics
 
 
 def test_existing_sweep_id_without_resume_is_refused(store):
@@ -298,6 +315,8 @@ def test_unusable_stores_are_user_errors(tmp_path):
     not_db.write_text("hello, this is not sqlite")
     with pytest.raises(UserInputError, match="not an sqlite database"):
         SweepTracker(f"sqlite:///{not_db}", EXP)
+    with pytest.raises(UserInputError, match="cannot open the MLflow store"):
+        SweepTracker("http://127.0.0.1:9", EXP)                  # nothing listens on loopback port 9
     with pytest.raises(UserInputError, match="no MLflow database"):
         tracking.load_trials(f"sqlite:///{tmp_path}/missing.db", EXP)
     assert not (tmp_path / "missing.db").exists()

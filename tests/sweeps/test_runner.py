@@ -1,0 +1,160 @@
+"""End-to-end sweeps in this process: real Ray (shared session), Optuna, MLflow sqlite, run_trial."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+
+from sweeps.runner import RunOptions, make_plan, open_study, run_sweep
+from sweeps.searcher import CONSTRAINTS, EARLY_STOPPED, FAIL_REASON, TRIAL_KEY
+
+from sweep_helpers import load_study, sqlite_uri, sweep_run, trial_runs, write_space
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One MLflow store for the module: the sweeps share its dense baseline."""
+    return tmp_path_factory.mktemp("store")
+
+
+def name_of(tmp_path):
+    return "sweep-" + tmp_path.name[-24:].replace("_", "-")
+
+
+def _run(plan):
+    out = io.StringIO()
+    try:
+        return run_sweep(plan, out=out), out.getvalue()
+    finally:
+        print(out.getvalue())  # shown by pytest when a test fails
+
+
+def _plan(space, results_dir, store, **kw):
+    return make_plan(RunOptions(space=str(space), results_dir=str(results_dir),
+                                tracking_uri=sqlite_uri(store / "mlflow.db"), **kw))
+
+
+def _baseline_runs(uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("disparse-tune")
+    return client.search_runs([exp.experiment_id], "tags.`disparse.role` = 'baseline'")
+
+
+def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, store):
+    plan = _plan(write_space(tmp_path), tmp_path / name_of(tmp_path), store)
+    summary, printed = _run(plan)
+
+    assert not summary.interrupted
+    assert summary.states == {"COMPLETE": 4}
+    assert summary.baseline and summary.baseline["seg.miou"] > 0
+    client, parent = sweep_run(plan.tracking_uri, plan.sweep_id)
+    assert parent.info.status == "FINISHED"
+    runs = trial_runs(plan.tracking_uri, plan.sweep_id)
+    assert len(runs) == 4
+    assert sorted(r.data.tags["disparse.trial_key"] for r in runs) == ["t0000", "t0001", "t0002", "t0003"]
+    for run in runs:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        assert run.data.params["method"] in ("disparse_static", "disparse_dynamic", "snip")
+        assert 0.5 <= float(run.data.params["sparsity"]) <= 0.9
+        assert "baseline_metrics.seg.miou" in run.data.params or any(
+            k.startswith("baseline_metrics") for k in run.data.params)
+        assert math.isfinite(run.data.metrics["delta_m"])
+        assert run.data.metrics["compression"] > 0.4
+        assert run.data.metrics["step"] == 6
+        # per-evaluation history: the step-3 evaluation and the final one
+        history = client.get_metric_history(run.info.run_id, "seg.miou")
+        assert sorted(m.step for m in history) == [3, 6]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "pareto_front.csv" in artifacts
+    assert (plan.results_dir / "pareto_front.csv").is_file()
+    front_keys = {r.data.tags["disparse.trial_key"] for r in runs
+                  if r.data.tags.get("disparse.pareto") == "true"}
+    assert front_keys and front_keys == {r["trial_key"] for r in summary.front}
+
+    study = load_study(plan.results_dir, plan.sweep_id)
+    assert len(study.trials) == 4
+    for t in study.trials:
+        assert t.state.name == "COMPLETE"
+        assert len(t.user_attrs[CONSTRAINTS]) == 1       # the one budget, told before tell()
+    assert len(_baseline_runs(plan.tracking_uri)) == 1
+    assert "trials 4/4 done" in printed and "pareto" in printed
+
+
+def test_failing_trial_is_failed_everywhere_and_sweep_completes(ray_local, tmp_path, store):
+    space = write_space(tmp_path, parameters={
+        "method": {"value": "snip"},
+        "sparsity": {"values": [0.5, 0.7]},
+        "lr": {"values": [0.001, 1.0e12]},          # 1e12 diverges: run_trial raises
+    }, trials=3, concurrency=2, max_retries=1)
+    plan = _plan(space, tmp_path / name_of(tmp_path), store)
+    plan.results_dir.mkdir(parents=True)
+    study = open_study(plan)
+    study.enqueue_trial({"sparsity": 0.5, "lr": 1.0e12})
+    study.enqueue_trial({"sparsity": 0.5, "lr": 0.001})
+    study.enqueue_trial({"sparsity": 0.7, "lr": 0.001})
+
+    summary, _ = _run(plan)
+
+    assert not summary.interrupted
+    assert summary.states == {"COMPLETE": 2, "FAIL": 1}
+    study = load_study(plan.results_dir, plan.sweep_id)
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed[0].params["lr"] == 1.0e12
+    assert "non-finite" in failed[0].user_attrs[FAIL_REASON]
+    runs = {r.data.tags["disparse.trial_key"]: r for r in trial_runs(plan.tracking_uri, plan.sweep_id)}
+    assert len(runs) == 3
+    bad = runs[failed[0].user_attrs[TRIAL_KEY]]
+    assert bad.info.status == "FAILED"
+    assert "non-finite" in bad.data.tags["disparse.failure"]
+    assert bad.data.tags.get("disparse.pareto") != "true"
+    assert all(r.info.status == "FINISHED" for k, r in runs.items() if r is not bad)
+    assert {r["trial_key"] for r in summary.front} <= set(runs) - {failed[0].user_attrs[TRIAL_KEY]}
+    _, parent = sweep_run(plan.tracking_uri, plan.sweep_id)
+    assert parent.info.status == "FINISHED"
+    # same fixed workload as the other sweep of this module: one dense baseline, reused
+    assert len(_baseline_runs(plan.tracking_uri)) == 1
+
+
+def test_asha_stopped_trial_is_pruned_and_off_the_front(ray_local, tmp_path, store):
+    space = write_space(
+        tmp_path,
+        workload={"steps": 8, "eval_every": 2},
+        parameters={"method": {"values": ["snip", "random"]},
+                    "sparsity": {"values": [0.3, 0.98]}},
+        objectives=[{"name": "compression", "direction": "maximize"},
+                    {"name": "seg.miou", "direction": "maximize"}],
+        early_stopping={"type": "asha", "metric": "seg.miou", "grace_steps": 2,
+                        "reduction_factor": 2},
+        budgets={}, baseline=False, trials=3, concurrency=1)
+    plan = _plan(space, tmp_path / name_of(tmp_path), store)
+    plan.results_dir.mkdir(parents=True)
+    study = open_study(plan)
+    # one at a time: a good trial sets the rung, then a much sparser one falls below it
+    study.enqueue_trial({"method": "snip", "sparsity": 0.3})
+    study.enqueue_trial({"method": "random", "sparsity": 0.98})
+    study.enqueue_trial({"method": "snip", "sparsity": 0.3})
+
+    summary, _ = _run(plan)
+
+    study = load_study(plan.results_dir, plan.sweep_id)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned, [(t.number, t.state.name, t.user_attrs.get("metrics", {}).get("step"))
+                    for t in study.trials]
+    for t in pruned:
+        assert t.values is None and t.user_attrs[EARLY_STOPPED] is True
+        assert t.user_attrs["metrics"]["step"] < 8
+    pruned_keys = {t.user_attrs[TRIAL_KEY] for t in pruned}
+    runs = {r.data.tags["disparse.trial_key"]: r for r in trial_runs(plan.tracking_uri, plan.sweep_id)}
+    for key in pruned_keys:
+        assert runs[key].data.tags["disparse.early_stopped"] == "true"
+        assert runs[key].data.tags.get("disparse.pareto") != "true"
+    assert summary.front and not pruned_keys & {r["trial_key"] for r in summary.front}
+    best = {t.number for t in study.best_trials}
+    assert best and all(study.trials[n].state.name == "COMPLETE" for n in best)

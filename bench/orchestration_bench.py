@@ -36,6 +36,11 @@ from _common import ROOT, write_result  # noqa: E402
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
 os.environ.update(LOOPBACK)
+# Without an address, ray.init() joins whatever Ray instance another process on this machine started
+# last (/tmp/ray/ray_current_cluster) and then refuses num_cpus ("When connecting to an existing
+# cluster, num_cpus and num_gpus must not be provided"): sweeps.ray_backend.connect fails whenever any
+# other Ray runs here. address "local" always starts a fresh one (reported to the lead).
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 #: shrinks every demo trial to (almost) no training
 TINY = ["concurrency=1", "workload.steps=1", "workload.image_size=32",
@@ -138,14 +143,15 @@ def run(args) -> dict:
     res["imports"] = import_breakdown(args.import_repeats)
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         work = Path(tmp)
-        res["parts"] = driver_parts(work, args.long)
+        res["parts"] = driver_parts(work, max(args.long, args.short, 2))
         short = one_sweep(args.short, work, "short")
-        long = one_sweep(args.long, work, "long")
+        long = one_sweep(args.long, work, "long") if args.long > args.short else None
     res["sweeps"] = {"short": short, "long": long}
-    d_trials = long["trials"] - short["trials"]
-    d_over = ((long["timings"]["tuner_s"] - long["sum_in_trial_s"])
-              - (short["timings"]["tuner_s"] - short["sum_in_trial_s"]))
-    res["marginal_overhead_per_trial_s"] = d_over / d_trials if d_trials else None
+    res["marginal_overhead_per_trial_s"] = None
+    if long is not None:
+        d_over = ((long["timings"]["tuner_s"] - long["sum_in_trial_s"])
+                  - (short["timings"]["tuner_s"] - short["sum_in_trial_s"]))
+        res["marginal_overhead_per_trial_s"] = d_over / (long["trials"] - short["trials"])
     t = short["timings"]
     res["startup"] = {"imports_in_run_sweep_s": t.get("imports_s"), "ray_init_s": t.get("ray_init_s"),
                       "mlflow_setup_s": t.get("mlflow_s"), "study_s": t.get("study_s"),
@@ -155,14 +161,14 @@ def run(args) -> dict:
 
 
 def summary(res: dict) -> str:
-    s, lg = res["sweeps"]["short"], res["sweeps"]["long"]
+    s, lg = res["sweeps"]["short"], res["sweeps"]["long"] or res["sweeps"]["short"]
     st, parts = res["startup"], res["parts"]
     lines = [f"imports (fresh process): " + ", ".join(f"{k} {v:.2f}s" for k, v in res["imports"]["seconds"].items())
              + f"; total {res['imports']['total_imports_s']:.2f}s",
              f"start-up in run_sweep: ray.init {st['ray_init_s']:.2f}s (MLflow set-up {st['mlflow_setup_s']:.2f}s "
              f"in parallel), study {st['study_s']:.2f}s, shutdown {st['ray_shutdown_s']:.2f}s",
              f"overhead per trial: {s['trials']} trials {s['overhead_per_trial_s']:.2f}s, {lg['trials']} trials "
-             f"{lg['overhead_per_trial_s']:.2f}s, marginal {res['marginal_overhead_per_trial_s']:.2f}s "
+             f"{lg['overhead_per_trial_s']:.2f}s, marginal {res['marginal_overhead_per_trial_s'] or float('nan'):.2f}s "
              f"(goal <= 1 s)",
              f"driver parts per trial: Optuna ask+tell {parts['optuna_ask_tell_s']['median'] * 1e3:.0f} ms, "
              f"MLflow logging {parts['mlflow_per_trial_s']['median'] * 1e3:.0f} ms"]
@@ -178,7 +184,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.quick:
-        args.short, args.long, args.import_repeats = 1, 2, 1
+        args.short, args.long, args.import_repeats = 1, 0, 1  # one sweep of one trial
     res = run(args)
     path = write_result("orchestration_bench" + ("_quick" if args.quick else ""), res, args.out)
     print(summary(res))

@@ -108,7 +108,23 @@ class GradualOptions:
 
 @dataclass
 class TrialConfig:
-    """A validated trial config; see docs/ARCHITECTURE.md for every key. Build with :meth:`from_dict`."""
+    """A validated trial config; see docs/ARCHITECTURE.md for every key. Build with :meth:`from_dict`.
+
+    Defaults are a short CPU run (scenes, small net, 300 steps). Notes on keys beyond the table:
+
+    - ``sparsity`` is ignored by ``dense``; ``criterion`` defaults by method (:data:`METHODS`).
+    - ``distribution``: ``random`` baseline's layer densities, ``uniform`` or ``erk``
+      (``erk`` uses ``dynamic.erk_power``).
+    - ``pretrain_steps`` (default ``steps // 2``), ``finetune_lr`` (default ``lr / 10``) and
+      ``gradual`` apply to ``disparse_pretrained`` and ``magnitude``; ``dynamic`` to
+      ``disparse_dynamic`` and ``rigl``; other methods ignore them.
+    - ``eval_every`` defaults to ``steps // 3``; ``eval_batches`` limits the intermediate evaluations
+      only (the final one always covers the whole test set).
+    - ``optimizer: sgd`` uses momentum 0.9; ``lr_step`` (None = constant) is StepLR's step size in
+      training steps.
+    - ``preset``: a name in :data:`PRESETS`; the other keys override its values.
+    - ``export_path``: the folded ``state_dict`` file; the JSON size report goes next to it (``.json``).
+    """
     workload: str = "scenes"
     data_root: str | None = None
     image_size: int | None = None

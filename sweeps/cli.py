@@ -30,7 +30,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises (one line) instead of printing the usage and exiting."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        raise UserInputError(f"{self.prog.split()[-1]}: {message}")
+        if message.startswith("argument "):
+            message = message[len("argument "):]
+        raise UserInputError(message)
 
 
 def _int_arg(flag: str, low: int):
@@ -38,9 +40,9 @@ def _int_arg(flag: str, low: int):
         try:
             value = int(text)
         except ValueError:
-            raise UserInputError(f"{flag}: {text!r} is not an integer; expected an integer >= {low}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= {low}")
         if value < low:
-            raise UserInputError(f"{flag}: {value} is too small; expected an integer >= {low}")
+            raise argparse.ArgumentTypeError(f"{value} is too small; expected an integer >= {low}")
         return value
     return parse
 

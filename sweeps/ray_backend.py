@@ -83,7 +83,6 @@ def _quiet_ray(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old engine is silent at verbose=0
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
 

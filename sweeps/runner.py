@@ -208,8 +208,9 @@ def make_plan(opts: RunOptions) -> Plan:
                     experiment=experiment, ray_address=ray_address, resume=True,
                     overrides=all_overrides, space_file=space_file, verbose=opts.verbose)
 
-    spec = load_space(opts.space or DEFAULT_SPACE, overrides)
-    _check_resources(spec)
+    # cheap checks before the space (whose validation loads the core, i.e. torch)
+    tracking_uri = _check_tracking_uri(opts.tracking_uri or default_tracking_uri(cwd))
+    results_dir = None
     if opts.results_dir:
         results_dir = Path(opts.results_dir).expanduser().resolve()
         if results_dir.exists() and not results_dir.is_dir():
@@ -217,9 +218,10 @@ def make_plan(opts: RunOptions) -> Plan:
         if (results_dir / STATE_FILE).exists():
             raise UserInputError(f"--results-dir: {str(results_dir)!r} already holds a sweep; expected "
                                  f"--resume to continue it or another folder")
-    else:
+    spec = load_space(opts.space or DEFAULT_SPACE, overrides)
+    _check_resources(spec)
+    if results_dir is None:
         results_dir = _free_results_dir(root, spec.name)
-    tracking_uri = _check_tracking_uri(opts.tracking_uri or default_tracking_uri(cwd))
     experiment = opts.experiment or DEFAULT_EXPERIMENT
     sweep_id = _free_sweep_id(results_dir.name, tracking_uri, experiment)
     return Plan(spec=spec, sweep_id=sweep_id, results_dir=results_dir,

@@ -55,8 +55,13 @@ class BasicBlock(nn.Module):
 
 
 def init_backbone(module: nn.Module) -> None:
-    """He (fan-out) init for convs, BN to identity: the usual ResNet initialisation."""
+    """He (fan-out) init for convs, BN to identity: the usual ResNet initialisation.
+
+    Skipped on the meta device (nothing to initialise; ``normal_`` there costs seconds at first use).
+    """
     for m in module.modules():
+        if any(p.is_meta for p in m.parameters(recurse=False)):
+            continue
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:

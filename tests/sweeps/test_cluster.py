@@ -28,7 +28,7 @@ def two_node_cluster():
 
 def test_sweep_on_two_node_cluster_uses_both_nodes(tmp_path, two_node_cluster):
     assert two_node_cluster.address.startswith("127.0.0.1:")
-    node_ids = {node.unique_id for node in two_node_cluster.list_all_nodes()}
+    node_ids = {node.node_id for node in two_node_cluster.list_all_nodes()}
     assert len(node_ids) == 2
     space = write_space(tmp_path, name="cluster", baseline=False, budgets={},
                         objectives=[{"name": "compression", "direction": "maximize"},

@@ -71,6 +71,11 @@ def test_pretrained_gradual_and_sgd_steplr_and_cutoff():
     assert result["compression"] < result["sparsity"]
 
 
+def test_bf16_autocast_on_cpu_runs():
+    result = run_trial(tiny(method="disparse_static", bf16=True, steps=2))
+    assert all(math.isfinite(result[k]) for k in TASK_METRICS)
+
+
 def test_delta_m_against_a_baseline():
     dense = run_trial(tiny(method="dense"))
     baseline = {k: dense[k] for k in TASK_METRICS}

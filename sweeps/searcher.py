@@ -127,6 +127,7 @@ class StudyDriver:
             key = t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))
             self.study.tell(t.number, state=TrialState.FAIL)
             self.study.enqueue_trial(dict(t.params), user_attrs={TRIAL_KEY: key})
+            self._live.pop(key, None)
             keys.append(key)
         if keys:
             before = list(self.study.user_attrs.get(INTERRUPTED, []))

@@ -57,6 +57,7 @@ CRITERIA = ("snip", "magnitude", "taylor", "gradient")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform", "categorical", "fixed")
 
+
 def _show(value: Any) -> str:
     """A value as the user wrote it (YAML-ish)."""
     if value is None:

@@ -12,7 +12,7 @@ from sweeps.searcher import CONSTRAINTS, EARLY_STOPPED, FAIL_REASON, TRIAL_KEY
 
 from sweep_helpers import load_study, sqlite_uri, sweep_run, trial_runs, write_space
 
-pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def _baseline_runs(uri):
     return client.search_runs([exp.experiment_id], "tags.`disparse.role` = 'baseline'")
 
 
+@pytest.mark.slow
 def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, store):
     plan = _plan(write_space(tmp_path), tmp_path / name_of(tmp_path), store)
     summary, printed = _run(plan)
@@ -87,6 +88,7 @@ def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, stor
     assert "trials 4/4 done" in printed and "pareto" in printed
 
 
+@pytest.mark.slow
 def test_failing_trial_is_failed_everywhere_and_sweep_completes(ray_local, tmp_path, store):
     space = write_space(tmp_path, parameters={
         "method": {"value": "snip"},
@@ -122,6 +124,7 @@ def test_failing_trial_is_failed_everywhere_and_sweep_completes(ray_local, tmp_p
     assert len(_baseline_runs(plan.tracking_uri)) == 1
 
 
+@pytest.mark.slow
 def test_asha_stopped_trial_is_pruned_and_off_the_front(ray_local, tmp_path, store):
     space = write_space(
         tmp_path,
@@ -158,3 +161,80 @@ def test_asha_stopped_trial_is_pruned_and_off_the_front(ray_local, tmp_path, sto
     assert summary.front and not pruned_keys & {r["trial_key"] for r in summary.front}
     best = {t.number for t in study.best_trials}
     assert best and all(study.trials[n].state.name == "COMPLETE" for n in best)
+
+
+# --- Ray-free: the ask/tell driver and the progress line (milliseconds) ----------------------------
+
+def _driver(n_trials=3, constraints=None):
+    import optuna
+
+    from sweeps.searcher import StudyDriver
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "maximize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    suggest = lambda trial: {"sparsity": trial.suggest_float("sparsity", 0.1, 0.9)}  # noqa: E731
+    return StudyDriver(study, suggest, ["compression", "seg.miou"], n_trials,
+                       constraints=constraints, extra_config={"num_threads": 1})
+
+
+def test_driver_tells_complete_only_for_final_results():
+    driver = _driver(constraints=lambda m: [0.3 - m["seg.miou"]])
+    full, stopped, nan = driver.ask(), driver.ask(), driver.ask()
+    assert driver.ask() is None and driver.remaining() == 0
+    assert full.config["num_threads"] == 1 and "sparsity" in full.params
+
+    assert driver.tell_result(full.key, {"compression": 0.8, "seg.miou": 0.4, "final": 1.0}) == "complete"
+    assert driver.tell_result(stopped.key, {"compression": 0.9, "seg.miou": 0.9, "step": 2}) == "pruned"
+    assert driver.tell_result(nan.key, {"compression": 0.5, "seg.miou": math.nan, "final": 1.0}) == "failed"
+
+    trials = {t.user_attrs[TRIAL_KEY]: t for t in driver.study.trials}
+    assert trials[full.key].state.name == "COMPLETE" and trials[full.key].values == [0.8, 0.4]
+    assert trials[full.key].user_attrs[CONSTRAINTS] == pytest.approx([-0.1])
+    assert trials[stopped.key].state.name == "PRUNED" and trials[stopped.key].values is None
+    assert trials[stopped.key].user_attrs[EARLY_STOPPED] is True
+    assert trials[nan.key].state.name == "FAIL" and "seg.miou" in trials[nan.key].user_attrs[FAIL_REASON]
+    assert [t.number for t in driver.study.best_trials] == [trials[full.key].number]
+
+
+def test_recover_interrupted_reruns_the_same_key_and_params_once():
+    driver = _driver(n_trials=3)
+    done, killed = driver.ask(), driver.ask()
+    driver.tell_result(done.key, {"compression": 0.5, "seg.miou": 0.3, "final": 1.0})
+    # a new driver over the same study = a resumed process: `killed` is still RUNNING
+    from sweeps.searcher import StudyDriver
+
+    resumed = StudyDriver(driver.study, driver._suggest, driver.objectives, 3)
+    assert resumed.recover_interrupted() == [killed.key]
+    assert resumed.done_keys() == {done.key} and resumed.remaining() == 2
+    again = resumed.ask()
+    assert again.key == killed.key and again.params == killed.params
+    third = resumed.ask()
+    assert third.key not in (done.key, killed.key)
+    assert resumed.ask() is None
+    assert resumed.recover_interrupted() == [killed.key, third.key]  # killed again: still one key each
+    assert resumed.remaining() == 2
+
+
+def test_progress_prints_a_line_only_when_something_changes():
+    from sweeps.progress import SweepProgress
+
+    stream = io.StringIO()
+    ticks = iter(range(100))
+    progress = SweepProgress(3, ["compression", "seg.miou"], ["maximize", "maximize"],
+                             stream=stream, clock=lambda: float(next(ticks)),
+                             hypervolume=lambda pts, dirs: float(len(pts)))
+    progress.render()
+    progress.render()
+    progress.trial_started("t0000")
+    progress.trial_finished("t0000", {"compression": 0.5, "seg.miou": 0.3})
+    progress.trial_finished("t0001", {"compression": 0.9, "seg.miou": 0.1}, full=False)
+    progress.trial_failed("t0002", "boom")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 6, lines
+    assert lines[0].endswith("trials 0/3 done, 0 running | pareto 0")
+    assert "trials 1/3 done, 0 running | pareto 1 | hv 1" in lines[2]
+    assert "(1 early-stopped)" in lines[3] and "pareto 1" in lines[3]
+    assert "trial t0002 failed: boom" in lines[4]
+    assert "3/3 done (1 early-stopped, 1 failed)" in lines[5]
+    assert progress.hv_history == [(1, 1.0)]

@@ -113,3 +113,31 @@ def _json_default(obj):
         return float(obj)
     except (TypeError, ValueError):
         return str(obj)
+
+
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+                "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+class fresh_local_ray:
+    """Context manager for the benchmarks that start Ray: loopback environment, and ``RAY_ADDRESS=local``
+    while inside (restored after), so that ``ray.init()`` without an address starts a fresh local Ray.
+
+    Without it ``ray.init()`` joins whatever Ray another process on this machine started last
+    (/tmp/ray/ray_current_cluster) and then refuses ``num_cpus`` ("When connecting to an existing
+    cluster, num_cpus and num_gpus must not be provided"): ``sweeps.ray_backend.connect`` fails whenever
+    another Ray runs here (reported to the lead; the fix is ``ray.init(address="local", ...)``).
+    """
+
+    def __enter__(self):
+        for k, v in LOOPBACK_ENV.items():
+            os.environ.setdefault(k, v)
+        self._saved = os.environ.get("RAY_ADDRESS")
+        if self._saved is None:
+            os.environ["RAY_ADDRESS"] = "local"
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        return False

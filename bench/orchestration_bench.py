@@ -31,16 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, write_result  # noqa: E402
+from _common import LOOPBACK_ENV, ROOT, fresh_local_ray, write_result  # noqa: E402
 
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-            "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
-os.environ.update(LOOPBACK)
-# Without an address, ray.init() joins whatever Ray instance another process on this machine started
-# last (/tmp/ray/ray_current_cluster) and then refuses num_cpus ("When connecting to an existing
-# cluster, num_cpus and num_gpus must not be provided"): sweeps.ray_backend.connect fails whenever any
-# other Ray runs here. address "local" always starts a fresh one (reported to the lead).
-os.environ.setdefault("RAY_ADDRESS", "local")
 
 #: shrinks every demo trial to (almost) no training
 TINY = ["concurrency=1", "workload.steps=1", "workload.image_size=32",
@@ -65,7 +57,7 @@ def import_breakdown(repeats: int) -> dict:
     for _ in range(repeats):
         t0 = time.perf_counter()
         text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**os.environ, **LOOPBACK}, cwd=ROOT).stdout
+                              env={**os.environ, **LOOPBACK_ENV}, cwd=ROOT).stdout
         wall = time.perf_counter() - t0
         runs.append((json.loads(text.strip().splitlines()[-1]), wall))
     med = {name: statistics.median(r[0][i] for r in runs) for i, (name, _) in enumerate(IMPORTS)}
@@ -141,7 +133,7 @@ def run(args) -> dict:
                       "space": "dynamic (the default demo)", "quick": args.quick},
            "goal_overhead_per_trial_s": 1.0}
     res["imports"] = import_breakdown(args.import_repeats)
-    with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
+    with fresh_local_ray(), tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         work = Path(tmp)
         res["parts"] = driver_parts(work, max(args.long, args.short, 2))
         short = one_sweep(args.short, work, "short")
@@ -163,7 +155,7 @@ def run(args) -> dict:
 def summary(res: dict) -> str:
     s, lg = res["sweeps"]["short"], res["sweeps"]["long"] or res["sweeps"]["short"]
     st, parts = res["startup"], res["parts"]
-    lines = [f"imports (fresh process): " + ", ".join(f"{k} {v:.2f}s" for k, v in res["imports"]["seconds"].items())
+    lines = ["imports (fresh process): " + ", ".join(f"{k} {v:.2f}s" for k, v in res["imports"]["seconds"].items())
              + f"; total {res['imports']['total_imports_s']:.2f}s",
              f"start-up in run_sweep: ray.init {st['ray_init_s']:.2f}s (MLflow set-up {st['mlflow_setup_s']:.2f}s "
              f"in parallel), study {st['study_s']:.2f}s, shutdown {st['ray_shutdown_s']:.2f}s",

@@ -15,17 +15,12 @@ afterwards. Throughput = trials / tuner wall time; goal: 4 per GPU >= 2.5x the t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from _common import write_result  # noqa: E402
-
-os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-                   "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"})
-os.environ.setdefault("RAY_ADDRESS", "local")  # never join another process's Ray (see orchestration_bench)
+from _common import fresh_local_ray, write_result  # noqa: E402
 
 
 def overrides(args, k: int) -> list[str]:
@@ -72,7 +67,8 @@ def run(args) -> dict:
     from sweeps import ray_backend
 
     t0 = time.perf_counter()
-    session = ray_backend.connect(num_cpus=args.cpus, num_gpus=1 if args.device == "cuda" else 0)
+    with fresh_local_ray():
+        session = ray_backend.connect(num_cpus=args.cpus, num_gpus=None if args.device == "cuda" else 0)
     res = {"config": {k: v for k, v in vars(args).items() if k != "out"}, "levels": {},
            "ray_init_s": time.perf_counter() - t0, "cluster": {"cpus": session.cpus, "gpus": session.gpus},
            "goal": "throughput(4 per GPU) >= 2.5 x throughput(1 per GPU)"}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import statistics
 import time
 
 from _common import interleaved, medians, ratio, sync, write_result  # noqa: E402  (adds the repo to sys.path)
@@ -129,8 +128,6 @@ def bench_steps(args, bf16: bool) -> dict:
            "update_step_over_dense": ratio(med, "update", "dense"),
            "density_after_updates": updating.sp.density,
            "updates_done": len(updating.sp.history)}
-    del dense, masked, updating
-    _free(args.device)
     return out
 
 
@@ -168,8 +165,6 @@ def bench_scoring(args) -> dict:
     out = {"median_s": med, "tasks": T, "batches": args.score_batches,
            "scoring_ratio": {k: med["task_scores"][k] / unit[k] for k in unit},
            "sparsify_ratio": {k: med["sparsify"][k] / unit[k] for k in unit}}
-    del model, batches, state
-    _free(args.device)
     return out
 
 
@@ -226,8 +221,10 @@ def run(args) -> dict:
     for dtype in args.dtypes.split(","):
         bf16 = dtype == "bf16"
         res["steps"][dtype] = bench_steps(args, bf16)
+        _free(args.device)
         res["memory"][dtype] = bench_memory(args, bf16)
     res["scoring"] = bench_scoring(args)
+    _free(args.device)
     res["bench_seconds"] = time.perf_counter() - t0
     return res
 

@@ -42,9 +42,18 @@ class MaskParametrization(nn.Module):
         self.register_buffer("mask", mask.to(torch.bool))
         self.recorded: torch.Tensor | None = None
         self._recording = False
+        self._cast: tuple | None = None  # (mask tensor, its _version, dtype, mask in that dtype)
+
+    def _mask_as(self, dtype: torch.dtype) -> torch.Tensor:
+        """The mask in ``dtype``, cast once and reused until the mask changes (in-place edits bump
+        ``_version``; ``.to(device)`` replaces the buffer), instead of a cast every forward."""
+        c = self._cast
+        if c is None or c[0] is not self.mask or c[1] != self.mask._version or c[2] != dtype:
+            c = self._cast = (self.mask, self.mask._version, dtype, self.mask.to(dtype))
+        return c[3]
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        out = weight * self.mask.to(weight.dtype)
+        out = weight * self._mask_as(weight.dtype)
         if self._recording:
             self.recorded = out
         return out

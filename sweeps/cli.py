@@ -117,7 +117,8 @@ def _run(args, out) -> int:
         return EXIT_INTERRUPTED
     print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s "
           f"({states})", file=out)
-    print(f"Pareto front ({len(summary.front)} trials, fully trained only):", file=out)
+    hv = f", hypervolume {summary.hypervolume:.4g}" if summary.hypervolume is not None else ""
+    print(f"Pareto front ({len(summary.front)} trials, fully trained only{hv}):", file=out)
     print(format_front(summary.front, objectives), file=out)
     for msg in summary.tracking_errors[:5]:
         print(f"warning: {msg}", file=out)

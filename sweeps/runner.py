@@ -95,6 +95,7 @@ class SweepSummary:
     baseline: dict | None = None
     timings: dict = field(default_factory=dict)
     tracking_errors: list = field(default_factory=list)
+    hypervolume: float | None = None
 
 
 # --------------------------------------------------------------------------------------------- plan
@@ -362,6 +363,21 @@ def _write_state(plan: Plan, status: str) -> None:
     tmp.replace(state_path)
 
 
+def _lock_results_dir(results_dir: Path):
+    """An exclusive lock on ``<results>/.lock`` for the whole run (released by the OS even on SIGKILL)."""
+    import fcntl
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(results_dir / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserInputError(f"--results-dir: {str(results_dir)!r} is in use by another running sweep; "
+                             f"expected it to finish (or be stopped) first") from None
+    return handle
+
+
 def _next_ray_run(results_dir: Path) -> str:
     ray_dir = results_dir / "ray"
     n = 1
@@ -472,6 +488,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
             opened["error"] = err
         opened["seconds"] = time.perf_counter() - t_start
 
+    lock = _lock_results_dir(plan.results_dir) if plan.resume else None
     mlflow_thread = threading.Thread(target=open_tracker, name="mlflow-open", daemon=True)
     mlflow_thread.start()
 
@@ -495,6 +512,8 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         if "error" in opened:
             raise opened["error"]
         tracker = opened["tracker"]
+        if lock is None:
+            lock = _lock_results_dir(plan.results_dir)
         _write_state(plan, "running")
         need = float(spec.resources.get("cpu", 1) or 0)
         if need > session.cpus:
@@ -553,9 +572,11 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
             tracker.abort("sweep interrupted; continue it with --resume")
             _write_state(plan, "interrupted")
             return summary
+        reference, history = _final_hypervolume(progress.points, dirs, spec)
         summary.front = tracker.finish_sweep(objectives=spec.metric_names, directions=dirs,
-                                             reference_point=_reference_point(spec),
-                                             hypervolume_history=progress.hv_history or None)
+                                             reference_point=reference,
+                                             hypervolume_history=history)
+        summary.hypervolume = history[-1] if history else None
         _write_front_csv(plan, summary.front, spec.metric_names)
         _write_state(plan, "finished")
         return summary
@@ -575,6 +596,8 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
             t0 = time.perf_counter()
             session.close()
             timings["ray_shutdown_s"] = time.perf_counter() - t0
+        if lock is not None:
+            lock.close()
         timings["total_s"] = time.perf_counter() - t_all
 
 
@@ -587,12 +610,25 @@ def _watched(spec) -> list[str]:
 
 
 def _hv_function(spec):
-    ref = _reference_point(spec)
-    if ref is None:
-        return None
+    """Hypervolume for the live display: a fixed reference if the space gives one, else the worst
+    point seen so far (an indicator while running; the logged history uses one final reference)."""
     from .pareto import hypervolume
 
+    ref = _reference_point(spec)
     return lambda points, dirs: hypervolume(points, dirs, ref)
+
+
+def _final_hypervolume(points: list, dirs: list, spec) -> tuple[list | None, list | None]:
+    """(reference point, hypervolume after each fully trained trial) with one fixed reference."""
+    if not points:
+        return None, None
+    from .pareto import default_reference, hypervolume_history
+
+    ref = _reference_point(spec) or default_reference(points, dirs)
+    try:
+        return list(ref), hypervolume_history(points, dirs, ref)
+    except ValueError:
+        return None, None
 
 
 def _state_counts(study) -> dict:

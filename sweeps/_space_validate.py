@@ -1,0 +1,350 @@
+"""Validation of a parsed space (overrides applied, ``${ENV}`` expanded) into a :class:`SweepSpec`.
+
+:class:`_Validator` checks the sections in file order of importance: workload (the fixed trial config),
+parameters (delegated to :mod:`sweeps._space_params`), objectives, budgets, sampler, run settings; then
+every sampled combination is checked by the core's own ``TrialConfig`` (:func:`_check_with_core`).
+Raises one-line :class:`~sweeps.errors.SpaceError` / BudgetError at the first problem. Private to
+:mod:`sweeps.space`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ._space_fields import (LOSS_WEIGHT, PATH_KEYS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS, SUB_FIELDS, TOP_KEYS,
+                            TRIAL_FIELDS, _check_task, _choice, _DEVICE, _fail, _Field, _float, _int, _mapping,
+                            _number, _show, _unknown)
+from ._space_params import _Parameters
+from ._space_sample import suggest
+from ._space_spec import Objective, Param, SweepSpec
+from ._space_yaml import _expand_dotted
+from .budgets import GLOBAL_METRICS, Budget, higher_is_better, parse_budgets
+from .errors import BudgetError, SpaceError
+
+
+# --- knowledge from the core (lazy; torch loads only when these are needed) ----------------------------
+
+def workload_tasks(name: str, tasks: Sequence[str] | None = None) -> dict[str, tuple[tuple[str, ...], str]]:
+    """``{task: (metric names, primary metric)}`` of a workload (its default tasks, or ``tasks``).
+
+    Raises ``ValueError`` (from the core) for an unknown workload or task.
+    """
+    from disparse_core.data import workload_tasks as core_workload_tasks
+    return {t: (tuple(info.metrics), info.primary) for t, info in core_workload_tasks(name, tasks).items()}
+
+
+def _core_presets() -> dict:
+    from disparse_core.trial import PRESETS
+    return PRESETS
+
+
+class _Validator:
+    """Turns a parsed mapping into a SweepSpec; raises at the first problem."""
+
+    def __init__(self, data: dict, default_name: str):
+        self.data = data
+        self.default_name = default_name
+
+    def run(self) -> SweepSpec:
+        data = self.data
+        for key in data:
+            if key not in TOP_KEYS:
+                raise _unknown("", str(key), TOP_KEYS)
+        name = data.get("name", self.default_name)
+        if not isinstance(name, str) or not name.strip():
+            raise _fail("name", name, "is not a name", "a non-empty string")
+        description = data.get("description") or ""
+        if not isinstance(description, str):
+            raise _fail("description", description, "is not a string", "a string")
+        self.base = self._workload(data.get("workload"))
+        self.params = _Parameters(self.base, self.tasks).parse(data.get("parameters"))
+        self.baseline = data.get("baseline", True)
+        if not isinstance(self.baseline, bool):
+            raise _fail("baseline", self.baseline, "is not a boolean", "true or false")
+        self.known_metrics = {f"{t}.{m}" for t, ms in self.tasks.items() for m in ms} | set(GLOBAL_METRICS)
+        objectives = self._objectives(data.get("objectives"))
+        budgets = self._budgets(data.get("budgets"))
+        trials = _int(1).check("trials", data.get("trials", 10))
+        concurrency = _int(1).check("concurrency", data.get("concurrency", 1))
+        max_retries = _int(0).check("max_retries", data.get("max_retries", 1))
+        spec = SweepSpec(
+            name=name.strip(), description=description, workload=self.base, parameters=self.params,
+            objectives=objectives, budgets=budgets, sampler=self._sampler(data.get("sampler"), trials),
+            trials=trials, concurrency=concurrency, resources=self._resources(data.get("resources")),
+            early_stopping=self._early_stopping(data.get("early_stopping"), objectives),
+            baseline=self.baseline, max_retries=max_retries, tasks=dict(self.tasks))
+        _check_with_core(spec)
+        return spec
+
+    # workload ---------------------------------------------------------------------------------
+    def _workload(self, section: Any) -> dict:
+        if section is None:
+            section = {}
+        if not isinstance(section, Mapping):
+            raise _fail("workload", section, "is not a mapping",
+                        "the fixed trial config, e.g. {workload: scenes, arch: small, steps: 200}")
+        base = _expand_dotted(section, "workload")
+        for key in base:
+            if key not in TRIAL_FIELDS:
+                raise _unknown("workload", key, TRIAL_FIELDS)
+        base = self._preset(base)
+        base.setdefault("workload", "scenes")
+        workload = TRIAL_FIELDS["workload"].check("workload.workload", base["workload"])
+        for key, value in list(base.items()):
+            base[key] = self._value(f"workload.{key}", TRIAL_FIELDS[key], value)
+        tasks = base.get("tasks")
+        if tasks is not None and (not tasks or len(set(map(str, tasks))) != len(tasks)):
+            raise _fail("workload.tasks", tasks, "is empty or repeats a task",
+                        f"a list of distinct tasks of {workload}")
+        try:
+            infos = workload_tasks(workload, tasks)
+        except ValueError as err:
+            raise SpaceError(f"workload.tasks: {_show(tasks)}: {err}") from None
+        self.tasks = {t: metrics for t, (metrics, _) in infos.items()}
+        self.primary = {t: primary for t, (_, primary) in infos.items()}
+        for task, weight in (base.get("loss_weights") or {}).items():
+            self._value(f"workload.loss_weights.{task}", LOSS_WEIGHT, weight)
+            _check_task(f"workload.loss_weights.{task}", task, self.tasks)
+        if base.get("loss_weights"):
+            base["loss_weights"] = {t: _number(w) for t, w in base["loss_weights"].items()}
+        for metric, value in (base.get("baseline_metrics") or {}).items():
+            if _number(value) is None:
+                raise _fail(f"workload.baseline_metrics.{metric}", value, "is not a number", "a number")
+        if "device" in base and not _DEVICE.match(str(base["device"])):
+            raise _fail("workload.device", base["device"], "is not a device", "auto, cpu, cuda or cuda:N")
+        for key in PATH_KEYS:
+            if base.get(key):
+                base[key] = str(Path(base[key]).expanduser().resolve())
+        if workload in REAL_DATA:
+            root = base.get("data_root")
+            if not root:
+                raise _fail("workload.data_root", root, f"is missing for {workload}",
+                            "the data set folder, e.g. --set workload.data_root=/data/" + workload)
+            if not Path(root).is_dir():
+                raise _fail("workload.data_root", root, "is not a folder",
+                            f"an existing folder holding the {workload} data")
+        return base
+
+    def _preset(self, base: dict) -> dict:
+        """``preset: NAME`` in the workload: the core's named settings, overridden by the other keys."""
+        name = base.pop("preset", None)
+        if name is None:
+            return base
+        presets = _core_presets()
+        if name not in presets:
+            raise _fail("workload.preset", name, "is not a known preset", f"one of {', '.join(presets)}")
+        merged = copy.deepcopy(presets[name])
+        for key, value in base.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key].update(value)
+            else:
+                merged[key] = value
+        return merged
+
+    def _value(self, key: str, fld: _Field, value: Any) -> Any:
+        value = fld.check(key, value)
+        name = key.rsplit(".", 1)[-1]
+        if fld.kind == "map" and name in SUB_FIELDS and value is not None:
+            subs = SUB_FIELDS[name]
+            for sub, sub_value in value.items():
+                if sub not in subs:
+                    raise _unknown(key, str(sub), subs)
+                value[sub] = subs[sub].check(f"{key}.{sub}", sub_value)
+        if fld.kind == "map" and value is not None and name in ("loss_weights", "baseline_metrics"):
+            value = dict(value)
+        return value
+
+    # objectives, budgets, run settings ---------------------------------------------------------------
+    def _has_baseline(self) -> bool:
+        return self.baseline or bool(self.base.get("baseline_metrics"))
+
+    def _metric(self, key: str, name: Any) -> str:
+        if not isinstance(name, str) or name not in self.known_metrics:
+            close = difflib.get_close_matches(str(name), sorted(self.known_metrics), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _fail(key, name, f"is not a metric of this workload{hint}",
+                        f"one of {', '.join(sorted(self.known_metrics))}")
+        if name == "delta_m" and not self._has_baseline():
+            raise _fail(key, name, "needs the dense baseline, but baseline is false",
+                        "baseline: true or workload.baseline_metrics")
+        return name
+
+    def _objectives(self, section: Any) -> list[Objective]:
+        if section is None:
+            section = ["compression", "delta_m"] if self._has_baseline() else (
+                ["compression"] + [f"{t}.{m}" for t, m in self.primary.items()])
+        if isinstance(section, str):
+            section = [section]
+        if not isinstance(section, list) or not section:
+            raise _fail("objectives", section, "is not a non-empty list", "e.g. [compression, delta_m]")
+        out: list[Objective] = []
+        for i, item in enumerate(section):
+            key = f"objectives[{i}]"
+            if isinstance(item, Mapping):
+                item = _mapping(key, item, ("name", "direction"), "{name: .., direction: ..}")
+                name, direction = item.get("name"), item.get("direction")
+            else:
+                name, direction = item, None
+            name = self._metric(f"{key}.name" if isinstance(section[i], Mapping) else key, name)
+            if direction is None:
+                direction = "maximize" if higher_is_better(name) else "minimize"
+            elif direction not in ("maximize", "minimize"):
+                raise _fail(f"{key}.direction", direction, "is not a direction", "maximize or minimize")
+            if any(o.name == name for o in out):
+                raise _fail(key, name, "is listed twice", "distinct objectives")
+            out.append(Objective(name, direction))
+        return out
+
+    def _budgets(self, section: Any) -> list[Budget]:
+        budgets = parse_budgets(section, known_metrics=self.known_metrics)
+        for b in budgets:
+            if b.relative and not self._has_baseline():
+                raise BudgetError(f"budget {b.text!r}: relative to the dense baseline, but baseline is "
+                                  f"false; expected baseline: true or an absolute bound such as "
+                                  f"{b.metric}{'>=' if b.higher_is_better else '<='}X")
+        return budgets
+
+    def _sampler(self, section: Any, trials: int) -> dict:
+        if isinstance(section, str):
+            section = {"type": section}
+        keys = ("type", "seed") + tuple(sorted({o for opts in SAMPLER_OPTIONS.values() for o in opts}))
+        section = _mapping("sampler", section, keys, "{type: tpe, seed: 0}")
+        kind = _choice(SAMPLERS, "sampler").check("sampler.type", section.get("type", "tpe"))
+        for k in section:
+            if k not in ("type", "seed") and k not in SAMPLER_OPTIONS[kind]:
+                raise SpaceError(f"sampler.{k}: does not apply to type {kind}; expected "
+                                 f"{', '.join(('seed',) + SAMPLER_OPTIONS[kind])}")
+        out = {"type": kind, "seed": _int(0, nullable=True).check("sampler.seed", section.get("seed", 0))}
+        if "n_startup_trials" in SAMPLER_OPTIONS[kind]:
+            out["n_startup_trials"] = _int(0).check(
+                "sampler.n_startup_trials", section.get("n_startup_trials", min(10, max(2, trials // 3))))
+        if kind == "tpe":
+            out["multivariate"] = _Field("bool").check("sampler.multivariate", section.get("multivariate", False))
+        if kind == "nsga2":
+            out["population_size"] = _int(2).check(
+                "sampler.population_size", section.get("population_size", min(50, max(4, trials // 4))))
+        return out
+
+    def _resources(self, section: Any) -> dict:
+        section = _mapping("resources", section, ("cpu", "gpu"), "{cpu: 1, gpu: 0}")
+        cpu = _float(0).check("resources.cpu", section.get("cpu", 1))
+        gpu = _float(0).check("resources.gpu", section.get("gpu", 0))
+        if gpu > 1 and not float(gpu).is_integer():
+            raise _fail("resources.gpu", gpu, "is a fraction above 1", "a fraction up to 1 or a whole number")
+        if cpu == 0 and gpu == 0:
+            raise _fail("resources", section, "asks for nothing", "cpu > 0 or gpu > 0 per trial")
+        return {"cpu": cpu, "gpu": gpu}
+
+    def _steps_range(self) -> tuple[int | None, int | None]:
+        p = {q.name: q for q in self.params}.get("steps")
+        if p is None:
+            steps = self.base.get("steps")
+            return steps, steps
+        values = p.possible_values()
+        if values is None:
+            return p.low, p.high
+        return min(values), max(values)
+
+    def _early_stopping(self, section: Any, objectives: list[Objective]) -> dict:
+        section = _mapping("early_stopping", section,
+                           ("type", "metric", "grace_steps", "reduction_factor"), "{type: none} or {type: asha, ...}")
+        kind = _choice(("none", "asha"), "early-stopping type").check(
+            "early_stopping.type", section.get("type", "none") or "none")
+        if kind == "none":
+            extra = [k for k in section if k != "type"]
+            if extra:
+                raise SpaceError(f"early_stopping.{extra[0]}: given with type none; expected type: asha")
+            return {"type": "none"}
+        default = "delta_m" if self._has_baseline() else next(
+            (o.name for o in objectives if "." in o.name), f"{next(iter(self.primary.items()))[0]}."
+                                                          f"{next(iter(self.primary.values()))}")
+        metric = self._metric("early_stopping.metric", section.get("metric", default))
+        low_steps, high_steps = self._steps_range()
+        grace = section.get("grace_steps", max(1, low_steps // 4) if low_steps else None)
+        if grace is not None:
+            grace = _int(1).check("early_stopping.grace_steps", grace)
+            if low_steps is not None and grace >= low_steps:
+                raise _fail("early_stopping.grace_steps", grace, f"is not below the trial length "
+                            f"({low_steps} steps)", "fewer grace steps than a trial runs")
+        factor = _float(1, lo_open=True).check("early_stopping.reduction_factor",
+                                               section.get("reduction_factor", 3))
+        return {"type": "asha", "metric": metric,
+                "mode": "max" if higher_is_better(metric) else "min",
+                "grace_steps": grace, "reduction_factor": factor, "max_steps": high_steps}
+
+
+# --- combinations, checked by the core's own validator ----------------------------------------------
+
+class _PickTrial:
+    """A stand-in for ``optuna.Trial`` that answers from ``pick(param_name, candidates)``."""
+
+    def __init__(self, spec: SweepSpec, pick):
+        self._param = spec.param
+        self._pick = pick
+        self.params: dict[str, Any] = {}
+
+    def _answer(self, name: str) -> Any:
+        self.params[name] = value = self._pick(self._param[name])
+        return value
+
+    def suggest_float(self, name, low, high, *, step=None, log=False):
+        return self._answer(name)
+
+    def suggest_int(self, name, low, high, *, step=1, log=False):
+        return self._answer(name)
+
+    def suggest_categorical(self, name, choices):
+        return self._answer(name)
+
+
+def _candidates(p: Param) -> tuple:
+    return p.possible_values() or (p.low, p.high)
+
+
+def _random_value(p: Param, rng) -> Any:
+    if p.possible_values() is not None:
+        return rng.choice(p.possible_values())
+    if p.distribution.endswith("log_uniform"):
+        value = math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
+    else:
+        value = rng.uniform(p.low, p.high)
+    if p.step:
+        value = p.low + round((value - p.low) / p.step) * p.step
+    return int(round(value)) if p.distribution.startswith("int_") else min(max(value, p.low), p.high)
+
+
+def _probe_picks(spec: SweepSpec, n_random: int = 16):
+    """Pickers covering every candidate of every parameter (others at their first), both corners, and
+    ``n_random`` seeded random combinations."""
+    import random
+    yield lambda p: _candidates(p)[0]
+    yield lambda p: _candidates(p)[-1]
+    for target in spec.parameters:
+        for value in _candidates(target)[1:]:
+            yield lambda p, t=target.name, v=value: v if p.name == t else _candidates(p)[0]
+    rng = random.Random(0)
+    for _ in range(n_random):
+        seed = rng.random()
+        yield lambda p, r=random.Random(seed): _random_value(p, r)
+
+
+def _check_with_core(spec: SweepSpec) -> None:
+    """Every combination probed must pass ``disparse_core.trial.TrialConfig.from_dict`` (criterion vs
+    method, pretrain_steps vs steps, width vs arch, ...), so a bad space fails before any trial starts."""
+    from disparse_core.trial import TrialConfig
+    for pick in _probe_picks(spec):
+        trial = _PickTrial(spec, pick)
+        config = suggest(spec, trial)
+        try:
+            TrialConfig.from_dict(config)
+        except ValueError as err:
+            chosen = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
+            where = f" (sampling {chosen})" if chosen else ""
+            text = str(err).rstrip(".")
+            raise SpaceError(f"trial config {text}{where}; expected every combination the space can sample "
+                             f"to be a valid trial config (fix workload or parameters)") from None
+

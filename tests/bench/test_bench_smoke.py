@@ -1,0 +1,139 @@
+"""Each issue-5 benchmark script runs in its tiny ``--quick`` mode and writes its JSON (no timing checks).
+
+The scripts run in this process (``main([...])``) so that torch is imported once. Those that start Ray
+share one local Ray (module fixture) and are marked ``slow`` like the project's other Ray tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+
+def _load(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    assert data["machine"]["cpu"] and data["machine"]["torch"], "the machine must be named"
+    assert "gpu" in data["machine"]
+    return data
+
+
+def test_step_bench_quick(tmp_path):
+    import step_bench
+
+    out = tmp_path / "step.json"
+    assert step_bench.main(["--quick", "--threads", "1", "--rounds", "1", "--score-rounds", "1",
+                            "--out", str(out)]) == 0
+    data = _load(out)
+    for dtype in ("fp32", "bf16"):
+        assert data["steps"][dtype]["masked_step_ratio"]["wall"] > 0
+        assert data["steps"][dtype]["updates_done"] >= 1
+        assert "skipped" in data["memory"][dtype]  # CPU: memory is skipped with a note
+    assert data["scoring"]["scoring_ratio"]["cpu"] > 0
+
+
+def test_gpu_trial_quick(tmp_path):
+    import gpu_trial
+
+    out = tmp_path / "trial.json"
+    assert gpu_trial.main(["--quick", "--out", str(out)]) == 0
+    data = _load(out)
+    assert data["ok"] and data["reports"][-1]["final"] == 1.0
+
+
+def test_strip_wheel_keeps_record_valid(tmp_path):
+    import strip_wheel
+
+    src = tmp_path / "ray-0.0.0-py3-none-any.whl"
+    files = {"ray/__init__.py": b"x = 1\n", "ray/jars/big.jar": b"J" * 100,
+             "ray/dashboard/client/build/index.html": b"<html>", "ray/thirdparty_files/a-1.dist-info/RECORD": b""}
+    with zipfile.ZipFile(src, "w") as z:
+        rows = []
+        for name, data in files.items():
+            z.writestr(name, data)
+            rows.append(f"{name},{strip_wheel._digest(data)},{len(data)}")
+        z.writestr("ray-0.0.0.dist-info/RECORD", "\n".join(rows + ["ray-0.0.0.dist-info/RECORD,,"]) + "\n")
+    assert strip_wheel.check(str(src)) == []
+    dst = tmp_path / "out" / src.name
+    dst.parent.mkdir()
+    assert strip_wheel.strip(str(src), str(dst)) == (2, 106)
+    assert strip_wheel.check(str(dst)) == []
+    with zipfile.ZipFile(dst) as z:
+        assert not any(n.startswith(strip_wheel.DROP_PREFIXES) for n in z.namelist())
+        assert "ray/jars/" not in z.read("ray-0.0.0.dist-info/RECORD").decode()
+
+
+def test_gpu_check_script_is_valid_bash():
+    for script in ("gpu_check.sh", "fetch_gpu_wheels.sh"):
+        subprocess.run(["bash", "-n", str(BENCH / script)], check=True)
+
+
+def test_log_gpu_results(tmp_path):
+    import log_gpu_results
+
+    folder = tmp_path / "gpu"
+    folder.mkdir()
+    (folder / "step_bench_cuda.json").write_text(json.dumps(
+        {"machine": {"cpu": "x", "gpu": "H100"}, "steps": {"fp32": {"masked_step_ratio": {"wall": 1.01}}}}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert log_gpu_results.main([str(folder), "--tracking-uri", uri, "--experiment", "b"]) == 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("b").experiment_id])
+    assert runs[0].data.metrics["step_bench_cuda.steps.fp32.masked_step_ratio.wall"] == 1.01
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_orchestration_bench_quick(tmp_path, local_ray):
+    import orchestration_bench
+
+    out = tmp_path / "orch.json"
+    assert orchestration_bench.main(["--quick", "--out", str(out)]) == 0
+    data = _load(out)
+    assert data["sweeps"]["short"]["states"].get("COMPLETE") == 1
+    assert data["parts"]["mlflow_per_trial_s"]["median"] > 0
+
+
+@pytest.mark.slow
+def test_packing_bench_quick(tmp_path, local_ray):
+    import packing_bench
+
+    out = tmp_path / "pack.json"
+    assert packing_bench.main(["--quick", "--out", str(out)]) == 0
+    data = _load(out)
+    assert {k: v["completed"] for k, v in data["levels"].items()} == {"1": 2, "2": 2}
+
+
+@pytest.mark.slow
+def test_search_bench_quick(tmp_path, local_ray):
+    import search_bench
+
+    out = tmp_path / "search.json"
+    assert search_bench.main(["--quick", "--trials", "2", "--asha-trials", "2", "--out", str(out)]) == 0
+    data = _load(out)
+    assert set(data["sweeps"]) == {"random", "tpe", "asha"}
+    assert data["sweeps"]["random"]["total_trial_steps"] > 0

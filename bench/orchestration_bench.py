@@ -174,9 +174,10 @@ def main(argv=None) -> int:
     p.add_argument("--import-repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--quick" in argv:  # one sweep of one trial; options given explicitly still win
+        p.set_defaults(short=1, long=0, import_repeats=1)
     args = p.parse_args(argv)
-    if args.quick:
-        args.short, args.long, args.import_repeats = 1, 0, 1  # one sweep of one trial
     res = run(args)
     path = write_result("orchestration_bench" + ("_quick" if args.quick else ""), res, args.out)
     print(summary(res))

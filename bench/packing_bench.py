@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,10 +99,10 @@ def main(argv=None) -> int:
     p.add_argument("--cpus", type=int, default=None, help="Ray CPUs (default: all)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--quick" in argv:  # tiny defaults; options given explicitly still win
+        p.set_defaults(levels="1,2", trials=2, steps=2, size=32, train_size=16, test_size=16, batch=8)
     args = p.parse_args(argv)
-    if args.quick:
-        args.levels, args.trials, args.steps, args.size = "1,2", 2, 2, 32
-        args.train_size, args.test_size, args.batch = 16, 16, 8
     args.levels = [int(x) for x in str(args.levels).split(",")]
     if args.device == "cpu" and args.cpus is None:
         args.cpus = max(args.levels)

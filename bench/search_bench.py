@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -113,9 +114,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--quick" in argv:  # tiny defaults; options given explicitly still win
+        p.set_defaults(trials=3, asha_trials=4, steps=6, train_size=32, test_size=16)
     args = p.parse_args(argv)
-    if args.quick:
-        args.trials, args.asha_trials, args.steps, args.train_size, args.test_size = 3, 4, 6, 32, 16
     res = run(args)
     path = write_result("search_bench" + ("_quick" if args.quick else ""), res, args.out)
     tv, a = res["tpe_vs_random_hv"], res["asha"]

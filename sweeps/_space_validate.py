@@ -1,7 +1,7 @@
 """Validation of a parsed space (overrides applied, ``${ENV}`` expanded) into a :class:`SweepSpec`.
 
-:class:`_Validator` checks the sections in file order of importance: workload (the fixed trial config),
-parameters (delegated to :mod:`sweeps._space_params`), objectives, budgets, sampler, run settings; then
+:class:`_Validator` checks the sections in this order: workload (the fixed trial config), parameters
+(delegated to :mod:`sweeps._space_params`), objectives, budgets, sampler and run settings; then
 every sampled combination is checked by the core's own ``TrialConfig`` (:func:`_check_with_core`).
 Raises one-line :class:`~sweeps.errors.SpaceError` / BudgetError at the first problem. Private to
 :mod:`sweeps.space`.
@@ -347,4 +347,3 @@ def _check_with_core(spec: SweepSpec) -> None:
             text = str(err).rstrip(".")
             raise SpaceError(f"trial config {text}{where}; expected every combination the space can sample "
                              f"to be a valid trial config (fix workload or parameters)") from None
-

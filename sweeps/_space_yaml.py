@@ -48,7 +48,6 @@ def _parse_yaml(text: str, where: str) -> Any:
                          f"(see docs/search-spaces.md)") from None
 
 
-
 # --- overrides and ${ENV} interpolation -----------------------------------------------------------------
 
 def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any, str]]:
@@ -191,4 +190,3 @@ def _expand_dotted(section: Mapping, where: str) -> dict:
             node[leaf] = _expand_dotted(value, f"{where}.{key}") if (
                 isinstance(value, Mapping) and leaf in SUB_FIELDS) else value
     return out
-

@@ -116,4 +116,3 @@ def space_from_dict(raw: Any, overrides: Sequence[str] = (), *, path: str | None
     spec = _Validator(data, default_name).run()
     spec.path, spec.raw_text, spec.raw, spec.overrides = path, raw_text, copy.deepcopy(dict(raw)), tuple(overrides)
     return spec
-

@@ -1,7 +1,8 @@
 """Each issue-5 benchmark script runs in its tiny ``--quick`` mode and writes its JSON (no timing checks).
 
 The scripts run in this process (``main([...])``) so that torch is imported once. Those that start Ray
-share one local Ray (module fixture) and are marked ``slow`` like the project's other Ray tests.
+(one local Ray for the module) or MLflow are marked ``slow`` like the project's other end-to-end tests;
+the rest take about 10 s of CPU.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def test_step_bench_quick(tmp_path):
     import step_bench
 
     out = tmp_path / "step.json"
-    assert step_bench.main(["--quick", "--threads", "1", "--rounds", "1", "--score-rounds", "1",
-                            "--out", str(out)]) == 0
+    assert step_bench.main(["--quick", "--threads", "1", "--rounds", "1", "--warmup", "0",
+                            "--score-rounds", "1", "--out", str(out)]) == 0
     data = _load(out)
     for dtype in ("fp32", "bf16"):
         assert data["steps"][dtype]["masked_step_ratio"]["wall"] > 0
@@ -76,6 +77,7 @@ def test_gpu_check_script_is_valid_bash():
         subprocess.run(["bash", "-n", str(BENCH / script)], check=True)
 
 
+@pytest.mark.slow  # creates an MLflow store (its schema migrations take seconds)
 def test_log_gpu_results(tmp_path):
     import log_gpu_results
 

@@ -21,8 +21,8 @@ FAULT_PLUGIN = Path(__file__).resolve().parent / "fault_plugin"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
                 "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
-# seconds per trial on a loaded 2-core machine: scenes 16x16, 32 training images, 6 steps
-TINY_WORKLOAD = {"workload": "scenes", "tasks": ["seg", "normal"], "image_size": 16, "train_size": 32,
+# seconds per trial on a loaded 2-core machine: scenes 32x32, 32 training images, 6 steps
+TINY_WORKLOAD = {"workload": "scenes", "tasks": ["seg", "normal"], "image_size": 32, "train_size": 32,
                  "test_size": 16, "width": 8, "steps": 6, "batch_size": 8, "eval_every": 3,
                  "method": "snip", "sparsity": 0.7, "num_threads": 1}
 
@@ -162,3 +162,85 @@ def result_rows(results_dir: Path) -> list[dict]:
 def listing(folder: Path) -> list[str]:
     folder = Path(folder)
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# --- processes and sockets (from /proc: no psutil on this machine) ------------------------------------
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process, None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[1])
+
+
+def process_tree(root: int) -> set[int]:
+    """``root`` and every live descendant."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None:
+                parents[int(entry.name)] = st[1]
+    tree, grew = {root}, True
+    while grew:
+        new = {p for p, pp in parents.items() if pp in tree and p not in tree}
+        tree |= new
+        grew = bool(new)
+    return {p for p in tree if p in parents or p == root}
+
+
+def alive(pids) -> list[int]:
+    """The processes of ``pids`` still running (zombies count as gone)."""
+    out = []
+    for pid in pids:
+        st = _stat(pid)
+        if st is not None and st[0] not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
+def _listen_inodes() -> dict[str, str]:
+    """``{socket inode: local IP}`` of every listening TCP socket (IPv4 and IPv6)."""
+    import ipaddress
+
+    found = {}
+    for name, width in (("tcp", 8), ("tcp6", 32)):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] != "0A":                 # TCP_LISTEN
+                continue
+            hex_ip = parts[1].split(":")[0]
+            raw = bytes.fromhex(hex_ip)
+            if width == 8:
+                ip = str(ipaddress.IPv4Address(raw[::-1]))
+            else:                                # four little-endian 32-bit words
+                addr = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+                ip = str(addr.ipv4_mapped or addr)
+            found[parts[9]] = ip
+    return found
+
+
+def listening_ips(pids) -> set[str]:
+    """Local addresses of the TCP sockets that any of ``pids`` listens on."""
+    inodes = _listen_inodes()
+    ips = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                ips.add(inodes[target[8:-1]])
+    return ips

@@ -12,7 +12,8 @@ appends one line to ``<markers>/seed<N>.attempts`` (one line per attempt) and th
 
 * ``raise``: raises ``RuntimeError("injected fault ...")``;
 * ``sigkill_once``: kills its own process with SIGKILL on the first attempt only, then trains normally;
-* ``sigkill_always``: kills its own process with SIGKILL on every attempt.
+* ``sigkill_always``: kills its own process with SIGKILL on every attempt;
+* ``count``: only counts the attempt.
 
 Any other seed (and the dense baseline) runs untouched. Without ``DISPARSE_TEST_FAULTS`` this file does
 nothing.

@@ -1,0 +1,377 @@
+"""The writer: :class:`SweepTracker` puts one sweep into MLflow (see :mod:`sweeps.tracking` for the layout).
+
+It lives in the driver process (a Ray Tune callback feeds it) and talks to MLflow through ``MlflowClient``
+only, never through the fluent ``mlflow.start_run`` stack, so no run state leaks between trials. mlflow
+is imported lazily (``_client`` and the ``mlflow.entities`` imports below). Private to
+:mod:`sweeps.tracking`, which re-exports the class.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION,
+                            TAG_EARLY_STOPPED, TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE,
+                            TAG_SWEEP_ID, TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search,
+                            validate_tracking_uri)
+from ._tracking_front import (_history_pairs, eligible_for_front, front_indices, front_summary,
+                              hypervolume_tags, normalize_directions, write_front_files)
+from ._tracking_read import _baseline_record, _record
+from ._tracking_values import (_MAX_METRICS_PER_BATCH, _MAX_PARAMS_PER_BATCH, _MAX_TAG_VALUE, _code_version_text,
+                               _finite_numbers, _one_line, _spec_attr, _truncate, flatten_params, sweep_params)
+from ._tracking_values import code_version as _code_version     # start_sweep's argument shadows the name
+from .errors import UserInputError
+
+
+class SweepTracker:
+    """Writes one sweep to MLflow from one process (the Ray Tune driver). Not thread-safe.
+
+    Use as a context manager (or call :meth:`abort` in a ``finally``) so that an interrupted sweep
+    leaves no run in RUNNING.
+    """
+
+    def __init__(self, tracking_uri: str | None = None, experiment_name: str = DEFAULT_EXPERIMENT):
+        self.tracking_uri = validate_tracking_uri(tracking_uri, create=True)
+        self.experiment_name = experiment_name
+        self.client = _client(self.tracking_uri)
+        self.experiment_id = _get_or_create_experiment(self.client, self.tracking_uri, experiment_name)
+        self.sweep_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._trials: dict[str, str] = {}          # trial key -> run id
+        self._status: dict[str, str] = {}          # trial key -> status as we know it
+        self._last_step: dict[str, int] = {}       # run id -> highest step logged in this session
+
+    # context manager: anything left RUNNING is closed on the way out
+    def __enter__(self) -> "SweepTracker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort(f"sweep interrupted: {exc_type.__name__}: {_one_line(exc) if str(exc) else ''}")
+
+    # -- sweep ------------------------------------------------------------------------------------------
+
+    def start_sweep(self, spec: Any, *, sweep_id: str, config: Mapping[str, Any] | None = None,
+                    code_version: Any = None, space_path: str | os.PathLike | None = None,
+                    space_text: str | None = None, sampler: str | None = None, seed: int | None = None,
+                    resume: bool = False) -> str:
+        """Open (or, with ``resume``, reopen) the sweep run; returns its run id.
+
+        ``config``: the resolved sweep configuration (logged as ``config/sweep_config.json`` and
+        ``.yaml``); ``trials``/``concurrency`` are read from it (or from ``spec``). A sweep id that already
+        exists without ``resume`` is a :class:`UserInputError` (no duplicate sweep runs).
+        """
+        self.sweep_id = str(sweep_id)
+        config = dict(config or {})
+        existing = _search(self.client, self.experiment_id,
+                           f"tags.`{TAG_ROLE}` = 'sweep' and tags.`{TAG_SWEEP_ID}` = {_quote(self.sweep_id)}",
+                           order_by=["attributes.start_time ASC"])
+        if existing and not resume:
+            raise UserInputError(f"sweep {self.sweep_id!r} already exists in experiment "
+                                 f"{self.experiment_name!r}; expected a new sweep id or --resume")
+        if existing:
+            self.parent_run_id = existing[0].info.run_id
+            if existing[0].info.status != "RUNNING":
+                self.client.update_run(self.parent_run_id, status="RUNNING")
+            self._load_existing_trials()
+            logged = set(existing[0].data.params)
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=f"sweep-{self.sweep_id}",
+                                         tags={TAG_SWEEP_ID: self.sweep_id, TAG_ROLE: "sweep"})
+            self.parent_run_id = run.info.run_id
+            logged = set()
+        cv = code_version if code_version is not None else _code_version()
+        space_path = space_path if space_path is not None else _spec_attr(spec, "path")
+        if space_text is None:
+            space_text = _spec_attr(spec, "raw_text") or None
+        params, sampler_options = sweep_params(spec, self.sweep_id, config, sampler=sampler, seed=seed,
+                                               space_path=space_path)
+        flat = {k: v for k, v in flatten_params({k: v for k, v in params.items() if v is not None}).items()
+                if k not in logged}
+        tags = {TAG_CODE_VERSION: _code_version_text(cv)}
+        if isinstance(cv, Mapping) and cv.get("git_commit"):
+            tags["mlflow.source.git.commit"] = cv["git_commit"]
+        if space_path:
+            tags["disparse.space_path"] = str(Path(space_path).resolve())
+        self._log_batch(self.parent_run_id, params=flat, tags=tags)
+
+        spec_dict = spec.to_dict() if hasattr(spec, "to_dict") else (dict(spec) if isinstance(spec, Mapping)
+                                                                     else None)
+        resolved = {"sweep_id": self.sweep_id, "spec": spec_dict, "config": config,
+                    "sampler": params["sampler"], "sampler_options": sampler_options, "seed": params["seed"]}
+        files = {"config/sweep_config.json": json.dumps(resolved, indent=2, sort_keys=True, default=str),
+                 "config/code_version.json": json.dumps(cv if isinstance(cv, Mapping) else {"version": cv},
+                                                        indent=2, default=str)}
+        try:
+            import yaml
+            files["config/sweep_config.yaml"] = yaml.safe_dump(json.loads(files["config/sweep_config.json"]),
+                                                               sort_keys=True)
+        except ImportError:
+            pass
+        if space_text is None and space_path and Path(space_path).is_file():
+            space_text = Path(space_path).read_text()
+        if space_text is not None:
+            name = Path(space_path).name if space_path else "space.yaml"
+            files[f"space/{name}"] = space_text
+        self._log_texts(self.parent_run_id, files)
+        return self.parent_run_id
+
+    def set_baseline(self, run_id: str) -> None:
+        """Record on the sweep run which dense baseline run its Δm and budgets refer to."""
+        self._require_sweep()
+        self.client.set_tag(self.parent_run_id, TAG_BASELINE_RUN, run_id)
+
+    # -- trials -----------------------------------------------------------------------------------------
+
+    def trial_started(self, trial_key: str, params: Mapping[str, Any], *,
+                      optuna_number: int | None = None) -> str:
+        """The nested run of ``trial_key`` (created once; a resumed trial reuses its run; a FINISHED one is
+        returned as is and never reopened). ``params`` (the trial config) are flattened and logged."""
+        self._require_sweep()
+        key = str(trial_key)
+        run_id = self._trials.get(key)
+        if run_id is not None and self._status.get(key) == "FINISHED":
+            return run_id                              # finished: never reopened
+        if run_id is None:
+            tags = {TAG_PARENT: self.parent_run_id, TAG_SWEEP_ID: self.sweep_id, TAG_TRIAL_KEY: key,
+                    TAG_ROLE: "trial"}
+            if optuna_number is not None:
+                tags[TAG_OPTUNA_NUMBER] = str(optuna_number)
+            name = f"trial-{optuna_number:04d}" if isinstance(optuna_number, int) else f"trial-{key}"
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            self._trials[key], self._status[key] = run_id, "RUNNING"
+            already: set[str] = set()
+        else:                                          # resumed: reopen a failed / killed / running run
+            run = self.client.get_run(run_id)
+            already = set(run.data.params)
+            if run.info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            if TAG_FAILURE in run.data.tags:
+                self.client.delete_tag(run_id, TAG_FAILURE)
+            if optuna_number is not None and TAG_OPTUNA_NUMBER not in run.data.tags:
+                self.client.set_tag(run_id, TAG_OPTUNA_NUMBER, str(optuna_number))
+            self._status[key] = "RUNNING"
+        flat = {k: v for k, v in flatten_params(dict(params or {})).items() if k not in already}
+        self._log_batch(run_id, params=flat)
+        if not already and params:
+            self._log_texts(run_id, {"trial_config.json": json.dumps(dict(params), indent=2,
+                                                                     sort_keys=True, default=str)})
+        return run_id
+
+    def trial_result(self, trial_key: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Per-evaluation metrics at ``step`` (default: ``metrics["step"]``); non-numbers are skipped."""
+        run_id = self._writable_run(trial_key)
+        if run_id is None:
+            return
+        self._log_metrics(run_id, metrics, step)
+
+    def trial_completed(self, trial_key: str, metrics: Mapping[str, Any], *,
+                        mask_iou: Mapping[str, Any] | None = None, early_stopped: bool = False) -> None:
+        """Final metrics, the mask-IoU artifacts (``mask_iou.json``, ``mask_iou.png``), status FINISHED.
+        ``early_stopped`` trials are tagged and never enter a front."""
+        key = str(trial_key)
+        run_id = self._writable_run(key)
+        if run_id is None:
+            return
+        metrics = dict(metrics)
+        mask_iou = mask_iou if mask_iou is not None else metrics.pop("mask_iou", None)
+        self._log_metrics(run_id, metrics, None)
+        self.client.set_tag(run_id, TAG_EARLY_STOPPED, "true" if early_stopped else "false")
+        if isinstance(mask_iou, Mapping) and mask_iou:
+            self._log_texts(run_id, {"mask_iou.json": json.dumps(mask_iou, indent=2, sort_keys=True,
+                                                                 default=float)})
+            try:
+                from . import plots
+                with tempfile.TemporaryDirectory() as tmp:
+                    png = plots.mask_iou_png(mask_iou, Path(tmp) / "mask_iou.png", title=key)
+                    if png is not None:
+                        self.client.log_artifact(run_id, str(png))
+            except Exception as exc:  # a plot must never fail a trial that trained fine
+                self.client.set_tag(run_id, "disparse.plot_error", _one_line(exc, 500))
+        self.client.set_terminated(run_id, "FINISHED")
+        self._status[key] = "FINISHED"
+
+    def trial_failed(self, trial_key: str, reason: Any) -> None:
+        """Status FAILED with a one-line ``disparse.failure`` tag."""
+        key = str(trial_key)
+        run_id = self._writable_run(key)
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, TAG_FAILURE, _one_line(reason))
+        self.client.set_terminated(run_id, "FAILED")
+        self._status[key] = "FAILED"
+
+    def abort(self, reason: str = "sweep interrupted") -> None:
+        """Close every run this tracker left RUNNING (trials FAILED with the reason, the sweep KILLED)."""
+        for key, status in list(self._status.items()):
+            if status == "RUNNING":
+                try:
+                    self.trial_failed(key, reason)
+                except Exception:
+                    pass
+        if self.parent_run_id:
+            try:
+                if self.client.get_run(self.parent_run_id).info.status == "RUNNING":
+                    self.client.set_tag(self.parent_run_id, TAG_FAILURE, _one_line(reason))
+                    self.client.set_terminated(self.parent_run_id, "KILLED")
+            except Exception:
+                pass
+
+    # -- end of sweep --------------------------------------------------------------------------------------
+
+    def finish_sweep(self, *, objectives: Sequence[str], directions: Any = None,
+                     reference_point: Sequence[float] | None = None,
+                     hypervolume_history: Iterable[Any] | None = None) -> list[dict[str, Any]]:
+        """Compute the front from the sweep's trials as stored in MLflow, log it, close the sweep run.
+
+        Eligible: FINISHED, not early-stopped, every objective finite. ``directions``: a list parallel to
+        ``objectives`` or a dict (``maximize``/``minimize``); default from the metric names.
+        ``hypervolume_history``: floats (step = position) or ``(step, value)`` pairs. Returns the front
+        records (as :func:`load_trials` gives them), sorted by the first objective, best first.
+        """
+        from .pareto import pareto_front
+
+        self._require_sweep()
+        objectives = [str(o) for o in objectives]
+        dirs = normalize_directions(objectives, directions)
+        records = [_record(r) for r in self._sweep_trial_runs()]
+        eligible = eligible_for_front(records, objectives)
+        points = [[r["metrics"][o] for o in objectives] for r in eligible]
+        front_idx = front_indices(pareto_front, points, dirs) if points else []
+        front = [eligible[i] for i in front_idx]
+        sign = 1.0 if dirs[0] == "maximize" else -1.0
+        front.sort(key=lambda r: -sign * r["metrics"][objectives[0]])
+        front_ids = {r["run_id"] for r in front}
+        self._tag_front(records, front_ids)
+
+        history, hv_tags = hypervolume_tags(eligible, points, front_idx, dirs, reference_point,
+                                            _history_pairs(hypervolume_history))
+        counts, summary_tags = front_summary(records, eligible, front, objectives, dirs)
+        summary_tags.update(hv_tags)
+        self._log_batch(self.parent_run_id, tags=summary_tags)
+        self._log_metrics(self.parent_run_id, counts, 0)
+        if history:
+            from mlflow.entities import Metric
+            now = int(time.time() * 1000)
+            self._log_metric_objects(self.parent_run_id,
+                                     [Metric("hypervolume", v, now, int(s)) for s, v in history])
+
+        with tempfile.TemporaryDirectory() as tmp:
+            plot_tags = write_front_files(Path(tmp), front, eligible, front_ids, objectives, dirs, history,
+                                          title=f"Pareto front of sweep {self.sweep_id}")
+            for path in sorted(Path(tmp).iterdir()):
+                self.client.log_artifact(self.parent_run_id, str(path))
+            self._log_batch(self.parent_run_id, tags=plot_tags)
+        self.client.set_terminated(self.parent_run_id, "FINISHED")
+        return front
+
+    def _tag_front(self, records: list[dict[str, Any]], front_ids: set[str]) -> None:
+        """``disparse.pareto`` on exactly the current front members (a resumed sweep's old front loses it)."""
+        for rec in records:
+            if rec["run_id"] in front_ids:
+                self.client.set_tag(rec["run_id"], TAG_PARETO, "true")
+                rec["pareto"] = True
+            elif rec["pareto"]:
+                self.client.delete_tag(rec["run_id"], TAG_PARETO)
+                rec["pareto"] = False
+
+    # -- baseline ------------------------------------------------------------------------------------------
+
+    def find_baseline(self, baseline_key: str) -> dict[str, float] | None:
+        """Metrics of the latest FINISHED dense baseline run with this key in the experiment, or None."""
+        rec = _baseline_record(self.client, self.experiment_id, key=str(baseline_key))
+        return rec["metrics"] if rec else None
+
+    def find_baseline_run(self, baseline_key: str) -> dict[str, Any] | None:
+        """Like :meth:`find_baseline` but the whole record (``run_id``, ``metrics``, ``config``...)."""
+        return _baseline_record(self.client, self.experiment_id, key=str(baseline_key))
+
+    def log_baseline(self, baseline_key: str, config: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
+        """A FINISHED baseline run (not nested: every sweep of the experiment may reuse it)."""
+        tags = {TAG_ROLE: "baseline", TAG_BASELINE_KEY: str(baseline_key)}
+        if self.sweep_id:
+            tags["disparse.created_by_sweep"] = self.sweep_id
+        run_id = self.client.create_run(self.experiment_id, run_name=f"baseline-{baseline_key}",
+                                        tags=tags).info.run_id
+        try:
+            self._log_batch(run_id, params=flatten_params(dict(config)))
+            self._log_metrics(run_id, {k: v for k, v in metrics.items() if k != "mask_iou"}, None)
+            self._log_texts(run_id, {"trial_config.json": json.dumps(dict(config), indent=2,
+                                                                     sort_keys=True, default=str)})
+        except Exception as exc:
+            self.client.set_tag(run_id, TAG_FAILURE, _one_line(exc))
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        self.client.set_terminated(run_id, "FINISHED")
+        if self.parent_run_id:
+            self.set_baseline(run_id)
+        return run_id
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _require_sweep(self) -> None:
+        if self.parent_run_id is None:
+            raise RuntimeError("SweepTracker: call start_sweep() first")
+
+    def _sweep_trial_runs(self) -> list:
+        return _search(self.client, self.experiment_id,
+                       f"tags.`{TAG_ROLE}` = 'trial' and tags.`{TAG_SWEEP_ID}` = {_quote(self.sweep_id)}",
+                       order_by=["attributes.start_time ASC"])
+
+    def _load_existing_trials(self) -> None:
+        for run in self._sweep_trial_runs():
+            key = run.data.tags.get(TAG_TRIAL_KEY)
+            if key is None or key in self._trials:
+                continue
+            self._trials[key] = run.info.run_id
+            self._status[key] = run.info.status
+
+    def _writable_run(self, trial_key: str) -> str | None:
+        key = str(trial_key)
+        if self._status.get(key) == "FINISHED":        # finished (now or before a resume): read-only
+            return None
+        if key not in self._trials:
+            self.trial_started(key, {})
+        return self._trials[key]
+
+    def _log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None) -> None:
+        from mlflow.entities import Metric
+        if step is None:                   # final values: never at a step below the last one logged
+            raw = metrics.get("step")
+            step = int(raw) if isinstance(raw, (int, float)) and math.isfinite(raw) else 0
+            step = max(step, self._last_step.get(run_id, 0))
+        self._last_step[run_id] = max(int(step), self._last_step.get(run_id, 0))
+        now = int(time.time() * 1000)
+        values = {k: v for k, v in _finite_numbers(metrics).items() if k != "final"}
+        self._log_metric_objects(run_id, [Metric(k, v, now, int(step)) for k, v in values.items()])
+
+    def _log_metric_objects(self, run_id: str, items: list) -> None:
+        for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + _MAX_METRICS_PER_BATCH])
+
+    def _log_batch(self, run_id: str, params: Mapping[str, str] | None = None,
+                   tags: Mapping[str, str] | None = None) -> None:
+        from mlflow.entities import Param, RunTag
+        ps = [Param(k, v) for k, v in (params or {}).items()]
+        ts = [RunTag(k, _truncate(str(v), _MAX_TAG_VALUE)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(ps), len(ts)), _MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=ps[i:i + _MAX_PARAMS_PER_BATCH],
+                                  tags=ts[i:i + _MAX_PARAMS_PER_BATCH])
+
+    def _log_texts(self, run_id: str, files: Mapping[str, str]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel, text in files.items():
+                path = Path(tmp) / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            for entry in sorted(Path(tmp).iterdir()):
+                if entry.is_dir():
+                    self.client.log_artifacts(run_id, str(entry), artifact_path=entry.name)
+                else:
+                    self.client.log_artifact(run_id, str(entry))

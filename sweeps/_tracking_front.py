@@ -1,0 +1,196 @@
+"""The Pareto front of a sweep's trial records: directions, eligibility, front indices, hypervolume, the
+summary tags and the files (CSV, PNG, HTML) logged on the sweep run.
+
+Pure functions of records (as :func:`sweeps.tracking.load_trials` returns them); no mlflow import. Used by
+:class:`~sweeps.tracking.SweepTracker` and the query commands. Private to :mod:`sweeps.tracking`, which
+re-exports the public names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from ._tracking_values import _one_line, sanitize_name
+
+
+def normalize_directions(objectives: Sequence[str], directions: Any) -> list[str]:
+    """``["maximize" | "minimize", ...]`` parallel to ``objectives``."""
+    words = {"max": "maximize", "maximize": "maximize", "maximise": "maximize", "higher": "maximize",
+             "min": "minimize", "minimize": "minimize", "minimise": "minimize", "lower": "minimize"}
+    out = []
+    for i, obj in enumerate(objectives):
+        if directions is None:
+            d = _default_direction(obj)
+        elif isinstance(directions, Mapping):
+            d = directions.get(obj) or _default_direction(obj)
+        else:
+            d = list(directions)[i]
+        d = str(getattr(d, "value", d)).lower().rsplit(".", 1)[-1]
+        if d not in words:
+            raise ValueError(f"direction {d!r} of objective {obj!r}: expected maximize or minimize")
+        out.append(words[d])
+    return out
+
+
+_HIGHER = {"compression", "delta_m", "sparsity", "miou", "pixel_acc", "acc", "within_11", "within_22",
+           "within_30", "delta1", "delta2", "delta3"}
+_LOWER = {"mean", "median", "abs_err", "rel_err", "rmse", "loss", "nonzero_params", "wall_time_s"}
+
+
+def _default_direction(key: str) -> str:
+    """Direction of a metric key: a local table for the known names (importing the core would pull in
+    torch), ``disparse_core.metrics.higher_is_better`` for the rest, else maximize."""
+    last = str(key).rsplit(".", 1)[-1]
+    if last in _HIGHER or last in _LOWER:
+        return "maximize" if last in _HIGHER else "minimize"
+    try:
+        from disparse_core.metrics import higher_is_better
+        return "maximize" if higher_is_better(key) else "minimize"
+    except Exception:
+        return "maximize"
+
+
+def eligible_for_front(records: Iterable[Mapping[str, Any]], objectives: Sequence[str]) -> list[dict]:
+    """FINISHED, fully trained (not early-stopped) trials with every objective finite."""
+    out = []
+    for rec in records:
+        if rec.get("status") != "FINISHED" or rec.get("early_stopped"):
+            continue
+        m = rec.get("metrics") or {}
+        if all(isinstance(m.get(o), (int, float)) and math.isfinite(m[o]) for o in objectives):
+            out.append(dict(rec))
+    return out
+
+
+def front_indices(pareto_front, points: list[list[float]], directions: list[str]) -> list[int]:
+    """Indices of the non-dominated ``points`` using ``sweeps.pareto.pareto_front``."""
+    result = list(pareto_front(points, directions))
+    if not result:
+        return []
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in result):
+        return sorted(result)
+    remaining = {i: tuple(p) for i, p in enumerate(points)}
+    idx = []
+    for point in result:                               # the front given as points: map back to indices
+        target = tuple(point)
+        for i, p in list(remaining.items()):
+            if p == target:
+                idx.append(i)
+                del remaining[i]
+                break
+    return sorted(idx)
+
+
+def _history_pairs(history: Iterable[Any] | None) -> list[tuple[int, float]]:
+    pairs: list[tuple[int, float]] = []
+    for i, item in enumerate(history or []):
+        if isinstance(item, Mapping):
+            step, value = item.get("step", i), item.get("hypervolume", item.get("value"))
+        elif isinstance(item, (list, tuple)):
+            step, value = item
+        else:
+            step, value = i, item
+        if value is not None and math.isfinite(float(value)):
+            pairs.append((int(step), float(value)))
+    return pairs
+
+
+def front_csv(front: Sequence[Mapping[str, Any]], objectives: Sequence[str], param_keys: Sequence[str]) -> str:
+    """CSV text: run_id, trial_key, each objective, then the key params."""
+    import csv
+    import io
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["run_id", "trial_key", *objectives, *param_keys])
+    for rec in front:
+        writer.writerow([rec["run_id"], rec.get("trial_key") or "",
+                         *[repr(float(rec["metrics"][o])) for o in objectives],
+                         *[rec.get("params", {}).get(k, "") for k in param_keys]])
+    return buf.getvalue()
+
+
+# --- what finish_sweep logs -------------------------------------------------------------------------------
+
+def hypervolume_tags(eligible: Sequence[Mapping[str, Any]], points: list[list[float]], front_idx: list[int],
+                     dirs: list[str], reference_point: Sequence[float] | None,
+                     history: list[tuple[int, float]]) -> tuple[list[tuple[int, float]], dict[str, str]]:
+    """The hypervolume history and the sweep run's hypervolume tags.
+
+    ``history`` as given, or (when empty) the hypervolume after each fully trained trial in end order.
+    The reference point is ``reference_point`` or :func:`sweeps.pareto.default_reference` (tagged
+    "(auto)"). A failure becomes a ``disparse.hypervolume_error`` tag, never an exception.
+    """
+    from .pareto import hypervolume
+
+    hv_tags: dict[str, str] = {}
+    if eligible:
+        try:
+            from .pareto import default_reference, hypervolume_history as hv_history
+            ref = (list(map(float, reference_point)) if reference_point is not None
+                   else default_reference(points, dirs))
+            if not history:                         # from MLflow: fully trained trials in end order
+                ordered = sorted(range(len(eligible)), key=lambda i: eligible[i]["end_time"] or 0)
+                history = [(k + 1, float(v)) for k, v in
+                           enumerate(hv_history([points[i] for i in ordered], dirs, ref))]
+            hv = float(hypervolume([points[i] for i in front_idx], dirs, ref))
+            hv_tags = {"disparse.hypervolume": repr(hv),
+                       "disparse.reference_point": json.dumps(ref)
+                       + ("" if reference_point is not None else " (auto)")}
+        except Exception as exc:
+            hv_tags = {"disparse.hypervolume_error": _one_line(exc, 500)}
+    return history, hv_tags
+
+
+def front_summary(records: Sequence[Mapping[str, Any]], eligible: Sequence[Mapping[str, Any]],
+                  front: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                  dirs: Sequence[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Trial counts (metrics of the sweep run) and summary tags: front size, objectives, directions and
+    the best eligible value of each objective with its run."""
+    counts = {
+        "trials_finished": sum(r["status"] == "FINISHED" for r in records),
+        "trials_failed": sum(r["status"] == "FAILED" for r in records),
+        "trials_early_stopped": sum(r["status"] == "FINISHED" and r["early_stopped"] for r in records),
+        "front_size": len(front),
+    }
+    summary_tags = {"disparse.front_size": str(len(front)),
+                    "disparse.objectives": ",".join(objectives),
+                    "disparse.directions": ",".join(dirs)}
+    for obj, d in zip(objectives, dirs):
+        if eligible:
+            pick = max if d == "maximize" else min
+            best = pick(eligible, key=lambda r: r["metrics"][obj])
+            summary_tags[f"disparse.best.{sanitize_name(obj)}"] = \
+                f"{best['metrics'][obj]:.6g} (run {best['run_id']})"
+    return counts, summary_tags
+
+
+def write_front_files(out: Path, front: Sequence[Mapping[str, Any]], eligible: Sequence[Mapping[str, Any]],
+                      front_ids: set[str], objectives: Sequence[str], dirs: Sequence[str],
+                      history: list[tuple[int, float]], title: str) -> dict[str, str]:
+    """Write ``pareto_front.csv``, ``hypervolume.csv`` (with a history), the PNGs and
+    ``pareto_front.html`` into ``out``; returns the plot tags. A picture that fails is reported in
+    ``disparse.plot_error`` and never loses the front itself."""
+    from . import plots
+
+    param_keys = plots.key_params(front or eligible)
+    (out / "pareto_front.csv").write_text(front_csv(front, objectives, param_keys))
+    if history:
+        (out / "hypervolume.csv").write_text(
+            "step,hypervolume\n" + "".join(f"{s},{v!r}\n" for s, v in history))
+    made, errors = [], []
+    try:
+        made = plots.pareto_pngs(eligible, front_ids, objectives, dirs, out)
+    except Exception as exc:
+        errors.append(f"png: {_one_line(exc, 300)}")
+    try:
+        plots.pareto_html(eligible, front_ids, objectives, dirs, out / "pareto_front.html",
+                          title=title, param_keys=param_keys)
+    except Exception as exc:
+        errors.append(f"html: {_one_line(exc, 300)}")
+    plot_tags = {"disparse.plots": ",".join(p.name for p in made)}
+    if errors:
+        plot_tags["disparse.plot_error"] = "; ".join(errors)
+    return plot_tags

@@ -1,0 +1,138 @@
+"""Trials that fail: one sweep (``tune.py`` as a subprocess, real local Ray, Optuna and MLflow sqlite) with
+
+* a trial that raises (``RuntimeError``, injected),
+* a trial whose loss diverges (``lr: 1e12`` → non-finite loss → ``FloatingPointError`` in run_trial),
+* a trial whose Ray worker is SIGKILLed once (it must be retried and complete),
+* a trial whose Ray worker is SIGKILLed on every attempt (retried ``max_retries`` times, then FAILED),
+
+next to a healthy trial. The sweep must finish (exit 0); every failure is FAILED in Ray (status ERROR),
+in the Optuna study (TrialState.FAIL with ``fail_reason``) and in MLflow (status FAILED, tag
+``disparse.failure`` with the reason); no failed trial is on the front. Faults are injected by
+fault_plugin/sitecustomize.py, selected by the trial's ``seed``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rel_helpers import (attempts, fault_env, latest_by_key, load_study, mlflow_runs, ray_trial_states,
+                         result_rows, run_cli, sqlite_uri, write_space)
+
+pytestmark = pytest.mark.slow
+
+MAX_RETRIES = 1
+HEALTHY, RAISES, DIVERGES, KILLED_ONCE, KILLED_ALWAYS = 0, 101, 1, 102, 103
+FAULTS = {RAISES: "raise", DIVERGES: "count", KILLED_ONCE: "sigkill_once", KILLED_ALWAYS: "sigkill_always"}
+ENQUEUED = [  # (seed, lr): the order the sweep runs them in
+    (HEALTHY, 0.005), (RAISES, 0.005), (DIVERGES, 1.0e12), (KILLED_ONCE, 0.005), (KILLED_ALWAYS, 0.005)]
+
+
+def test_run_trial_raises_on_non_finite_loss():
+    from disparse_core.trial import run_trial
+
+    config = {"workload": "scenes", "tasks": ["seg", "normal"], "image_size": 32, "train_size": 16,
+              "test_size": 8, "width": 8, "steps": 4, "batch_size": 8, "method": "snip",
+              "sparsity": 0.5, "lr": 1.0e12, "num_threads": 1}
+    reports = []
+    with pytest.raises(FloatingPointError, match="non-finite loss at step"):
+        run_trial(config, report=reports.append)
+    assert not any(r.get("final") == 1.0 for r in reports)   # never reports a final result
+
+
+@pytest.fixture(scope="module")
+def faulty_sweep(tmp_path_factory):
+    from sweeps.runner import RunOptions, make_plan, open_study
+
+    folder = tmp_path_factory.mktemp("faults")
+    space = write_space(folder, name="faults", parameters={
+        "seed": {"values": sorted({s for s, _ in ENQUEUED})},
+        "lr": {"values": sorted({lr for _, lr in ENQUEUED})}},
+        trials=len(ENQUEUED), concurrency=2, max_retries=MAX_RETRIES)
+    results_dir = folder / "results"
+    uri = sqlite_uri(folder / "mlflow.db")
+    plan = make_plan(RunOptions(space=str(space), results_dir=str(results_dir), tracking_uri=uri))
+    results_dir.mkdir()
+    study = open_study(plan)                      # the runner loads this study and asks it in order
+    for seed, lr in ENQUEUED:
+        study.enqueue_trial({"seed": seed, "lr": lr})
+    done = run_cli(["--space", space, "--results-dir", results_dir, "--tracking-uri", uri],
+                   cwd=folder, timeout=300, env=fault_env(folder, FAULTS))
+    print(done.stdout, done.stderr)
+    study = load_study(results_dir, plan.sweep_id)
+    keys = {t.params["seed"]: t.user_attrs["trial_key"] for t in study.trials}
+    return {"done": done, "folder": folder, "results": results_dir, "uri": uri, "sweep": plan.sweep_id,
+            "study": study, "key": keys}
+
+
+def test_sweep_completes_despite_failing_trials(faulty_sweep):
+    done = faulty_sweep["done"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "finished" in done.stdout and "Pareto front" in done.stdout
+    assert "complete 2" in done.stdout and "fail 3" in done.stdout
+
+
+def test_failed_trials_are_fail_in_optuna_with_the_reason(faulty_sweep):
+    latest = latest_by_key(faulty_sweep["study"])
+    key = faulty_sweep["key"]
+    assert len(latest) == len(ENQUEUED)
+    state = {k: t.state.name for k, t in latest.items()}
+    assert state == {key[HEALTHY]: "COMPLETE", key[KILLED_ONCE]: "COMPLETE", key[RAISES]: "FAIL",
+                     key[DIVERGES]: "FAIL", key[KILLED_ALWAYS]: "FAIL"}
+    reason = {k: t.user_attrs.get("fail_reason", "") for k, t in latest.items()}
+    assert "injected fault" in reason[key[RAISES]]
+    assert "non-finite loss" in reason[key[DIVERGES]]
+    assert reason[key[KILLED_ALWAYS]]                      # Ray's actor-died error, one line
+    assert "\n" not in reason[key[KILLED_ALWAYS]]
+    best = {t.user_attrs["trial_key"] for t in faulty_sweep["study"].best_trials}
+    assert best <= {key[HEALTHY], key[KILLED_ONCE]}
+
+
+def test_killed_worker_is_retried_up_to_max_retries(faulty_sweep):
+    folder = faulty_sweep["folder"]
+    assert attempts(folder, KILLED_ONCE) == 2              # killed, retried, completed
+    assert attempts(folder, KILLED_ALWAYS) == 1 + MAX_RETRIES
+    # Ray retries every failure, the deterministic ones too (documented in docs/reliability.md)
+    assert 1 <= attempts(folder, RAISES) <= 1 + MAX_RETRIES
+    assert 1 <= attempts(folder, DIVERGES) <= 1 + MAX_RETRIES
+
+
+def test_failed_trials_are_error_in_ray(faulty_sweep):
+    states = ray_trial_states(faulty_sweep["results"])
+    key = faulty_sweep["key"]
+    for seed in (RAISES, DIVERGES, KILLED_ALWAYS):
+        assert states[key[seed]] == "ERROR", states
+    for seed in (HEALTHY, KILLED_ONCE):
+        assert states[key[seed]] == "TERMINATED", states
+
+
+def test_failed_trials_are_failed_in_mlflow_and_off_the_front(faulty_sweep):
+    uri, key = faulty_sweep["uri"], faulty_sweep["key"]
+    runs = mlflow_runs(uri, "trial", faulty_sweep["sweep"])
+    by_key = {r.data.tags["disparse.trial_key"]: r for r in runs}
+    assert len(runs) == len(by_key) == len(ENQUEUED)      # a retried trial keeps its one run
+    for seed in (RAISES, DIVERGES, KILLED_ALWAYS):
+        run = by_key[key[seed]]
+        assert run.info.status == "FAILED"
+        assert run.data.tags.get("disparse.failure")
+        assert run.data.tags.get("disparse.pareto") != "true"
+    assert "injected fault" in by_key[key[RAISES]].data.tags["disparse.failure"]
+    assert "non-finite" in by_key[key[DIVERGES]].data.tags["disparse.failure"]
+    for seed in (HEALTHY, KILLED_ONCE):
+        run = by_key[key[seed]]
+        assert run.info.status == "FINISHED" and "disparse.failure" not in run.data.tags
+        assert math.isfinite(run.data.metrics["seg.miou"])
+    front = {k for k, r in by_key.items() if r.data.tags.get("disparse.pareto") == "true"}
+    assert front and front <= {key[HEALTHY], key[KILLED_ONCE]}
+    csv = (faulty_sweep["results"] / "pareto_front.csv").read_text()
+    for seed in (RAISES, DIVERGES, KILLED_ALWAYS):
+        assert key[seed] not in csv
+    (parent,) = mlflow_runs(uri, "sweep", faulty_sweep["sweep"])
+    assert parent.info.status == "FINISHED"
+
+
+def test_trials_ran_on_loopback_only(faulty_sweep):
+    rows = result_rows(faulty_sweep["results"])
+    assert rows and {r.get("node_ip") for r in rows} == {"127.0.0.1"}

@@ -43,18 +43,26 @@ def machine() -> dict:
 
 
 def part_a(threads: int) -> dict:
-    """The default CPU trial: ``run_trial({"method": "disparse_dynamic", "sparsity": 0.9})``."""
+    """The default CPU trial: ``run_trial({"method": "disparse_dynamic", "sparsity": 0.9})``.
+
+    Wall time depends on what else runs on the machine, so the process CPU time (all threads) and the
+    1-minute load average are recorded too: with ``--threads 1`` the CPU time approximates the wall
+    time of an unloaded core.
+    """
     out = {}
     for method in ("dense", "disparse_dynamic"):
         load = os.getloadavg()[0]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = run_trial({"method": method, "sparsity": 0.9, "num_threads": threads})
-        wall = time.perf_counter() - started
-        out[method] = {"steps": int(result["step"]), "wall_s": wall, "load_avg_before": load,
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        out[method] = {"steps": int(result["step"]), "wall_s": wall, "cpu_s": cpu,
+                       "load_avg_before": load, "load_avg_after": os.getloadavg()[0],
                        "seg.miou": result["seg.miou"], "normal.mean": result["normal.mean"],
                        "depth.abs_err": result["depth.abs_err"], "sparsity": result["sparsity"]}
-        print(f"(a) {method}: {result['step']:.0f} steps in {wall:.1f} s", flush=True)
-    out["dynamic_over_dense"] = out["disparse_dynamic"]["wall_s"] / out["dense"]["wall_s"]
+        print(f"(a) {method}: {result['step']:.0f} steps in {wall:.1f} s wall, {cpu:.1f} s CPU "
+              f"(load {load:.1f})", flush=True)
+    out["dynamic_over_dense_cpu"] = out["disparse_dynamic"]["cpu_s"] / out["dense"]["cpu_s"]
+    out["threads"] = threads
     return out
 
 
@@ -103,6 +111,20 @@ def part_c(seeds: list[int], sparsity: float, score_batches: int) -> dict:
                                 title=f"scenes, small net, DiSparse static {sparsity:.0%} (seed {seed})")
             out["png"] = str(png.relative_to(ROOT))
         print(f"(c) seed {seed}: watershed {watershed} -> cutoff {cutoff}", flush=True)
+    # the same analysis on a trained net: dense for `pretrain_steps`, then taylor scores
+    pre = 200
+    result = run_trial({"method": "disparse_pretrained", "criterion": "taylor", "sparsity": sparsity,
+                        "steps": pre + 1, "pretrain_steps": pre, "score_batches": score_batches,
+                        "seed": seeds[0], "eval_every": pre + 1})
+    ious = result["mask_iou"]
+    watershed = find_watershed(ious)
+    png = plot_mask_iou(ious, RESULTS / "trial_mask_iou_scenes_pretrained_taylor90.png",
+                        watershed=watershed,
+                        title=f"scenes, small net, taylor after {pre} dense steps, {sparsity:.0%}")
+    out["pretrained_taylor"] = {"pretrain_steps": pre, "mask_iou": ious, "watershed": watershed,
+                                "suggested_cutoff": suggest_cutoff(watershed, prefixes),
+                                "png": str(png.relative_to(ROOT))}
+    print(f"(c) pretrained taylor: watershed {watershed}", flush=True)
     return out
 
 
@@ -116,11 +138,14 @@ def markdown(results: dict) -> str:
              f"Machine: {results['machine']}", ""]
     if "a" in results:
         a = results["a"]
-        lines += ["### (a) Default CPU trial: scenes, small net (width 16, 64 px), 300 steps", "",
-                  "| method | steps | wall time (s) | load avg before |", "|---|---|---|---|"]
+        lines += ["### (a) Default CPU trial: scenes, small net (width 16, 64 px), 300 steps, "
+                  f"{a.get('threads', '?')} thread(s)", "",
+                  "| method | steps | wall time (s) | CPU time (s) | load avg before / after |",
+                  "|---|---|---|---|---|"]
         for m in ("dense", "disparse_dynamic"):
-            lines.append(f"| {m} | {a[m]['steps']} | {a[m]['wall_s']:.1f} | {a[m]['load_avg_before']:.1f} |")
-        lines += ["", f"Dynamic / dense wall-time ratio: {a['dynamic_over_dense']:.2f}. "
+            lines.append(f"| {m} | {a[m]['steps']} | {a[m]['wall_s']:.1f} | {a[m]['cpu_s']:.1f} | "
+                         f"{a[m]['load_avg_before']:.1f} / {a[m]['load_avg_after']:.1f} |")
+        lines += ["", f"Dynamic / dense CPU-time ratio: {a['dynamic_over_dense_cpu']:.2f}. "
                   "Goal: 300 steps <= 60 s on 2 cores.", ""]
     if "b" in results:
         b = results["b"]
@@ -152,6 +177,15 @@ def markdown(results: dict) -> str:
                                                      for v in c["seeds"].values()) + " |")
         lines += ["", "Watershed / suggested cutoff: " + "; ".join(
             f"seed {s}: {v['watershed']} -> {v['suggested_cutoff']}" for s, v in c["seeds"].items()), ""]
+        if "pretrained_taylor" in c:
+            p = c["pretrained_taylor"]
+            lines += [f"Trained net (dense {p['pretrain_steps']} steps, then `taylor` scores, seed "
+                      f"{next(iter(c['seeds']))}): watershed {p['watershed']} -> cutoff "
+                      f"{p['suggested_cutoff']}", "",
+                      f"![mask IoU, trained]({Path(p['png']).name})", "",
+                      "| layer | IoU |", "|---|---|"]
+            lines += [f"| {k} | {v:.3f} |" for k, v in p["mask_iou"].items()]
+            lines.append("")
     return "\n".join(lines)
 
 

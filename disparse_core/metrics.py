@@ -15,7 +15,8 @@ Every accumulator sums over *all valid pixels of the whole test set* (never a me
 - classification (`acc`).
 - regression (`abs_err`): mean absolute error over pixels that are finite and not ``ignore_value``.
 
-Fractions (IoU, accuracies, `within_*`, `delta*`) are in ``[0, 1]``; angles in degrees.
+Fractions (IoU, accuracies, `within_*`, `delta*`) are in ``[0, 1]``; angles in degrees. A metric
+with no valid pixel (or sample) to average over is NaN, never a flattering 0.
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ class SegmentationMeter:
         tp = conf.diag()
         union = conf.sum(0) + conf.sum(1) - tp         # TP + FP + FN
         present = union > 0
-        miou = float((tp[present] / union[present]).mean()) if bool(present.any()) else 0.0
+        miou = float((tp[present] / union[present]).mean()) if bool(present.any()) else math.nan
         total = conf.sum()
-        acc = float(tp.sum() / total) if total > 0 else 0.0
+        acc = float(tp.sum() / total) if total > 0 else math.nan
         return {"miou": miou, "pixel_acc": acc}
 
 
@@ -147,7 +148,7 @@ class NormalsMeter:
 
     def compute(self) -> dict[str, float]:
         if self.count == 0:
-            return {"mean": 0.0, "median": 0.0, "within_11": 0.0, "within_22": 0.0, "within_30": 0.0}
+            return dict.fromkeys(("mean", "median", "within_11", "within_22", "within_30"), math.nan)
         n = self.count
         return {"mean": self.sum / n, "median": self._median(),
                 "within_11": self.within[11.25] / n, "within_22": self.within[22.5] / n,
@@ -183,7 +184,7 @@ class DepthMeter:
     def compute(self) -> dict[str, float]:
         n = self.count
         if n == 0:
-            return {"abs_err": 0.0, "rel_err": 0.0, "delta1": 0.0, "delta2": 0.0, "delta3": 0.0}
+            return dict.fromkeys(("abs_err", "rel_err", "delta1", "delta2", "delta3"), math.nan)
         return {"abs_err": self.abs_sum / n, "rel_err": self.rel_sum / n,
                 "delta1": self.delta[0] / n, "delta2": self.delta[1] / n, "delta3": self.delta[2] / n}
 
@@ -203,7 +204,7 @@ class ClassificationMeter:
         self.count += target.numel()
 
     def compute(self) -> dict[str, float]:
-        return {"acc": self.correct / self.count if self.count else 0.0}
+        return {"acc": self.correct / self.count if self.count else math.nan}
 
 
 class RegressionMeter:
@@ -225,7 +226,7 @@ class RegressionMeter:
         self.abs_sum += float((output.double()[valid] - target.double()[valid]).abs().sum())
 
     def compute(self) -> dict[str, float]:
-        return {"abs_err": self.abs_sum / self.count if self.count else 0.0}
+        return {"abs_err": self.abs_sum / self.count if self.count else math.nan}
 
 
 def make_meter(info):

@@ -68,12 +68,19 @@ def _reachable_leaves(root: torch.Tensor) -> set[int]:
 def task_ownership(model: nn.Module, inputs) -> dict[str, frozenset[str]]:
     """``{canonical name: frozenset(tasks)}`` for every prunable tensor.
 
-    One forward pass with gradients enabled; no backward pass is run. A tensor that no task reaches
+    One forward pass with gradients enabled (in eval mode, so BatchNorm statistics are left as
+    they were); no backward pass is run. A tensor that no task reaches
     gets an empty set (it cannot influence any output and is never kept by a task decision).
     """
-    with torch.enable_grad():
-        outputs = forward_tasks(model, inputs)
-        return ownership_from_outputs(model, outputs)
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()  # the graph is the same; eval keeps BatchNorm running statistics untouched
+    try:
+        with torch.enable_grad():
+            outputs = forward_tasks(model, inputs)
+            return ownership_from_outputs(model, outputs)
+    finally:
+        for m, flag in was_training.items():
+            m.training = flag
 
 
 def ownership_from_outputs(model: nn.Module, outputs: Mapping[str, torch.Tensor]

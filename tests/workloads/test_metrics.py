@@ -126,6 +126,13 @@ def test_depth_accepts_target_without_channel_dim():
     assert meter.compute()["abs_err"] == 0.0 and meter.compute()["delta1"] == 1.0
 
 
+def test_no_valid_pixel_gives_nan_not_zero():
+    meter = M.DepthMeter()
+    meter.update(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+    assert all(math.isnan(v) for v in meter.compute().values())
+    assert math.isnan(M.NormalsMeter().compute()["median"])
+
+
 def test_classification_accuracy():
     meter = M.ClassificationMeter()
     meter.update(torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 0.0]]), torch.tensor([0, 1, 1]))

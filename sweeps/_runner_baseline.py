@@ -1,0 +1,64 @@
+"""The dense baseline every trial is compared with: its config, and reusing or training it once.
+
+Private to :mod:`sweeps.runner`, which re-exports :func:`baseline_config`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TextIO
+
+from ._runner_spec import trial_resources, trial_threads
+
+__all__ = ["baseline_config", "absolute_paths", "run_baseline"]
+
+# run_trial keys that only matter to sparsification: a dense baseline drops them
+_SPARSE_ONLY = ("criterion", "sparsity", "distribution", "score_batches", "pretrain_steps",
+                "finetune_lr", "gradual", "dynamic", "checkpoint_dir", "checkpoint_every", "resume",
+                "export_path", "baseline_metrics")
+
+
+def baseline_config(spec) -> dict:
+    """The dense run every trial is compared with: the space's fixed base, same training budget."""
+    config = json.loads(json.dumps(spec.workload))
+    for key in _SPARSE_ONLY:
+        config.pop(key, None)
+    config["method"] = "dense"
+    return absolute_paths(config)
+
+
+def absolute_paths(config: dict) -> dict:
+    """Make the path entries of a trial config absolute (Ray changes a trial's working directory)."""
+    for key in ("data_root", "checkpoint_dir", "export_path"):
+        if isinstance(config.get(key), str) and config[key]:
+            config[key] = str(Path(config[key]).expanduser().resolve())
+    return config
+
+
+def run_baseline(plan, tracker, backend, out: TextIO) -> tuple[dict | None, float]:
+    """(baseline metrics, seconds spent training it): reused from MLflow when its key was run before,
+    else trained as one Ray task and logged; (None, 0.0) when the space turns the baseline off."""
+    from .tracking import baseline_key
+
+    if not plan.spec.baseline:
+        return None, 0.0
+    config = baseline_config(plan.spec)
+    key = baseline_key(config)
+    found = tracker.find_baseline_run(key)
+    if found:
+        tracker.set_baseline(found["run_id"])
+        print(f"dense baseline: reusing MLflow run {found['run_id']} (key {key})", file=out)
+        return dict(found["metrics"]), 0.0
+    cpu, gpu = trial_resources(plan.spec)
+    config["num_threads"] = trial_threads(plan.spec)
+    print(f"dense baseline: training (key {key}) ...", file=out, flush=True)
+    t0 = time.perf_counter()
+    result = backend.run_remote(backend.baseline_task, config, cpu=cpu, gpu=gpu)
+    seconds = time.perf_counter() - t0
+    metrics = {k: float(v) for k, v in result.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    tracker.log_baseline(key, config, metrics)
+    print(f"dense baseline: done in {seconds:.1f}s", file=out, flush=True)
+    return metrics, seconds

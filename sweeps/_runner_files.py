@@ -1,0 +1,120 @@
+"""The results folder of a sweep: its file names, ``sweep.json``, the lock, Ray run folders, the front CSV.
+
+The layout is described in :mod:`sweeps.runner`; ``.lock`` is held for the whole run. Private to
+:mod:`sweeps.runner`. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from .errors import UserInputError
+
+if TYPE_CHECKING:
+    from ._runner_plan import Plan
+
+__all__ = ["STATE_FILE", "SPACE_COPY", "STUDY_FILE", "DEFAULT_RESULTS_ROOT", "FRONT_CSV", "read_state",
+           "latest_results_dir", "free_results_dir", "write_state", "lock_results_dir", "next_ray_run",
+           "write_front_csv"]
+
+STATE_FILE = "sweep.json"
+SPACE_COPY = "space.yaml"
+STUDY_FILE = "optuna.db"
+FRONT_CSV = "pareto_front.csv"
+DEFAULT_RESULTS_ROOT = "disparse_results"
+
+
+# ------------------------------------------------------------------------------------ finding one
+def read_state(results_dir: Path) -> dict:
+    """``sweep.json`` of a sweep to resume; a missing or broken one is a user error."""
+    path = results_dir / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"--resume: {str(results_dir)!r} holds no readable {STATE_FILE} "
+                             f"({type(err).__name__}); expected the results folder of a sweep") from None
+
+
+def latest_results_dir(root: Path, name: str) -> Path | None:
+    """The most recently updated sweep folder ``root/name`` or ``root/name-N``, or None."""
+    found = [p for p in root.glob(f"{name}*") if (p / STATE_FILE).is_file()
+             and (p.name == name or p.name[len(name):].lstrip("-").isdigit())]
+    return max(found, key=lambda p: (p / STATE_FILE).stat().st_mtime) if found else None
+
+
+def free_results_dir(root: Path, name: str) -> Path:
+    """``root/name``, or ``root/name-2``, ``-3``... when that folder is taken (exists and is not empty)."""
+    candidate, n = root / name, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = root / f"{name}-{n}"
+    return candidate
+
+
+# ----------------------------------------------------------------------------------- writing one
+def write_state(plan: Plan, status: str) -> None:
+    """Create or update ``sweep.json`` (atomically); the first write also copies the space file."""
+    plan.results_dir.mkdir(parents=True, exist_ok=True)
+    state_path = plan.results_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if not state:
+        state = {"sweep_id": plan.sweep_id, "space_name": plan.spec.name,
+                 "space_source": str(plan.space_file) if plan.space_file else None,
+                 "overrides": list(plan.overrides), "tracking_uri": plan.tracking_uri,
+                 "experiment": plan.experiment, "ray_address": plan.ray_address,
+                 "study": STUDY_FILE, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _copy_space(plan)
+    else:
+        state["overrides"] = list(plan.overrides)
+    state["status"] = status
+    state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(state_path)
+
+
+def _copy_space(plan: Plan) -> None:
+    copy = plan.results_dir / SPACE_COPY
+    if plan.spec.raw_text:
+        copy.write_text(plan.spec.raw_text, encoding="utf-8")
+    elif plan.space_file:
+        shutil.copyfile(plan.space_file, copy)
+
+
+def lock_results_dir(results_dir: Path):
+    """An exclusive lock on ``<results>/.lock`` for the whole run (released by the OS even on SIGKILL)."""
+    import fcntl
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(results_dir / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserInputError(f"--results-dir: {str(results_dir)!r} is in use by another running sweep; "
+                             f"expected it to finish (or be stopped) first") from None
+    return handle
+
+
+def next_ray_run(results_dir: Path) -> str:
+    """``run-N``: the first Ray experiment folder name not yet used under ``<results>/ray``."""
+    ray_dir = results_dir / "ray"
+    n = 1
+    while (ray_dir / f"run-{n}").exists():
+        n += 1
+    return f"run-{n}"
+
+
+def write_front_csv(results_dir: Path, front: list, objectives: Sequence[str]) -> None:
+    """``pareto_front.csv``: a local convenience; the MLflow copy is the reference, so errors are ignored."""
+    from .tracking import front_csv
+
+    try:
+        text = front_csv(front, objectives, [])
+    except Exception:
+        return
+    (results_dir / FRONT_CSV).write_text(text)

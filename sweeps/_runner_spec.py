@@ -1,0 +1,79 @@
+"""What a validated space means for running it: resources per trial, early stopping, the metrics a
+trial watches for NaN, the final hypervolume.
+
+Pure functions of a :class:`~sweeps.space.SweepSpec`. Private to :mod:`sweeps.runner`.
+"""
+
+from __future__ import annotations
+
+from .errors import UserInputError
+
+__all__ = ["trial_resources", "trial_threads", "check_resources", "early_stopping", "watched_metrics",
+           "final_hypervolume"]
+
+
+def trial_resources(spec) -> tuple[float, float]:
+    """(CPUs, GPUs) each trial asks Ray for; a missing or empty entry counts as 1 CPU, 0 GPUs."""
+    cpu = float(spec.resources.get("cpu", 1) or 0)
+    gpu = float(spec.resources.get("gpu", 0) or 0)
+    return cpu, gpu
+
+
+def trial_threads(spec) -> int:
+    """torch threads of one trial (or of the baseline): its whole CPUs, at least 1."""
+    return max(1, int(trial_resources(spec)[0]))
+
+
+def check_resources(spec) -> None:
+    cpu, gpu = trial_resources(spec)
+    if cpu <= 0 and gpu <= 0:
+        raise UserInputError(f"resources: cpu={cpu:g}, gpu={gpu:g}; expected cpu > 0 or gpu > 0")
+
+
+def early_stopping(spec):
+    """The space's ``early_stopping`` as a :class:`sweeps.ray_backend.EarlyStopping`, or None."""
+    es = dict(spec.early_stopping or {})
+    if es.get("type", "none") in (None, "none"):
+        return None
+    from .ray_backend import EarlyStopping
+
+    mode = str(es.get("mode") or "").lower()
+    mode = {"maximize": "max", "minimize": "min"}.get(mode, mode)
+    if mode not in ("max", "min"):
+        from .budgets import higher_is_better
+        mode = "max" if higher_is_better(es["metric"]) else "min"
+    max_t = int(es.get("max_steps") or _max_steps(spec))
+    return EarlyStopping(metric=es["metric"], mode=mode, max_t=max_t,
+                         grace_period=int(es.get("grace_steps", es.get("grace_period", 1))),
+                         reduction_factor=float(es.get("reduction_factor", 2)), time_attr="step")
+
+
+def _max_steps(spec) -> int:
+    """The longest training a trial can get: the largest ``steps`` the space can sample, else the base."""
+    param = spec.param.get("steps")
+    if param is not None:
+        values = param.possible_values()
+        return int(max(values) if values else param.high)
+    return int(spec.workload.get("steps", 300))
+
+
+def watched_metrics(spec) -> list[str]:
+    """Metrics a trial fails on when NaN: the objectives and the early-stopping metric."""
+    names = list(spec.metric_names)
+    es = spec.early_stopping or {}
+    if es.get("metric") and es["metric"] not in names:
+        names.append(es["metric"])
+    return names
+
+
+def final_hypervolume(points: list, dirs: list) -> tuple[list | None, list | None]:
+    """(reference point, hypervolume after each fully trained trial) with one fixed reference."""
+    if not points:
+        return None, None
+    from .pareto import default_reference, hypervolume_history
+
+    ref = default_reference(points, dirs)
+    try:
+        return list(ref), hypervolume_history(points, dirs, ref)
+    except ValueError:
+        return None, None

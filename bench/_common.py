@@ -37,7 +37,7 @@ def cpu_model() -> str:
 def machine_info() -> dict:
     """CPU model, cores, load, Python/torch versions and, when CUDA is up, the GPU's name and memory."""
     info: dict = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                  "platform": platform.platform(), "hostname_hash": hash(platform.node()) % 10**6}
+                  "platform": platform.platform()}
     try:
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:

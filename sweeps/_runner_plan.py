@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 from ._runner_files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir,
                             latest_results_dir, read_state)
-from ._runner_spec import check_resources
 from .errors import UserInputError
 
 __all__ = ["RunOptions", "Plan", "make_plan", "describe_plan"]
@@ -116,7 +115,6 @@ def _new_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     tracking_uri = _check_tracking_uri(opts.tracking_uri or default_tracking_uri(cwd))
     results_dir = _check_new_results_dir(opts.results_dir) if opts.results_dir else None
     spec = load_space(opts.space or DEFAULT_SPACE, overrides)
-    check_resources(spec)
     if results_dir is None:
         results_dir = free_results_dir(cwd / DEFAULT_RESULTS_ROOT, spec.name)
     experiment = opts.experiment or DEFAULT_EXPERIMENT
@@ -191,7 +189,6 @@ def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     spec.name = state.get("space_name", spec.name)
     sweep_id = state["sweep_id"]
     tracking_uri = validate_tracking_uri(opts.tracking_uri or state["tracking_uri"], create=False)
-    check_resources(spec)
     return Plan(spec=spec, sweep_id=sweep_id, results_dir=results_dir,
                 tracking_uri=tracking_uri,
                 experiment=opts.experiment or state.get("experiment", DEFAULT_EXPERIMENT),

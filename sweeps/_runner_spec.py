@@ -6,14 +6,12 @@ Pure functions of a :class:`~sweeps.space.SweepSpec`. Private to :mod:`sweeps.ru
 
 from __future__ import annotations
 
-from .errors import UserInputError
-
-__all__ = ["trial_resources", "trial_threads", "check_resources", "early_stopping", "watched_metrics",
+__all__ = ["trial_resources", "trial_threads", "early_stopping", "watched_metrics",
            "final_hypervolume"]
 
 
 def trial_resources(spec) -> tuple[float, float]:
-    """(CPUs, GPUs) each trial asks Ray for; a missing or empty entry counts as 1 CPU, 0 GPUs."""
+    """(CPUs, GPUs) each trial asks Ray for (the baseline too)."""
     cpu = float(spec.resources.get("cpu", 1) or 0)
     gpu = float(spec.resources.get("gpu", 0) or 0)
     return cpu, gpu
@@ -22,12 +20,6 @@ def trial_resources(spec) -> tuple[float, float]:
 def trial_threads(spec) -> int:
     """torch threads of one trial (or of the baseline): its whole CPUs, at least 1."""
     return max(1, int(trial_resources(spec)[0]))
-
-
-def check_resources(spec) -> None:
-    cpu, gpu = trial_resources(spec)
-    if cpu <= 0 and gpu <= 0:
-        raise UserInputError(f"resources: cpu={cpu:g}, gpu={gpu:g}; expected cpu > 0 or gpu > 0")
 
 
 def early_stopping(spec):

@@ -102,7 +102,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus,
+            # address="local" always starts a new Ray; without it ray.init joins whatever Ray another
+            # process on this machine started last (and then refuses num_cpus).
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus,
                      include_dashboard=False, **kwargs)
         owned = True
     resources = ray.cluster_resources()

@@ -131,7 +131,7 @@ def test_resume_of_a_finished_sweep_runs_nothing(killed_in_baseline):
 
 
 def test_sigterm_then_sigint_then_resume_with_two_trials_in_flight(tmp_path):
-    trials = 4
+    trials = 3
     space = write_space(tmp_path, name="tt", trials=trials, concurrency=2,
                         workload={"steps": 12, "eval_every": 4})
     results_dir, uri = tmp_path / "results", sqlite_uri(tmp_path / "mlflow.db")

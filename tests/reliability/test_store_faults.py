@@ -23,7 +23,7 @@ from rel_helpers import listing, popen_cli, write_space
 
 pytestmark = pytest.mark.slow
 
-TIMEOUT = 90   # a correct answer takes seconds (the plan is checked before Ray starts)
+TIMEOUT = 60   # a correct answer takes seconds (the plan is checked before Ray starts)
 
 
 def _mount_tmpfs(target: Path, size: str, read_only: bool = False, seed=None) -> bool:

@@ -3,19 +3,24 @@
 For each shared layer (owned by at least two tasks), the IoU of the tasks' own keep-sets ``K_t``
 (before the union): ``|∩ K_t| / |∪ K_t|``. The layer after the largest drop of that curve is the
 *watershed*; sharing the backbone past it brings little, so :func:`suggest_cutoff` proposes branching
-at the block that holds it.
+at the block that holds it. A layer of which no task keeps anything has no IoU (NaN): the watershed
+search skips it, and can skip very small layers (e.g. the 1×1 downsample convs of a ResNet, whose
+few weights give a noisy IoU) when given the layer sizes.
 
 Example::
 
     result = sparsify(model, batches, losses, sparsity=0.9, method="disparse_static")
     ious = mask_iou(result.task_keep, result.ownership)
-    layer = find_watershed(ious)
+    sizes = {n: p.numel() for n, p in prunable_weights(model).items()}
+    layer = find_watershed(ious, sizes=sizes)
     cutoff = suggest_cutoff(layer, model.block_names())
     plot_mask_iou(ious, "mask_iou.png", watershed=layer)
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -28,8 +33,9 @@ def mask_iou(task_keep: Mapping[str, Mapping[str, Tensor]],
              ownership: Mapping[str, frozenset]) -> dict[str, float]:
     """``{layer: IoU}`` for every tensor owned by two or more tasks, in ownership (model) order.
 
-    When no owner keeps any weight of a layer (empty union), the tasks agree completely and the IoU
-    is 1.0. A collapsed ``task_keep`` (one pseudo-task) has no shared layers: the result is empty.
+    When no owner keeps any weight of a layer (empty union) the IoU is undefined: the value is NaN
+    (the layer is fully pruned; it says nothing about agreement, and :func:`find_watershed` skips it).
+    A collapsed ``task_keep`` (one pseudo-task) has no shared layers: the result is empty.
     """
     out: dict[str, float] = {}
     for name, owners in ownership.items():
@@ -41,19 +47,51 @@ def mask_iou(task_keep: Mapping[str, Mapping[str, Tensor]],
             inter &= s.bool()
             union |= s.bool()
         n_union = int(union.sum())
-        out[name] = 1.0 if n_union == 0 else int(inter.sum()) / n_union
+        out[name] = math.nan if n_union == 0 else int(inter.sum()) / n_union
     return out
 
 
-def find_watershed(ious: Mapping[str, float]) -> str:
+def find_watershed(ious: Mapping[str, float], sizes: Mapping[str, int] | None = None, *,
+                   min_size_fraction: float = 0.2) -> str:
     """The layer right after the largest IoU drop between consecutive shared layers (dict order =
-    model order); the first such layer on ties. Needs at least two layers."""
-    names = list(ious)
+    model order); the first such layer on ties. A drop is measured between consecutive layers that
+    are not skipped, and at least two must be left. Skipped:
+
+    - layers whose IoU is NaN (empty union, see :func:`mask_iou`) or otherwise not finite;
+    - when ``sizes`` (``{layer: number of weights}``) is given, *small* layers: fewer weights than
+      ``min_size_fraction`` (default 0.2) × the median size of the layer and its two neighbours on
+      each side (in ``ious`` order). A ResNet's 1×1 downsample convs hold 1/18 of their 3×3
+      neighbours' weights and are skipped; its stem (1/4 of its neighbours) and the first stage's
+      convs (as large as theirs) are not. The neighbourhood, not the whole network, is the yardstick
+      because early stages are small by design. Without ``sizes`` (default) no layer is skipped for
+      its size.
+    """
+    if not 0.0 <= min_size_fraction <= 1.0:
+        raise ValueError(f"min_size_fraction must be in [0, 1], got {min_size_fraction!r}")
+    names = [n for n in ious if math.isfinite(ious[n])]
+    if sizes is not None:
+        small = _small_layers(list(ious), sizes, min_size_fraction)
+        names = [n for n in names if n not in small]
     if len(names) < 2:
-        raise ValueError(f"a watershed needs at least two shared layers, got {len(names)}")
+        skipped = f" of {len(ious)} (NaN or small layers skipped)" if len(names) != len(ious) else ""
+        raise ValueError(f"a watershed needs at least two shared layers, got {len(names)}{skipped}")
     drops = [ious[names[i - 1]] - ious[names[i]] for i in range(1, len(names))]
     best = max(range(len(drops)), key=lambda i: (drops[i], -i))
     return names[best + 1]
+
+
+def _small_layers(names: list[str], sizes: Mapping[str, int], fraction: float) -> set[str]:
+    """Layers with fewer than ``fraction`` × the median size of their window (themselves and two
+    layers on each side)."""
+    missing = [n for n in names if n not in sizes]
+    if missing:
+        raise ValueError(f"sizes has no entry for layer {missing[0]!r}")
+    small = set()
+    for i, name in enumerate(names):
+        window = [sizes[n] for n in names[max(0, i - 2):i + 3]]
+        if sizes[name] < fraction * statistics.median(window):
+            small.add(name)
+    return small
 
 
 def suggest_cutoff(watershed: str, block_prefixes: Sequence[str]) -> int:

@@ -1,5 +1,7 @@
 """Mask-IoU analysis: per shared layer agreement of the tasks' keep-sets, watershed, cutoff, plot."""
 
+import math
+
 import pytest
 import torch
 
@@ -42,7 +44,33 @@ def test_iou_by_hand_and_empty_union():
         "c": {"l2": torch.tensor([0, 1, 0, 1]).bool()},
     }
     ious = mask_iou(keep, own)
-    assert ious == {"l1": pytest.approx(1 / 3), "l2": pytest.approx(1 / 4), "l3": 1.0}
+    assert list(ious) == ["l1", "l2", "l3"]
+    assert ious["l1"] == pytest.approx(1 / 3) and ious["l2"] == pytest.approx(1 / 4)
+    assert math.isnan(ious["l3"])  # nobody keeps anything of l3: no agreement to measure
+
+
+def test_watershed_skips_empty_union_layers():
+    # l2 is fully pruned (NaN); read as 1.0 it would make the spike l2 -> l3 the largest drop
+    ious = {"l0": 0.9, "l1": 0.3, "l2": float("nan"), "l3": 0.25, "l4": 0.2}
+    assert find_watershed(ious) == "l1"
+    assert find_watershed({"a": 0.9, "b": float("nan"), "c": 0.2}) == "c"  # drop measured across b
+    with pytest.raises(ValueError, match="got 1 of 2"):
+        find_watershed({"a": 0.9, "b": float("nan")})
+
+
+def test_watershed_can_skip_small_layers():
+    # ResNet-like: a block (conv1 grows the width, conv2, a 1x1 downsample conv "ds"), then the next
+    # block; the small ds has a noisy IoU
+    names = ["prev", "conv1", "conv2", "ds", "next1", "next2", "last"]
+    sizes = dict(zip(names, [36864, 73728, 147456, 8192, 147456, 147456, 147456]))
+    ious = dict(zip(names, [0.95, 0.93, 0.9, 0.2, 0.88, 0.4, 0.35]))
+    assert find_watershed(ious) == "ds"                     # the spurious dip wins without sizes
+    assert find_watershed(ious, sizes=sizes) == "next2"     # 0.88 -> 0.4 once ds is skipped
+    assert find_watershed(ious, sizes=sizes, min_size_fraction=0.0) == "ds"
+    with pytest.raises(ValueError, match="sizes has no entry for layer 'last'"):
+        find_watershed(ious, sizes={n: sizes[n] for n in names[:-1]})
+    with pytest.raises(ValueError, match="min_size_fraction"):
+        find_watershed(ious, sizes=sizes, min_size_fraction=2.0)
 
 
 def test_collapsed_keep_sets_have_no_shared_layer():

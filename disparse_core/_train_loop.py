@@ -1,0 +1,370 @@
+"""The training loop of one trial (private; :func:`disparse_core.trial.run_trial` is the entry point).
+
+:class:`_Trial` holds the state of one run: workload, model, optimizer, scheduler, the method's
+sparsifier (``DynamicSparsifier`` or ``GradualPruner``), checkpoints. :meth:`_Trial.run` reads top to
+bottom; the module docstring of :mod:`disparse_core.trial` says when each method prunes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .masks import get_masks, sparsity_report
+from .metrics import delta_m, evaluate
+from .tasks import build_losses, check_loss_weights, weighted_total
+from .trial_config import DYNAMIC, ONE_SHOT_AT_INIT, PRETRAINED, TrialConfig
+
+Report = Callable[[dict], None]
+
+# Keys that may differ between a checkpoint's config and the resuming config (they do not change
+# what is computed).
+_RESUMABLE = frozenset({"resume", "checkpoint_dir", "checkpoint_every", "export_path", "eval_every",
+                        "eval_batches", "num_threads", "device", "baseline_metrics"})
+
+
+def _to_device(batch, device):
+    inputs, targets = batch
+    return (inputs.to(device, non_blocking=True),
+            {t: y.to(device, non_blocking=True) for t, y in targets.items()})
+
+
+def _cycle(loader, start_epoch: int = 0, skip: int = 0) -> Iterator:
+    """Endless batches: epoch after epoch of a SeededLoader, starting ``skip`` batches into
+    ``start_epoch`` (what resuming at a step needs)."""
+    loader.set_epoch(start_epoch)
+    while True:
+        got = False
+        for batch in loader:
+            got = True
+            if skip:
+                skip -= 1
+                continue
+            yield batch
+        if not got:
+            raise ValueError("the training set yields no batch (batch_size larger than the data set?)")
+
+
+class _Trial:
+    """The state of one run; :meth:`run` reads top to bottom."""
+
+    def __init__(self, cfg: TrialConfig, device: torch.device, report: Report | None):
+        from .data import build_workload
+        from .models import build_model, fully_shared_prunable
+
+        self.cfg, self.device, self.report = cfg, device, report
+        self.started = time.perf_counter()
+        self.elapsed_before = 0.0
+        kwargs = {k: getattr(cfg, k) for k in ("data_root", "image_size", "train_size", "test_size",
+                                                "tasks") if getattr(cfg, k) is not None}
+        self.workload = build_workload(cfg.workload, seed=cfg.seed, **kwargs)
+        self.tasks = self.workload.tasks
+        self.loss_weights = check_loss_weights(self.tasks, cfg.loss_weights)
+        arch_kwargs = {"task_kinds": self.workload.task_kinds,
+                       "in_channels": self.workload.in_channels}
+        if cfg.width is not None:
+            arch_kwargs["width"] = cfg.width
+        self.model = build_model(cfg.arch, self.workload.task_channels, cutoff=cfg.cutoff,
+                                 seed=cfg.seed, **arch_kwargs).to(device)
+        self.reference_prunable = fully_shared_prunable(cfg.arch, self.workload.task_channels,
+                                                        **arch_kwargs)
+        self.losses = build_losses(self.workload)
+        self.optimizer = self._make_optimizer()     # before any mask: fixes the parameter order
+        self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.lr_step, cfg.lr_gamma)
+                          if cfg.lr_step else None)
+        self.train_loader = self.workload.train_loader(cfg.batch_size, seed=2 * cfg.seed)
+        self.score_loader = self.workload.train_loader(cfg.batch_size, seed=2 * cfg.seed + 1)
+        self.test_loader = self.workload.test_loader(cfg.batch_size)
+        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16
+                         else nullcontext())
+        self.dynamic = None
+        self.pruner = None
+        self.mask_iou: dict[str, float] | None = None
+        self.start_step = 0
+
+    # ---------------------------------------------------------------------------------- the run
+    def run(self) -> dict:
+        cfg = self.cfg
+        self._setup_method()
+        if cfg.resume:
+            self._maybe_resume()
+        batches = _cycle(self.train_loader, *divmod(self.start_step, len(self.train_loader)))
+        every = cfg.resolved_eval_every
+        for step in range(self.start_step, cfg.steps):
+            self._prune_events(step)
+            self._train_step(step, next(batches))
+            done = step + 1
+            if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                self._save_checkpoint(done)
+            if done % every == 0 and done < cfg.steps:
+                self._report(self._summary(done, cfg.eval_batches))
+        final = self._summary(cfg.steps, None)
+        self._report({**final, "final": 1.0})
+        ious = self._mask_iou()              # before the export folds the masks away
+        if cfg.export_path:
+            from .checkpoint import export_sparse_model
+            export_sparse_model(self.model, cfg.export_path,
+                                extra={"config": cfg.to_dict(), "metrics": final})
+        if ious is not None:
+            final["mask_iou"] = ious
+        return final
+
+    # ---------------------------------------------------------------------------------- methods
+    def _setup_method(self) -> None:
+        cfg = self.cfg
+        if cfg.method in DYNAMIC:
+            from .dynamic import DynamicSparsifier
+            d = cfg.dynamic
+            sample = _to_device(next(iter(self._score_batches(1))), self.device)
+            self.dynamic = DynamicSparsifier(
+                self.model, self.optimizer, self.losses, sparsity=cfg.sparsity, t_end=cfg.t_end,
+                sample_batch=sample, alpha0=d.alpha0, delta_t=d.delta_t, decay=d.decay, grow=d.grow,
+                erk_power=d.erk_power, dense_first=d.dense_first, loss_weights=self.loss_weights,
+                collapse=cfg.method == "rigl", seed=cfg.seed)
+        elif cfg.method in PRETRAINED and cfg.gradual is not None:
+            from .sparsify import GradualPruner
+            g = cfg.gradual
+            self.pruner = GradualPruner(
+                self.model, self.losses, final_sparsity=cfg.sparsity, prune_steps=g.prune_steps,
+                interval=g.interval, initial_sparsity=g.initial_sparsity,
+                start=cfg.resolved_pretrain_steps, method=cfg.method, criterion=cfg.resolved_criterion,
+                loss_weights=self.loss_weights, score_batches=cfg.score_batches)
+
+    def _prune_events(self, step: int) -> None:
+        cfg = self.cfg
+        if cfg.method in ONE_SHOT_AT_INIT and step == 0:
+            self._sparsify_once()
+        elif cfg.method in PRETRAINED:
+            pre = cfg.resolved_pretrain_steps
+            if step == pre:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.resolved_finetune_lr
+            if self.pruner is not None:
+                if step in self.pruner.prune_steps():
+                    result = self.pruner.maybe_prune(step, self._score_batches(cfg.score_batches))
+                    if result is not None:
+                        self._after_prune(result)
+            elif step == pre:
+                self._sparsify_once()
+
+    def _sparsify_once(self) -> None:
+        from .sparsify import sparsify
+        cfg = self.cfg
+        options = {"score_batches": cfg.score_batches}
+        if cfg.method == "random":
+            options["distribution"] = cfg.distribution
+            if cfg.distribution == "erk":
+                options["erk_power"] = cfg.dynamic.erk_power
+        result = sparsify(self.model, self._score_batches(cfg.score_batches), self.losses,
+                          sparsity=cfg.sparsity, method=cfg.method, criterion=cfg.resolved_criterion,
+                          loss_weights=self.loss_weights, seed=cfg.seed, **options)
+        self._after_prune(result)
+
+    def _after_prune(self, result) -> None:
+        self.optimizer.state.clear()     # masked weights stay exactly zero; a finetune starts fresh
+        if self.cfg.method.startswith("disparse_"):
+            self.mask_iou = result.mask_iou()
+
+    def _mask_iou(self) -> dict[str, float] | None:
+        """Per shared layer IoU of the tasks' keep-sets: from the last prune (static, pretrained) or
+        from end-of-training taylor keep-sets of the live weights (dynamic; see disparse_core.trial)."""
+        if self.cfg.method == "disparse_dynamic":
+            return self._final_keep_iou()
+        return dict(self.mask_iou) if self.mask_iou is not None else None
+
+    def _final_keep_iou(self) -> dict[str, float]:
+        """Each task ranks the live weights it owns by ``taylor``; one calibrated ``k`` for all tasks
+        makes the union of the keep-sets equal the final mask; IoU of those keep-sets. The model's
+        buffers (BatchNorm statistics) are restored; weights and ``.grad`` are left alone."""
+        from .decision import calibrated_keep
+        from .iou import mask_iou
+        from .scoring import task_scores
+        ownership = self.dynamic.ownership
+        alive = get_masks(self.model)
+        kept = sum(int(alive[n].sum()) for n in ownership)
+        total = sum(alive[n].numel() for n in ownership)
+        saved = [b.detach().clone() for b in self.model.buffers()]
+        try:
+            scores = task_scores(self.model, self._score_batches(self.cfg.score_batches), self.losses,
+                                 criterion="taylor", ownership=ownership)
+        finally:
+            with torch.no_grad():
+                for buffer, value in zip(self.model.buffers(), saved):
+                    buffer.copy_(value)
+        with warnings.catch_warnings():   # unowned live weights can make the union miss by a few
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _, task_keep, _, _ = calibrated_keep(scores, ownership, 1.0 - kept / total, alive=alive)
+        return mask_iou(task_keep, ownership)
+
+    def _score_batches(self, n: int) -> list:
+        """The first ``n`` batches of the scoring stream (seeded apart from the training order)."""
+        out = []
+        for batch in _cycle(self.score_loader):
+            out.append(batch)
+            if len(out) == n:
+                return out
+        return out
+
+    # --------------------------------------------------------------------------------- training
+    def _train_step(self, step: int, batch) -> None:
+        inputs, targets = _to_device(batch, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        recording = self.dynamic.recording(step) if self.dynamic is not None else nullcontext()
+        with recording:
+            with self.autocast:
+                outputs = self.model(inputs)
+            task_losses = {t: self.losses[t](outputs[t].float(), targets[t]) for t in self.tasks}
+        self._check_finite(step, task_losses)
+        if self.dynamic is not None:
+            self.dynamic.backward(step, task_losses)
+        else:
+            weighted_total(task_losses, self.loss_weights).backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    @staticmethod
+    def _check_finite(step: int, task_losses: Mapping[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float() for v in task_losses.values()])
+        if bool(torch.isfinite(values).all()):
+            return
+        for (task, _), value in zip(task_losses.items(), values.tolist()):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"non-finite loss at step {step}: task {task!r} loss = {value}")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # ------------------------------------------------------------------------------- evaluation
+    def _summary(self, step: int, max_batches: int | None) -> dict:
+        metrics = evaluate(self.model, self.test_loader, self.workload, self.device,
+                           max_batches=max_batches,
+                           autocast_dtype=torch.bfloat16 if self.cfg.bf16 else None)
+        sizes = sparsity_report(self.model)
+        prunable_ids = {id(p) for p in _prunable(self.model)}
+        others = sum(p.numel() for p in self.model.parameters() if id(p) not in prunable_ids)
+        out = dict(metrics)
+        out["sparsity"] = float(sizes["sparsity"])
+        out["compression"] = 1.0 - sizes["nonzero"] / self.reference_prunable
+        out["nonzero_params"] = float(sizes["nonzero"] + others)
+        out["wall_time_s"] = self.elapsed_before + time.perf_counter() - self.started
+        out["step"] = float(step)
+        if self.cfg.baseline_metrics:
+            with warnings.catch_warnings():        # a zero baseline metric is documented, not news
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out["delta_m"] = _safe_delta_m(metrics, self.cfg.baseline_metrics,
+                                               self._delta_m_groups())
+        return out
+
+    def _report(self, metrics: dict) -> None:
+        if self.report is not None:
+            self.report(dict(metrics))
+
+    def _delta_m_groups(self) -> dict[str, list[str]]:
+        base = self.cfg.baseline_metrics or {}
+        groups = {t: [m for m in info.metrics if f"{t}.{m}" in base] for t, info in self.tasks.items()}
+        return {t: ms for t, ms in groups.items() if ms}
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _checkpoint_path(self) -> Path:
+        return Path(self.cfg.checkpoint_dir) / ckpt.CHECKPOINT_NAME
+
+    def _save_checkpoint(self, done: int) -> None:
+        masked = _is_masked(self.model)
+        state = {
+            "version": 2,
+            "config": self.cfg.to_dict(),
+            "step": done,
+            "elapsed": self.elapsed_before + time.perf_counter() - self.started,
+            "masks": {n: m.cpu() for n, m in get_masks(self.model).items()} if masked else None,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "dynamic": self.dynamic.state_dict() if self.dynamic is not None else None,
+            "pruner": _pruner_state(self.pruner),
+            "mask_iou": dict(self.mask_iou) if self.mask_iou is not None else None,
+            "rng": ckpt.rng_state(),
+        }
+        ckpt.save_checkpoint(self._checkpoint_path(), state)
+
+    def _maybe_resume(self) -> None:
+        from .masks import attach_masks
+        path = self._checkpoint_path()
+        if not path.exists():
+            return
+        state = ckpt.load_checkpoint(path)
+        self._check_resumable(state["config"], path)
+        if self.dynamic is not None and state["dynamic"] is not None:
+            self.dynamic.load_state_dict(state["dynamic"])
+        elif state["masks"] is not None:
+            attach_masks(self.model, state["masks"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.mask_iou = state["mask_iou"]
+        if self.pruner is not None and state.get("pruner"):
+            _load_pruner_state(self.pruner, state["pruner"], state["masks"])
+        ckpt.set_rng_state(state["rng"])
+        self.start_step = int(state["step"])
+        self.elapsed_before = float(state["elapsed"])
+        self.started = time.perf_counter()
+
+    def _check_resumable(self, saved: Mapping, path: Path) -> None:
+        current = self.cfg.to_dict()
+        for key, value in current.items():
+            if key in _RESUMABLE:
+                continue
+            if saved.get(key) != value:
+                raise ValueError(f"resume: checkpoint {path} was written with {key}={saved.get(key)!r}, "
+                                 f"this config has {key}={value!r}")
+
+
+def _safe_delta_m(metrics, baseline, groups) -> float:
+    """Δm, or NaN when every baseline metric is 0 (a training run should not fail at its end)."""
+    try:
+        return delta_m(metrics, baseline, groups)
+    except ValueError:
+        return float("nan")
+
+
+def _is_masked(model: nn.Module) -> bool:
+    from torch.nn.utils import parametrize
+    from .masks import prunable_modules
+    return any(parametrize.is_parametrized(m, "weight") for m in prunable_modules(model).values())
+
+
+def _prunable(model: nn.Module):
+    from .masks import prunable_weights
+    return prunable_weights(model).values()
+
+
+def _pruner_state(pruner) -> list[dict] | None:
+    """A GradualPruner's state as plain data: one summary per prune event done (its ``history``;
+    the keep-sets of the last event are saved separately as ``mask_iou``)."""
+    if pruner is None:
+        return None
+    return [{"method": r.method, "criterion": r.criterion, "target_sparsity": r.target_sparsity,
+             "achieved_sparsity": r.achieved_sparsity, "keep_fraction": r.keep_fraction,
+             "layer_sparsity": dict(r.layer_sparsity)} for r in pruner.history]
+
+
+def _load_pruner_state(pruner, history: list[dict], masks) -> None:
+    """Restore ``pruner.history`` from :func:`_pruner_state`: the summaries, with the checkpoint's
+    masks; per-task keep-sets and ownership are not kept (empty)."""
+    from .sparsify import SparsifyResult
+    masks = dict(masks or {})
+    pruner.history = [SparsifyResult(masks=masks, task_keep={}, ownership={}, **dict(h))
+                      for h in history]

@@ -1,0 +1,422 @@
+"""The trial config: :class:`TrialConfig` (``TrialConfig.from_dict`` validates a plain dict; every
+problem is a one-line ``ValueError`` naming the key, the value and what was expected), its option
+sections, the method groups and :data:`PRESETS`. Re-exported by :mod:`disparse_core.trial`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import numbers
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .tasks import check_loss_weights
+
+__all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "ONE_SHOT_AT_INIT",
+           "PRETRAINED", "DYNAMIC", "WORKLOADS", "ARCHS"]
+
+# method -> (default criterion, allowed criteria)
+METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "dense": (None, ()),
+    "disparse_static": ("snip", ("snip", "gradient", "taylor")),
+    "disparse_pretrained": ("magnitude", ("magnitude", "taylor", "snip")),
+    "disparse_dynamic": ("gradient", ("gradient",)),
+    "snip": ("snip", ("snip",)),
+    "random": (None, ()),
+    "magnitude": ("magnitude", ("magnitude",)),
+    "rigl": ("gradient", ("gradient",)),
+}
+ONE_SHOT_AT_INIT = ("disparse_static", "snip", "random")
+PRETRAINED = ("disparse_pretrained", "magnitude")
+DYNAMIC = ("disparse_dynamic", "rigl")
+WORKLOADS = ("scenes", "digits", "nyuv2", "cityscapes", "taskonomy")
+ARCHS = ("small", "deeplab_resnet34")
+
+#: Named settings; ``{"preset": name, ...}`` starts from these and the other keys override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # DISPARSE.md §3: the reference NYUv2 training (DeepLab-ResNet34, 20000 steps of batch 16).
+    "nyuv2_reference": {
+        "workload": "nyuv2", "arch": "deeplab_resnet34", "sparsity": 0.9,
+        "steps": 20000, "batch_size": 16, "optimizer": "adam", "lr": 1e-3, "weight_decay": 5e-4,
+        "lr_step": 4000, "lr_gamma": 0.5, "loss_weights": {"seg": 1.0, "normal": 20.0},
+        "score_batches": 50, "pretrain_steps": 19000, "finetune_lr": 1e-5,
+        "eval_every": 1000,
+        "dynamic": {"alpha0": 0.5, "delta_t": 50, "t_end_frac": 0.75, "decay": "cosine",
+                    "grow": "exact", "erk_power": 0.9, "dense_first": True},
+    },
+}
+
+
+@dataclass
+class DynamicOptions:
+    """``dynamic`` section: the DynamicSparsifier's schedule (``t_end = round(t_end_frac · steps)``)."""
+    alpha0: float = 0.5
+    delta_t: int = 25
+    t_end_frac: float = 0.75
+    decay: str = "cosine"
+    grow: str = "exact"
+    erk_power: float = 0.9
+    dense_first: bool = True
+
+
+@dataclass
+class GradualOptions:
+    """``gradual`` section: ``prune_steps`` cubic prune events ``interval`` steps apart."""
+    prune_steps: int = 4
+    interval: int = 10
+    initial_sparsity: float = 0.0
+
+
+@dataclass
+class TrialConfig:
+    """A validated trial config; see docs/ARCHITECTURE.md for every key. Build with :meth:`from_dict`.
+
+    Defaults are a short CPU run (scenes, small net, 300 steps). Notes on keys beyond the table:
+
+    - ``sparsity`` is ignored by ``dense``; ``criterion`` defaults by method (:data:`METHODS`).
+    - ``distribution``: ``random`` baseline's layer densities, ``uniform`` or ``erk``
+      (``erk`` uses ``dynamic.erk_power``).
+    - ``pretrain_steps`` (default ``steps // 2``), ``finetune_lr`` (default ``lr / 10``) and
+      ``gradual`` apply to ``disparse_pretrained`` and ``magnitude``; ``dynamic`` to
+      ``disparse_dynamic`` and ``rigl``; other methods ignore them.
+    - ``eval_every`` defaults to ``steps // 3``; ``eval_batches`` limits the intermediate evaluations
+      only (the final one always covers the whole test set).
+    - ``optimizer: sgd`` uses momentum 0.9; ``lr_step`` (None = constant) is StepLR's step size in
+      training steps.
+    - ``preset``: a name in :data:`PRESETS`; the other keys override its values.
+    - ``export_path``: the folded ``state_dict`` file; the JSON size report goes next to it (``.json``).
+    """
+    workload: str = "scenes"
+    data_root: str | None = None
+    image_size: int | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    tasks: list | None = None
+    arch: str = "small"
+    width: int | None = None
+    cutoff: int | None = None
+    loss_weights: dict | None = None
+    method: str = "dense"
+    criterion: str | None = None
+    sparsity: float = 0.9
+    distribution: str = "uniform"
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    optimizer: str = "adam"
+    lr_step: int | None = None
+    lr_gamma: float = 0.5
+    eval_every: int | None = None
+    eval_batches: int | None = None
+    score_batches: int = 4
+    pretrain_steps: int | None = None
+    finetune_lr: float | None = None
+    gradual: GradualOptions | None = None
+    dynamic: DynamicOptions = field(default_factory=DynamicOptions)
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    num_threads: int | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    export_path: str | None = None
+    baseline_metrics: dict | None = None
+    preset: str | None = None
+
+    # ----------------------------------------------------------------------------------- building
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None = None) -> "TrialConfig":
+        """Validate a plain dict (dotted keys such as ``dynamic.alpha0`` allowed) into a config."""
+        d = _nest(dict(d or {}))
+        preset = d.get("preset")
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+            d = _merge(copy.deepcopy(PRESETS[preset]), d)
+        known = [f.name for f in fields(cls)]
+        for key in d:
+            if key not in known:
+                raise ValueError(_unknown(key, known))
+        values = {}
+        for f in fields(cls):
+            if f.name in ("dynamic", "gradual"):
+                continue
+            if f.name in d:
+                values[f.name] = _CHECKS[f.name](f.name, d[f.name])
+        values["dynamic"] = _section(DynamicOptions, "dynamic", d.get("dynamic") or {})
+        if d.get("gradual") is not None:
+            values["gradual"] = _section(GradualOptions, "gradual", d["gradual"])
+        config = cls(**values)
+        config._check_combinations()
+        return config
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (round-trips through :meth:`from_dict`)."""
+        return asdict(self)
+
+    # ------------------------------------------------------------------------------------ derived
+    @property
+    def resolved_criterion(self) -> str | None:
+        return self.criterion if self.criterion is not None else METHODS[self.method][0]
+
+    @property
+    def resolved_pretrain_steps(self) -> int:
+        return self.steps // 2 if self.pretrain_steps is None else self.pretrain_steps
+
+    @property
+    def resolved_finetune_lr(self) -> float:
+        return self.lr / 10.0 if self.finetune_lr is None else self.finetune_lr
+
+    @property
+    def resolved_eval_every(self) -> int:
+        return self.eval_every if self.eval_every is not None else max(self.steps // 3, 1)
+
+    @property
+    def t_end(self) -> int:
+        return max(1, round(self.dynamic.t_end_frac * self.steps))
+
+    def _check_combinations(self) -> None:
+        default, allowed = METHODS[self.method]
+        if self.criterion is not None and self.criterion not in allowed:
+            raise ValueError(f"criterion: {self.criterion!r} is not valid for method {self.method!r} "
+                             f"(valid: {', '.join(allowed) or 'none'})")
+        if self.arch != "small" and self.width is not None:
+            raise ValueError(f"width: only arch 'small' takes a width, got arch {self.arch!r}")
+        _check_cutoff(self.arch, self.cutoff)
+        if self.workload in ("nyuv2", "cityscapes", "taskonomy") and not self.data_root:
+            raise ValueError(f"data_root: workload {self.workload!r} needs data_root (a folder)")
+        if self.method in PRETRAINED:
+            pre = self.resolved_pretrain_steps
+            if pre >= self.steps:
+                raise ValueError(f"pretrain_steps: must be < steps={self.steps}, got {pre}")
+            if self.gradual is not None:
+                g = self.gradual
+                last = pre + g.prune_steps * g.interval
+                if last >= self.steps:
+                    raise ValueError(f"gradual: last prune step pretrain_steps + prune_steps*interval = "
+                                     f"{last} must be < steps={self.steps}")
+                if g.initial_sparsity > self.sparsity:
+                    raise ValueError(f"gradual.initial_sparsity: must be <= sparsity={self.sparsity}, "
+                                     f"got {g.initial_sparsity}")
+        self._check_tasks()
+        if (self.checkpoint_every is not None or self.resume) and not self.checkpoint_dir:
+            raise ValueError("checkpoint_dir: required when checkpoint_every or resume is set")
+        if self.export_path is not None and str(self.export_path).endswith(".json"):
+            raise ValueError(f"export_path: the model file cannot end in .json (the size report "
+                             f"goes next to it as .json), got {self.export_path!r}")
+
+
+    def _check_tasks(self) -> None:
+        """Task names in ``tasks``, ``loss_weights`` and ``baseline_metrics`` (no data is built)."""
+        from .data import workload_tasks
+        try:
+            infos = workload_tasks(self.workload, self.tasks)
+        except ValueError as err:
+            raise ValueError(f"tasks: {err}") from None
+        check_loss_weights(infos, self.loss_weights)
+        if self.baseline_metrics:
+            known = [f"{t}.{m}" for t, info in infos.items() for m in info.metrics]
+            named = [k for k in self.baseline_metrics if "." in k]
+            for key in named:
+                if key not in known:
+                    raise ValueError(_unknown(key, known).replace("config key", "baseline_metrics key"))
+            if not named:
+                raise ValueError(f"baseline_metrics: names no task metric (expected keys such as "
+                                 f"{known[0]!r})")
+
+
+def _nest(d: dict) -> dict:
+    out: dict = {}
+    for key, value in d.items():
+        if isinstance(key, str) and "." in key:
+            head, tail = key.split(".", 1)
+            section = out.setdefault(head, {})
+            if not isinstance(section, dict):
+                raise ValueError(f"{head}: cannot set {key!r} because {head!r} is not a section")
+            section.update(_nest({tail: value}))
+        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key].update(value)
+        else:
+            out[key] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _unknown(key, known) -> str:
+    close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown config key {key!r}{hint} (known keys: {', '.join(known)})"
+
+
+def _int(key, v, low=None, high=None, none=False):
+    if v is None and none:
+        return None
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+        raise ValueError(f"{key}: expected an integer{' or None' if none else ''}, got {v!r}")
+    v = int(v)
+    if (low is not None and v < low) or (high is not None and v > high):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{key}: expected an integer {bounds}, got {v}")
+    return v
+
+
+def _float(key, v, low=None, high=None, low_open=False, high_open=False, none=False):
+    if v is None and none:
+        return None
+    if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(float(v)):
+        raise ValueError(f"{key}: expected a finite number{' or None' if none else ''}, got {v!r}")
+    v = float(v)
+    bad = ((low is not None and (v < low or (low_open and v == low)))
+           or (high is not None and (v > high or (high_open and v == high))))
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{key}: expected a number in {lo}{low if low is not None else '-inf'}, "
+                         f"{high if high is not None else 'inf'}{hi}, got {v}")
+    return v
+
+
+def _choice(key, v, options, none=False):
+    if v is None and none:
+        return None
+    if v not in options:
+        close = difflib.get_close_matches(str(v), list(options), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{key}: expected one of {', '.join(options)}, got {v!r}{hint}")
+    return v
+
+
+def _bool(key, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{key}: expected true or false, got {v!r}")
+    return bool(v)
+
+
+def _path(key, v):
+    if v is None:
+        return None
+    if not isinstance(v, (str, Path)) or not str(v):
+        raise ValueError(f"{key}: expected a path (string), got {v!r}")
+    return str(v)
+
+
+def _float_dict(key, v):
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        raise ValueError(f"{key}: expected a mapping {{name: number}}, got {v!r}")
+    return {str(k): _float(f"{key}.{k}", x) for k, x in v.items()}
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def _device(key, v):
+    if not isinstance(v, str) or not _DEVICE.match(v):
+        raise ValueError(f"{key}: expected auto, cpu, cuda, cuda:<index> or mps, got {v!r}")
+    return v
+
+
+def _tasks(key, v):
+    if v is None:
+        return None
+    if isinstance(v, str) or not isinstance(v, (list, tuple)) or not v \
+            or not all(isinstance(t, str) for t in v):
+        raise ValueError(f"{key}: expected a non-empty list of task names, got {v!r}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"{key}: task names repeat in {list(v)!r}")
+    return list(v)
+
+
+_CHECKS: dict[str, Callable] = {
+    "workload": lambda k, v: _choice(k, v, WORKLOADS),
+    "data_root": _path,
+    "image_size": lambda k, v: _int(k, v, 8, none=True),
+    "train_size": lambda k, v: _int(k, v, 1, none=True),
+    "test_size": lambda k, v: _int(k, v, 1, none=True),
+    "tasks": _tasks,
+    "arch": lambda k, v: _choice(k, v, ARCHS),
+    "width": lambda k, v: _int(k, v, 1, none=True),
+    "cutoff": lambda k, v: _int(k, v, 0, none=True),
+    "loss_weights": _float_dict,
+    "method": lambda k, v: _choice(k, v, tuple(METHODS)),
+    "criterion": lambda k, v: _choice(k, v, ("snip", "magnitude", "taylor", "gradient"), none=True),
+    "sparsity": lambda k, v: _float(k, v, 0.0, 1.0, high_open=True),
+    "distribution": lambda k, v: _choice(k, v, ("uniform", "erk")),
+    "steps": lambda k, v: _int(k, v, 1),
+    "batch_size": lambda k, v: _int(k, v, 1),
+    "lr": lambda k, v: _float(k, v, 0.0, low_open=True),
+    "weight_decay": lambda k, v: _float(k, v, 0.0),
+    "optimizer": lambda k, v: _choice(k, v, ("adam", "sgd")),
+    "lr_step": lambda k, v: _int(k, v, 1, none=True),
+    "lr_gamma": lambda k, v: _float(k, v, 0.0, 1.0, low_open=True),
+    "eval_every": lambda k, v: _int(k, v, 1, none=True),
+    "eval_batches": lambda k, v: _int(k, v, 1, none=True),
+    "score_batches": lambda k, v: _int(k, v, 1),
+    "pretrain_steps": lambda k, v: _int(k, v, 0, none=True),
+    "finetune_lr": lambda k, v: _float(k, v, 0.0, low_open=True, none=True),
+    "seed": lambda k, v: _int(k, v, 0),
+    "device": _device,
+    "bf16": _bool,
+    "num_threads": lambda k, v: _int(k, v, 1, none=True),
+    "checkpoint_dir": _path,
+    "checkpoint_every": lambda k, v: _int(k, v, 1, none=True),
+    "resume": _bool,
+    "export_path": _path,
+    "baseline_metrics": _float_dict,
+    "preset": lambda k, v: _choice(k, v, tuple(PRESETS), none=True),
+}
+
+_SECTION_CHECKS: dict[str, Callable] = {
+    "dynamic.alpha0": lambda k, v: _float(k, v, 0.0, 1.0),
+    "dynamic.delta_t": lambda k, v: _int(k, v, 1),
+    "dynamic.t_end_frac": lambda k, v: _float(k, v, 0.0, 1.0, low_open=True),
+    "dynamic.decay": lambda k, v: _choice(k, v, ("cosine", "linear", "constant")),
+    "dynamic.grow": lambda k, v: _choice(k, v, ("exact", "union")),
+    "dynamic.erk_power": lambda k, v: _float(k, v, 0.0),
+    "dynamic.dense_first": _bool,
+    "gradual.prune_steps": lambda k, v: _int(k, v, 1),
+    "gradual.interval": lambda k, v: _int(k, v, 1),
+    "gradual.initial_sparsity": lambda k, v: _float(k, v, 0.0, 1.0, high_open=True),
+}
+
+
+def _section(cls, name, d):
+    if isinstance(d, cls):
+        d = asdict(d)
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{name}: expected a mapping of options, got {d!r}")
+    known = [f.name for f in fields(cls)]
+    values = {}
+    for key, value in d.items():
+        if key not in known:
+            raise ValueError(_unknown(f"{name}.{key}", [f"{name}.{k}" for k in known]))
+        values[key] = _SECTION_CHECKS[f"{name}.{key}"](f"{name}.{key}", value)
+    return cls(**values)
+
+
+def _check_cutoff(arch, cutoff) -> None:
+    if cutoff is None:
+        return
+    from .models import num_blocks
+    blocks = num_blocks(arch)
+    if cutoff > blocks:
+        raise ValueError(f"cutoff: must be in 0..{blocks} (arch {arch!r} has {blocks} backbone "
+                         f"blocks), got {cutoff}")
+

@@ -181,15 +181,16 @@ class _Trial:
         return dict(self.mask_iou) if self.mask_iou is not None else None
 
     def _final_keep_iou(self) -> dict[str, float]:
-        """Each task ranks the live weights it owns by ``taylor``; one calibrated ``k`` for all tasks
-        makes the union of the keep-sets equal the final mask; IoU of those keep-sets. The model's
-        buffers (BatchNorm statistics) are restored; weights and ``.grad`` are left alone."""
+        """The unanimous decision applied once more to the trained sparse net: each task ranks the
+        live weights it owns by ``taylor``; one calibrated ``k`` keeps ``1 − sparsity`` of the live
+        weights (union); IoU of those keep-sets. (Keeping all live weights would make ``k`` ≈ 1 and
+        every IoU ≈ 1.) BatchNorm statistics are restored; weights and ``.grad`` are left alone."""
         from .decision import calibrated_keep
         from .iou import mask_iou
         from .scoring import task_scores
         ownership = self.dynamic.ownership
         alive = get_masks(self.model)
-        kept = sum(int(alive[n].sum()) for n in ownership)
+        live = sum(int(alive[n].sum()) for n in ownership)
         total = sum(alive[n].numel() for n in ownership)
         saved = [b.detach().clone() for b in self.model.buffers()]
         try:
@@ -199,9 +200,10 @@ class _Trial:
             with torch.no_grad():
                 for buffer, value in zip(self.model.buffers(), saved):
                     buffer.copy_(value)
+        target = 1.0 - (1.0 - self.cfg.sparsity) * live / total
         with warnings.catch_warnings():   # unowned live weights can make the union miss by a few
             warnings.simplefilter("ignore", RuntimeWarning)
-            _, task_keep, _, _ = calibrated_keep(scores, ownership, 1.0 - kept / total, alive=alive)
+            _, task_keep, _, _ = calibrated_keep(scores, ownership, target, alive=alive)
         return mask_iou(task_keep, ownership)
 
     def _score_batches(self, n: int) -> list:

@@ -72,9 +72,11 @@ over that forward's graph instead of one, then sets ``.grad`` to ``Σ λ_t ∂L_
 
 ``sp.history``: one dict per update (``step``, ``drop_fraction``, ``dropped``, ``grown``, ``density``).
 ``sp.task_keep``: ``{task: {name: bool mask}}`` — what each task would have kept at the latest update
-of that layer had it decided alone (survivors of the drop ∪ its own proposals), the per-task keep-sets
-for the mask-IoU analysis. The survivors are common to all tasks, so in dynamic mode the IoU of these
-sets is high by construction; ``sp.task_proposals`` (own proposals only) shows where tasks disagree.
+of that layer had it decided alone (survivors of the drop ∪ its own proposals). The survivors are
+common to all tasks, so the IoU of these sets is high by construction; ``sp.task_proposals`` (own
+proposals only) shows where tasks disagree. ``run_trial``'s ``mask_iou`` for ``disparse_dynamic`` uses
+neither: it scores the final live weights per task (``taylor``) and applies the unanimous decision to
+them at the trial's sparsity (see :mod:`disparse_core.trial`), comparable to the static/pretrained curves.
 ``state_dict()`` / ``load_state_dict()`` carry masks, counts, history and keep-sets as plain data.
 """
 

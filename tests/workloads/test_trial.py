@@ -177,7 +177,11 @@ def test_dynamic_mask_iou_leaves_the_trained_model_alone(tmp_path):
     path = tmp_path / "model.pt"
     result = run_trial(tiny(method="disparse_dynamic", export_path=str(path),
                             checkpoint_dir=str(tmp_path), checkpoint_every=4))
-    assert result["mask_iou"] and all(k.startswith("shared.") for k in result["mask_iou"])
+    ious = result["mask_iou"]
+    assert ious and all(k.startswith("shared.") for k in ious)
+    # per-task taylor keep-sets of the live weights: the tasks disagree (a union equal to the whole
+    # mask, or the sparsifier's survivors-based task_keep, would read ≈ 1.0 everywhere)
+    assert min(ious.values()) < 0.5
     model = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
     exported = torch.load(path, weights_only=True)
     buffers = [k for k in exported if "running" in k or "num_batches" in k]

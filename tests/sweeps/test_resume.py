@@ -73,7 +73,9 @@ def test_resume_after_kill_finishes_every_trial_once(tmp_path, how):
                       if t.state.name == "COMPLETE"}
     starts_before = {r.data.tags["disparse.trial_key"]: r.info.start_time
                      for r in trial_runs(uri, "results") if r.info.status == "FINISHED"}
-    assert set(starts_before) >= done_before
+    # Optuna (the resume log) is told first; a SIGKILL can land before MLflow closes the trial's run,
+    # which the resume then completes from the study. MLflow never has a trial Optuna lacks.
+    assert set(starts_before) <= done_before
 
     resumed = run_cli(["--resume", "--results-dir", results_dir], cwd=tmp_path, timeout=240)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -29,23 +28,6 @@ TRIALS = {
     "D": (0.85, 0.492, 21.5),     # seg -1.6 %, normal +7.5 %
     "H": (0.60, 0.450, 25.0),     # dominated by C
 }
-
-
-@pytest.fixture(scope="session")
-def template_db(request, tmp_path_factory):
-    """A migrated, empty MLflow database. Creating one runs MLflow's migrations (~6-15 s here), so it is
-    made once and kept in pytest's cache (keyed by the MLflow version); tests copy it."""
-    name = f"mlflow-template-{mlflow.__version__}.db"
-    cache = getattr(request.config, "cache", None)
-    folder = Path(cache.mkdir("disparse-mlflow")) if cache is not None else tmp_path_factory.getbasetemp()
-    path = folder / name
-    if not path.exists():
-        partial = tmp_path_factory.getbasetemp() / f"partial-{name}"
-        partial.unlink(missing_ok=True)
-        MlflowClient(f"sqlite:///{partial}").search_experiments()
-        shutil.copy(partial, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
-    return path
 
 
 def _config(name, compression):

@@ -1,0 +1,126 @@
+"""Plan-time checks that need no Ray: resume lookup by the space's name, free space, the MLflow server
+probe, the one-line translation of store failures and of a failing dense baseline, SIGTERM as Ctrl+C."""
+
+from __future__ import annotations
+
+import errno
+import json
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from sweeps import cli
+from sweeps._runner_baseline import run_baseline
+from sweeps._runner_checks import check_creatable, check_free_space, probe_http_store
+from sweeps._runner_plan import RunOptions, _resume_dir
+from sweeps.errors import RunError, UserInputError
+from sweeps.space import DEFAULT_SPACE, load_space
+
+
+def test_resume_finds_the_default_space_by_its_name(tmp_path):
+    name = load_space(DEFAULT_SPACE).name
+    assert name != DEFAULT_SPACE  # the demo's folder is named after `name:`, not the file
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "sweep.json").write_text(json.dumps({"sweep_id": name}))
+    assert _resume_dir(RunOptions(resume=True), tmp_path) == folder
+
+
+def test_results_dir_below_a_file_or_read_only_parent_is_rejected(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UserInputError, match="is a file"):
+        check_creatable("--results-dir", tmp_path / "f" / "a" / "b")
+    check_creatable("--results-dir", tmp_path / "new" / "deeper")   # creatable: fine, nothing made
+    assert not (tmp_path / "new").exists()
+
+
+def test_too_little_free_space_is_one_line(tmp_path):
+    with pytest.raises(UserInputError, match=r"--results-dir: .* MiB free; expected at least"):
+        check_free_space("--results-dir", tmp_path / "x", min_mib=2**40)
+    check_free_space("--results-dir", tmp_path / "x", min_mib=0)
+
+
+def test_unreachable_mlflow_server_fails_fast():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(UserInputError, match=f"127.0.0.1:{port}"):
+        probe_http_store(f"http://127.0.0.1:{port}")
+    assert time.monotonic() - t0 < 30
+
+
+def test_disk_full_and_read_only_store_errors_become_one_line():
+    full = sqlite3.OperationalError("database or disk is full")
+    assert "disk is full" in cli._known_failure(full)[0]
+    wrapped = RuntimeError("failed")
+    wrapped.__cause__ = sqlite3.OperationalError("attempt to write a readonly database")
+    assert "read-only" in cli._known_failure(wrapped)[0]
+    assert cli._known_failure(OSError(errno.ENOSPC, "No space left on device", "/x/sweep.json"))[1] == 2
+    assert cli._known_failure(KeyError("bug")) is None
+
+
+class _Backend:
+    def __init__(self, exc):
+        self.exc = exc
+
+    baseline_task = None
+
+    def run_remote(self, fn, config, cpu=1, gpu=0):
+        raise self.exc
+
+
+class _Tracker:
+    def find_baseline_run(self, key):
+        return None
+
+
+def _plan():
+    spec = load_space(DEFAULT_SPACE)
+    return SimpleNamespace(spec=spec)
+
+
+@pytest.mark.parametrize("exc,kind", [(ValueError("image_size for scenes must be one of (32,)"), UserInputError),
+                                      (MemoryError("worker died"), RunError)])
+def test_a_failing_baseline_is_one_line(exc, kind, capsys):
+    with pytest.raises(kind, match="dense baseline") as info:
+        run_baseline(_plan(), _Tracker(), _Backend(exc), out=SimpleNamespace(write=lambda s: None,
+                                                                               flush=lambda: None))
+    assert "\n" not in str(info.value)
+
+
+def test_sigterm_is_handled_like_ctrl_c(monkeypatch):
+    def fake_run(args, out):
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(5)  # the handler turns SIGTERM into SIGINT: KeyboardInterrupt arrives first
+        return 0
+
+    monkeypatch.setattr(cli, "_run", fake_run)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["--dry-run"], out=SimpleNamespace(write=lambda s: None), err=_Sink()) == 143
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_unknown_command_and_flag_name_what_is_expected():
+    err = _Sink()
+    assert cli.main(["bestt"], out=_Sink(), err=err) == 2
+    assert "'bestt'" in err.text and "run, best, pareto, report" in err.text and "--help" in err.text
+    err = _Sink()
+    assert cli.main(["--trails", "3"], out=_Sink(), err=err) == 2
+    assert "--trails" in err.text and "--trials" in err.text and "--help" in err.text
+
+
+class _Sink:
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ._runner_spec import trial_resources, trial_threads
+from .errors import RunError, UserInputError
 
 __all__ = ["baseline_config", "absolute_paths", "run_baseline"]
 
@@ -55,10 +56,27 @@ def run_baseline(plan, tracker, backend, out: TextIO) -> tuple[dict | None, floa
     config["num_threads"] = trial_threads(plan.spec)
     print(f"dense baseline: training (key {key}) ...", file=out, flush=True)
     t0 = time.perf_counter()
-    result = backend.run_remote(backend.baseline_task, config, cpu=cpu, gpu=gpu)
+    result = _train(backend, config, cpu, gpu)
     seconds = time.perf_counter() - t0
     metrics = {k: float(v) for k, v in result.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tracker.log_baseline(key, config, metrics)
     print(f"dense baseline: done in {seconds:.1f}s", file=out, flush=True)
     return metrics, seconds
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300] or type(err).__name__
+
+
+def _train(backend, config: dict, cpu: float, gpu: float) -> dict:
+    """The baseline task; its failure becomes one line: a ``ValueError`` of the core is the input's fault
+    (exit 2), anything else a failed run (exit 1). Ctrl+C passes through."""
+    try:
+        return backend.run_remote(backend.baseline_task, config, cpu=cpu, gpu=gpu)
+    except ValueError as err:
+        raise UserInputError(f"dense baseline: the fixed workload failed to run ({_first_line(err)}); "
+                             f"expected a workload config the core accepts (fix the space's workload)") from None
+    except Exception as err:  # noqa: BLE001 - a worker crash, OOM, a bug: reported in one line
+        raise RunError(f"dense baseline: training failed ({type(err).__name__}: {_first_line(err)}); "
+                       f"the sweep is marked failed, nothing was tried") from None

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ._runner_checks import (check_creatable, check_free_space, check_local_cpus, nearest_existing,
+                             probe_http_store)
 from ._runner_files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir,
                             latest_results_dir, read_state)
 from .errors import UserInputError
@@ -115,8 +117,14 @@ def _new_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     tracking_uri = _check_tracking_uri(opts.tracking_uri or default_tracking_uri(cwd))
     results_dir = _check_new_results_dir(opts.results_dir) if opts.results_dir else None
     spec = load_space(opts.space or DEFAULT_SPACE, overrides)
+    flag = "--results-dir"
     if results_dir is None:
         results_dir = free_results_dir(cwd / DEFAULT_RESULTS_ROOT, spec.name)
+        flag = "results folder (the default; choose one with --results-dir)"
+        check_creatable(flag, results_dir)
+    check_free_space(flag, results_dir)
+    _check_machine(opts, spec)
+    probe_http_store(tracking_uri)
     experiment = opts.experiment or DEFAULT_EXPERIMENT
     sweep_id = _free_sweep_id(results_dir.name, tracking_uri, experiment)
     return Plan(spec=spec, sweep_id=sweep_id, results_dir=results_dir,
@@ -125,10 +133,16 @@ def _new_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
                 space_file=Path(spec.path) if spec.path else None, verbose=opts.verbose)
 
 
+def _check_machine(opts: RunOptions, spec) -> None:
+    """A local Ray: one trial must fit this machine (a cluster is checked once joined, before anything
+    is written)."""
+    if not opts.ray_address:
+        check_local_cpus(spec)
+
+
 def _check_new_results_dir(given: str) -> Path:
     results_dir = Path(given).expanduser().resolve()
-    if results_dir.exists() and not results_dir.is_dir():
-        raise UserInputError(f"--results-dir: {str(results_dir)!r} is a file; expected a folder")
+    check_creatable("--results-dir", results_dir)
     if (results_dir / STATE_FILE).exists():
         raise UserInputError(f"--results-dir: {str(results_dir)!r} already holds a sweep; expected "
                              f"--resume to continue it or another folder")
@@ -143,14 +157,16 @@ def _check_tracking_uri(uri: str) -> str:
     if text.startswith("sqlite:///"):
         path = Path(text[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
         if not path.parent.exists():
-            ancestor = path.parent
-            while not ancestor.exists():
-                ancestor = ancestor.parent
+            ancestor = nearest_existing(path.parent)
             if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
                 raise UserInputError(f"--tracking-uri: {text!r}: folder {str(path.parent)!r} cannot be "
                                      f"created ({str(ancestor)!r} is not writable); expected a "
                                      f"writable location")
+            check_free_space("--tracking-uri", path)
             return "sqlite:///" + str(path)
+        uri = validate_tracking_uri(text, create=True)
+        check_free_space("--tracking-uri", path)
+        return uri
     return validate_tracking_uri(text, create=True)
 
 
@@ -189,6 +205,8 @@ def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     spec.name = state.get("space_name", spec.name)
     sweep_id = state["sweep_id"]
     tracking_uri = validate_tracking_uri(opts.tracking_uri or state["tracking_uri"], create=False)
+    _check_machine(opts if opts.ray_address else RunOptions(ray_address=state.get("ray_address")), spec)
+    probe_http_store(tracking_uri)
     return Plan(spec=spec, sweep_id=sweep_id, results_dir=results_dir,
                 tracking_uri=tracking_uri,
                 experiment=opts.experiment or state.get("experiment", DEFAULT_EXPERIMENT),
@@ -198,11 +216,11 @@ def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
 
 def _resume_dir(opts: RunOptions, root: Path) -> Path:
     """``--results-dir``, else the latest sweep folder named after the space."""
-    from .space import DEFAULT_SPACE
+    from .space import DEFAULT_SPACE, load_space
 
     if opts.results_dir:
         return Path(opts.results_dir).expanduser().resolve()
-    name = Path(opts.space).stem if opts.space else DEFAULT_SPACE
+    name = load_space(opts.space or DEFAULT_SPACE).name  # the folder is named after the space's name:
     found = latest_results_dir(root, name)
     if found is None:
         raise UserInputError(f"--resume: no sweep named {name!r} under {str(root)!r}; expected "

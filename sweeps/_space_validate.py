@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from ._space_fields import (LOSS_WEIGHT, PATH_KEYS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS, SUB_FIELDS, TOP_KEYS,
                             TRIAL_FIELDS, _check_task, _choice, _DEVICE, _fail, _Field, _float, _int, _mapping,
                             _number, _show, _unknown)
+from ._space_data import check_data_config, check_layout
 from ._space_params import _Parameters
 from ._space_sample import suggest
 from ._space_spec import Objective, Param, SweepSpec
@@ -127,6 +128,7 @@ class _Validator:
             if not Path(root).is_dir():
                 raise _fail("workload.data_root", root, "is not a folder",
                             f"an existing folder holding the {workload} data")
+            check_layout("workload.data_root", workload, root)
         return base
 
     def _preset(self, base: dict) -> dict:
@@ -340,10 +342,12 @@ def _check_with_core(spec: SweepSpec) -> None:
         trial = _PickTrial(spec, pick)
         config = suggest(spec, trial)
         try:
-            TrialConfig.from_dict(config)
+            cfg = TrialConfig.from_dict(config)
         except ValueError as err:
             chosen = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
             where = f" (sampling {chosen})" if chosen else ""
             text = str(err).rstrip(".")
             raise SpaceError(f"trial config {text}{where}; expected every combination the space can sample "
                              f"to be a valid trial config (fix workload or parameters)") from None
+        check_data_config(cfg, lambda name, t=trial: f"parameters.{name}" if name in t.params
+                          else f"workload.{name}")

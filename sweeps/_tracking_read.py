@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED,
                             TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
-                            _client, _quote, _search, _store_error, validate_tracking_uri)
+                            _client, _QuickHttp, _quote, _search, _store_error, validate_tracking_uri)
 from ._tracking_values import baseline_key, unflatten_params
 from .errors import UserInputError
 
@@ -44,12 +44,14 @@ def _open_for_reading(tracking_uri: str | None, experiment: str | None):
     client = _client(uri)
     name = experiment or DEFAULT_EXPERIMENT
     try:
-        exp = client.get_experiment_by_name(name)
+        with _QuickHttp(uri):  # an unreachable server: one quick failure, not minutes of retries
+            exp = client.get_experiment_by_name(name)
     except Exception as exc:
         raise _store_error(uri, exc) from None
     if exp is None or exp.lifecycle_stage != "active":
         try:
-            names = sorted(e.name for e in client.search_experiments())
+            with _QuickHttp(uri):
+                names = sorted(e.name for e in client.search_experiments())
         except Exception:
             names = []
         raise UserInputError(f"experiment {name!r} not found in {uri!r}; expected one of "

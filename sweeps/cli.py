@@ -14,15 +14,20 @@ written. Imports are lazy so that ``--help`` and errors answer at once.
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
+import signal
 import sys
 from typing import Sequence
 
-from .errors import UserInputError
+from .errors import RunError, UserInputError
 
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130          # Ctrl+C (SIGINT)
+EXIT_TERMINATED = 143           # SIGTERM (kill PID, docker stop, a batch scheduler): handled like Ctrl+C
 COMMANDS = ("run", "best", "pareto", "report")
 
 
@@ -32,7 +37,18 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse API
         if message.startswith("argument "):
             message = message[len("argument "):]
+        if "invalid choice" in message:
+            message = f"{message} (see {self.prog} --help)"
         raise UserInputError(message)
+
+    def unrecognized(self, words: Sequence[str]) -> UserInputError:
+        """``unrecognized arguments``, with the closest option and the ones this command takes."""
+        flag = next((w for w in words if w.startswith("-")), words[0] if words else "")
+        known = sorted({o for a in self._actions for o in a.option_strings if o.startswith("--")})
+        close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("-") else []
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return UserInputError(f"unrecognized arguments: {' '.join(words)}{hint}; expected options of "
+                              f"{self.prog}: {', '.join(known)} (see {self.prog} --help)")
 
 
 def _int_arg(flag: str, low: int):
@@ -56,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tune.py", description="Sweep DiSparse multitask compression configs with "
                      "Ray Tune + Optuna, track them in MLflow, pick the sparsest model within budgets.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser.commands = sub.choices  # name -> its parser (for messages naming the options it takes)
 
     run = sub.add_parser("run", help="run (or --resume) a sweep (the default command)")
     run.add_argument("--space", help="search space: a name from search_spaces/ or a YAML path "
@@ -89,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _with_default_command(argv: Sequence[str]) -> list[str]:
     argv = list(argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserInputError(f"unknown command {argv[0]!r}{hint}; expected one of {', '.join(COMMANDS)} "
+                             f"or an option of run (see tune.py --help)")
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         return ["run"] + argv
     return argv
@@ -114,7 +136,7 @@ def _run(args, out) -> int:
     if summary.interrupted:
         print(f"\nsweep {summary.sweep_id} interrupted ({states}); continue it with:\n"
               f"  python tune.py --resume --results-dir {summary.results_dir}", file=out)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
     print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s "
           f"({states})", file=out)
     hv = f", hypervolume {summary.hypervolume:.4g}" if summary.hypervolume is not None else ""
@@ -142,21 +164,78 @@ def _query(args, out, err) -> int:
     return fn(args.tracking_uri, args.experiment, args.sweep, **common)
 
 
+_TERMINATED: list[int] = []     # SIGTERM received during this run
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM does what Ctrl+C does: Ray Tune's (or Python's) SIGINT handling stops the sweep, closes
+    the MLflow runs as interrupted and prints the resume hint."""
+    _TERMINATED.append(signum)
+    signal.raise_signal(signal.SIGINT)
+
+
+def _install_sigterm():
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        return None
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EDQUOT}
+
+
+def _known_failure(exc: BaseException) -> tuple[str, int] | None:
+    """One line (and exit code) for failures of the places a sweep writes, found only while writing."""
+    seen, err = set(), exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        text = str(err).lower()  # sqlite3 / sqlalchemy OperationalError, or MLflow's wrapping of it
+        if "database or disk is full" in text:
+            return ("MLflow/Optuna store: database or disk is full; expected at least 50 MiB free where "
+                    "--tracking-uri and --results-dir live", EXIT_USAGE)
+        if "readonly database" in text or "read-only file system" in text:
+            return ("MLflow/Optuna store: attempt to write a read-only database; expected a writable "
+                    "--tracking-uri and --results-dir", EXIT_USAGE)
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            where = f" {err.filename!r}" if err.filename else ""
+            return (f"cannot write{where} ({err.strerror or err}); expected a writable folder with free "
+                    f"space for --results-dir and --tracking-uri", EXIT_USAGE)
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    argv = _with_default_command(sys.argv[1:] if argv is None else argv)
+    _TERMINATED.clear()
+    previous = _install_sigterm()
     try:
-        args = build_parser().parse_args(argv)
+        argv = _with_default_command(sys.argv[1:] if argv is None else argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            raise parser.commands.get(args.command, parser).unrecognized(extra)
         if args.command == "run":
             return _run(args, out)
         return _query(args, out, err)
     except UserInputError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_USAGE
+    except RunError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=err)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - only the known ones; anything else keeps its traceback
+        known = _known_failure(exc)
+        if known is None:
+            raise
+        print(f"error: {known[0]}", file=err)
+        return known[1]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ The CLI prints ``error: <message>`` and exits with status 2 for any of them.
 
 from __future__ import annotations
 
-__all__ = ["UserInputError", "SpaceError", "BudgetError"]
+__all__ = ["UserInputError", "SpaceError", "BudgetError", "RunError"]
 
 
 class UserInputError(ValueError):
@@ -23,3 +23,11 @@ class SpaceError(UserInputError):
 
 class BudgetError(UserInputError):
     """A malformed or unknown accuracy budget (names the expression)."""
+
+
+class RunError(RuntimeError):
+    """A sweep that could not go on for a reason other than the input (a crashed baseline, a full disk
+    found late): the CLI prints ``error: <message>`` (one line) and exits with status 1."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(" ".join(str(message).split()))

@@ -40,6 +40,7 @@ def set_loopback_env() -> None:
 set_loopback_env()
 
 import ray  # noqa: E402
+import ray.exceptions  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.result import AUTO_RESULT_KEYS  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler  # noqa: E402
@@ -116,8 +117,17 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
 
 
 def run_remote(fn: Callable, *args, cpu: float = 1, gpu: float = 0):
-    """Run ``fn(*args)`` as one Ray task with the given resources and return its value."""
-    return ray.get(ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=0)(fn).remote(*args))
+    """Run ``fn(*args)`` as one Ray task with the given resources and return its value.
+
+    An exception raised by ``fn`` is re-raised as itself (not wrapped in Ray's ``RayTaskError``), so
+    the caller can tell a ``ValueError`` of the core (bad input) from a crash."""
+    try:
+        return ray.get(ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=0)(fn).remote(*args))
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 def current_node_id() -> str:

@@ -77,11 +77,15 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         _quiet_libraries()
 
     lock = lock_results_dir(plan.results_dir) if plan.resume else None
-    # MLflow's first contact (schema creation/migration on a new sqlite file) overlaps with ray.init
+    # MLflow's first contact (schema creation/migration on a new sqlite file) overlaps with ray.init when
+    # the plan could check that a trial fits (a local Ray, CPUs only); a cluster or GPUs are checked
+    # once Ray answers, before MLflow or the results folder is written
     opened: dict[str, Any] = {}
     mlflow_thread = threading.Thread(target=_open_tracker, args=(plan, opened), name="mlflow-open",
                                      daemon=True)
-    mlflow_thread.start()
+    check_first = bool(plan.ray_address) or trial_resources(plan.spec)[1] > 0
+    if not check_first:
+        mlflow_thread.start()
 
     session = None
     tracker = None
@@ -91,8 +95,12 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     try:
         try:
             session = _connect(plan, backend)
+            if check_first:
+                _check_cluster(plan.spec, session)
+                mlflow_thread.start()
         finally:
-            mlflow_thread.join()
+            if mlflow_thread.ident is not None:
+                mlflow_thread.join()
         timings["ray_init_s"] = session.init_s
         timings["mlflow_s"] = opened.get("seconds", 0.0)
         if "error" in opened:
@@ -236,5 +244,11 @@ def _finish(plan: Plan, summary: SweepSummary, tracker, points: list) -> None:
 
 
 def _stop(plan: Plan, tracker, reason: str, status: str) -> None:
-    tracker.abort(reason)
-    write_state(plan, status)
+    """Close the sweep run and record the status; on the failure path neither may hide the first error
+    (the folder or the store that failed may fail again), so their own errors are only warnings."""
+    for step in (lambda: tracker.abort(reason), lambda: write_state(plan, status)):
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - see above
+            print(f"warning: while stopping the sweep: {type(err).__name__}: "
+                  f"{(str(err).splitlines() or [''])[0][:200]}", file=sys.stderr)

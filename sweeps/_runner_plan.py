@@ -207,6 +207,7 @@ def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     tracking_uri = validate_tracking_uri(opts.tracking_uri or state["tracking_uri"], create=False)
     _check_machine(opts if opts.ray_address else RunOptions(ray_address=state.get("ray_address")), spec)
     probe_http_store(tracking_uri)
+    check_free_space("--results-dir", results_dir)
     return Plan(spec=spec, sweep_id=sweep_id, results_dir=results_dir,
                 tracking_uri=tracking_uri,
                 experiment=opts.experiment or state.get("experiment", DEFAULT_EXPERIMENT),

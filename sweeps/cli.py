@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import errno
-import signal
 import sys
 from typing import Sequence
 
+from . import _signals
 from .errors import RunError, UserInputError
 
 __all__ = ["main", "build_parser"]
@@ -136,7 +136,7 @@ def _run(args, out) -> int:
     if summary.interrupted:
         print(f"\nsweep {summary.sweep_id} interrupted ({states}); continue it with:\n"
               f"  python tune.py --resume --results-dir {summary.results_dir}", file=out)
-        return EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _signals.terminated() else EXIT_INTERRUPTED
     print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s "
           f"({states})", file=out)
     hv = f", hypervolume {summary.hypervolume:.4g}" if summary.hypervolume is not None else ""
@@ -162,23 +162,6 @@ def _query(args, out, err) -> int:
         return queries.best(args.tracking_uri, args.experiment, args.budgets, args.sweep, **common)
     fn = queries.pareto if args.command == "pareto" else queries.report
     return fn(args.tracking_uri, args.experiment, args.sweep, **common)
-
-
-_TERMINATED: list[int] = []     # SIGTERM received during this run
-
-
-def _on_sigterm(signum, frame) -> None:
-    """SIGTERM does what Ctrl+C does: Ray Tune's (or Python's) SIGINT handling stops the sweep, closes
-    the MLflow runs as interrupted and prints the resume hint."""
-    _TERMINATED.append(signum)
-    signal.raise_signal(signal.SIGINT)
-
-
-def _install_sigterm():
-    try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        return None
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EDQUOT}
@@ -207,8 +190,7 @@ def _known_failure(exc: BaseException) -> tuple[str, int] | None:
 def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    _TERMINATED.clear()
-    previous = _install_sigterm()
+    _signals.install()   # SIGTERM does what Ctrl+C does
     try:
         argv = _with_default_command(sys.argv[1:] if argv is None else argv)
         parser = build_parser()
@@ -226,7 +208,7 @@ def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=err)
-        return EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _signals.terminated() else EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - only the known ones; anything else keeps its traceback
         known = _known_failure(exc)
         if known is None:
@@ -234,8 +216,7 @@ def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
         print(f"error: {known[0]}", file=err)
         return known[1]
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        _signals.restore()
 
 
 if __name__ == "__main__":

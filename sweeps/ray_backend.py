@@ -74,6 +74,8 @@ class RaySession:
     cpus: float
     gpus: float
     nodes: int
+    node_cpus: float = 0.0  # the most CPUs on one node (a trial runs on one node)
+    node_gpus: float = 0.0
 
     def close(self) -> None:
         if self.owned and ray.is_initialized():
@@ -109,11 +111,13 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
                      include_dashboard=False, **kwargs)
         owned = True
     resources = ray.cluster_resources()
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    alive = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
     ctx = ray.get_runtime_context()
     return RaySession(address=str(getattr(ctx, "gcs_address", "") or address or "local"), owned=owned,
                       init_s=time.perf_counter() - t0, cpus=float(resources.get("CPU", 0)),
-                      gpus=float(resources.get("GPU", 0)), nodes=nodes)
+                      gpus=float(resources.get("GPU", 0)), nodes=len(alive),
+                      node_cpus=max((float(r.get("CPU", 0)) for r in alive), default=0.0),
+                      node_gpus=max((float(r.get("GPU", 0)) for r in alive), default=0.0))
 
 
 def run_remote(fn: Callable, *args, cpu: float = 1, gpu: float = 0):

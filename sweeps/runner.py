@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import _signals
 from ._runner_baseline import baseline_config, run_baseline
 from ._runner_files import lock_results_dir, next_ray_run, write_front_csv, write_state
 from ._runner_output import format_front, mlflow_ui_command
@@ -95,6 +96,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     try:
         try:
             session = _connect(plan, backend)
+            _signals.reinstall()  # ray.init replaced the SIGTERM handler with sys.exit
             if check_first:
                 _check_cluster(plan.spec, session)
                 mlflow_thread.start()
@@ -109,7 +111,8 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         if lock is None:
             lock = lock_results_dir(plan.results_dir)
         write_state(plan, "running")
-        _check_cluster(plan.spec, session)
+        if not check_first:  # checked by the plan against os.cpu_count(); Ray's own count has the last word
+            _check_cluster(plan.spec, session)
         summary.baseline, timings["baseline_s"] = run_baseline(plan, tracker, backend, out)
         _run_trials(plan, summary, session, tracker, backend, out)
         return summary
@@ -168,14 +171,15 @@ def _connect(plan: Plan, backend):
 
 
 def _check_cluster(spec, session) -> None:
-    """One trial must fit the cluster, or Tune would wait for ever."""
+    """One trial must fit one node of the cluster, or Tune would wait for ever."""
     cpu, gpu = trial_resources(spec)
-    if cpu > session.cpus:
-        raise UserInputError(f"resources.cpu: {cpu:g} per trial, but the Ray cluster has "
-                             f"{session.cpus:g} CPUs; expected at most {session.cpus:g}")
-    if gpu > session.gpus:
-        raise UserInputError(f"resources.gpu: {gpu:g} per trial, but the Ray cluster has "
-                             f"{session.gpus:g} GPUs; expected at most {session.gpus:g}")
+    for key, want, node, total, what in (("resources.cpu", cpu, session.node_cpus, session.cpus, "CPUs"),
+                                         ("resources.gpu", gpu, session.node_gpus, session.gpus, "GPUs")):
+        have = node or total  # node_* unknown (0) when Ray did not list its nodes: the total
+        if want > have:
+            where = (f"the Ray cluster has {total:g} {what}" if session.nodes <= 1 else
+                     f"the largest of the Ray cluster's {session.nodes} nodes has {have:g} {what}")
+            raise UserInputError(f"{key}: {want:g} per trial, but {where}; expected at most {have:g}")
 
 
 # --------------------------------------------------------------------------------------- trials

@@ -150,6 +150,8 @@ def test_sigterm_then_sigint_then_resume_with_two_trials_in_flight(tmp_path):
     finally:
         _kill_group(proc)
     assert len(done_1) < trials, "the sweep finished before it could be interrupted"
+    first = log.read_text()                        # SIGTERM is handled like Ctrl+C: resume hint, 143
+    assert proc.returncode == 143 and "--resume" in first and "Traceback" not in first, (proc.returncode, first)
     numbers_1 = {t.user_attrs["trial_key"]: t.number for t in load_study(results_dir, "results").trials
                  if t.state.name == "COMPLETE"}
 

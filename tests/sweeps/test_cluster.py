@@ -49,3 +49,21 @@ def test_sweep_on_two_node_cluster_uses_both_nodes(tmp_path, two_node_cluster):
     assert used == node_ids
     runs = trial_runs(uri, "results")
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_trial_bigger_than_the_cluster_is_rejected_before_anything_is_written(tmp_path, two_node_cluster):
+    space = write_space(tmp_path / "in", name="big", baseline=False, budgets={},
+                        objectives=[{"name": "compression", "direction": "maximize"},
+                                    {"name": "seg.miou", "direction": "maximize"}],
+                        resources={"cpu": 2})          # each node has 1 CPU: no trial could ever start
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    done = run_cli(["--space", space, "--results-dir", tmp_path / "results",
+                    "--tracking-uri", sqlite_uri(tmp_path / "mlflow.db"),
+                    "--ray-address", two_node_cluster.address], cwd=tmp_path, timeout=180)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: resources.cpu: 2 per trial"), done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before   # no mlflow.db, no results folder

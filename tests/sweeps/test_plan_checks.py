@@ -101,8 +101,11 @@ def test_sigterm_is_handled_like_ctrl_c(monkeypatch):
         return 0
 
     monkeypatch.setattr(cli, "_run", fake_run)
+    # as in a fresh `python tune.py` (an earlier in-process Ray Tune run may have left its own handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = signal.getsignal(signal.SIGTERM)
     assert cli.main(["--dry-run"], out=SimpleNamespace(write=lambda s: None), err=_Sink()) == 143
+    signal.signal(signal.SIGINT, previous_int)
     assert signal.getsignal(signal.SIGTERM) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -26,9 +27,16 @@ CASES = yaml.safe_load((BAD / "cases.yaml").read_text())
 ERRORS = {"SpaceError": SpaceError, "BudgetError": BudgetError}
 
 
+def _nyuv2_index(root: Path, items: int = 32) -> Path:
+    """The smallest folder the load-time layout check accepts: ``nyu_v2_3task.json`` (files not needed)."""
+    group = ["img.png", "seg.png", "normal.png", "depth.npy"]
+    (root / "nyu_v2_3task.json").write_text(json.dumps({"train": [group] * items, "test": [group]}))
+    return root
+
+
 def _load(name, overrides=(), tmp_path=None):
     if name == "nyuv2":
-        overrides = [f"workload.data_root={tmp_path}", *overrides]
+        overrides = [f"workload.data_root={_nyuv2_index(tmp_path)}", *overrides]
     return load_space(name, overrides)
 
 
@@ -147,13 +155,21 @@ def test_dynamic_demo_fits_the_two_core_budget():
 
 
 def test_nyuv2_takes_its_data_root_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("NYUV2_ROOT", str(tmp_path))
+    monkeypatch.setenv("NYUV2_ROOT", str(_nyuv2_index(tmp_path)))
     spec = load_space("nyuv2")
     assert spec.workload["data_root"] == str(tmp_path.resolve())
     assert spec.resources["gpu"] == 0.25 and spec.workload["arch"] == "deeplab_resnet34"
     monkeypatch.delenv("NYUV2_ROOT")
     with pytest.raises(SpaceError, match=r"workload\.data_root: '\$\{NYUV2_ROOT\}' uses \$\{NYUV2_ROOT\}"):
         load_space("nyuv2")
+
+
+def test_nyuv2_data_root_needs_its_index_and_enough_items(tmp_path):
+    with pytest.raises(SpaceError, match=r"workload\.data_root: .* not a nyuv2 data folder .*nyu_v2_3task\.json"):
+        load_space("nyuv2", [f"workload.data_root={tmp_path}"])
+    _nyuv2_index(tmp_path, items=4)
+    with pytest.raises(SpaceError, match=r"workload\.batch_size: 16 is larger than the training set"):
+        load_space("nyuv2", [f"workload.data_root={tmp_path}"])
 
 
 # --- resolution and overrides -----------------------------------------------------------------------

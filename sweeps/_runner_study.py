@@ -21,8 +21,7 @@ def open_study(plan):
     from .space import directions, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(plan.study_url,
-                                         engine_kwargs={"connect_args": {"timeout": 30}})
+    storage = _storage(optuna, plan.study_url)
     study = optuna.create_study(storage=storage, study_name=plan.sweep_id,
                                 directions=directions(plan.spec), sampler=make_sampler(plan.spec),
                                 load_if_exists=True)
@@ -31,6 +30,21 @@ def open_study(plan):
                              f"{[d.name.lower() for d in study.directions]}; expected the space's "
                              f"{directions(plan.spec)}")
     return study
+
+
+def _storage(optuna, url: str, tries: int = 3):
+    """Optuna's RDB storage. Two first openers of a new file (this driver and a reader such as a monitor
+    polling ``optuna.load_study``) both create the schema, and one of them fails on alembic's version row
+    (``UNIQUE constraint failed: alembic_version.version_num``); the schema then exists, so retry."""
+    import time
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+        except Exception as err:  # noqa: BLE001 - only the creation race is retried
+            if "alembic_version" not in str(err) or attempt == tries - 1:
+                raise
+            time.sleep(0.5)
 
 
 def make_driver(spec, study, baseline: dict | None):

@@ -110,7 +110,6 @@ def test_failed_trials_are_error_in_ray(faulty_sweep):
     for seed in (HEALTHY, KILLED_ONCE):
         assert states[key[seed]] in ("TERMINATED", "RUNNING"), states
         assert states[key[seed]] != "ERROR", states
-    assert list(states.values()).count("RUNNING") <= 1, states  # only the last transition can lag
 
 
 def test_failed_trials_are_failed_in_mlflow_and_off_the_front(faulty_sweep):

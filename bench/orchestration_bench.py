@@ -66,9 +66,7 @@ def import_breakdown(repeats: int) -> dict:
 
 
 def one_sweep(trials: int, work: Path, tag: str) -> dict:
-    from optuna import load_study
-
-    from sweeps.runner import RunOptions, make_plan, run_sweep
+    from sweeps.runner import RunOptions, load_sweep_study, make_plan, run_sweep
     from sweeps.searcher import METRICS
 
     opts = RunOptions(space="dynamic", overrides=TINY, trials=trials,
@@ -78,7 +76,7 @@ def one_sweep(trials: int, work: Path, tag: str) -> dict:
     plan = make_plan(opts)
     plan_s = time.perf_counter() - t0
     summary = run_sweep(plan, out=io.StringIO())
-    study = load_study(study_name=plan.sweep_id, storage=plan.study_url)
+    study = load_sweep_study(plan.results_dir, plan.sweep_id)
     walls = [t.user_attrs.get(METRICS, {}).get("wall_time_s") for t in study.get_trials()]
     walls = [w for w in walls if w is not None]
     t = dict(summary.timings)

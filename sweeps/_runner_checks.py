@@ -17,7 +17,7 @@ from .errors import UserInputError
 __all__ = ["MIN_FREE_MIB", "nearest_existing", "check_creatable", "check_free_space", "check_local_cpus",
            "probe_http_store"]
 
-# free space required where a sweep writes (results folder, sqlite store): a small sweep's optuna.db,
+# free space required where a sweep writes (results folder, sqlite store): a small sweep's optuna.journal,
 # Ray's experiment folders and the MLflow rows and artifacts take a few MiB; 50 MiB leaves room for them
 # and for sqlite's journal, so a sweep never dies half-way on "database or disk is full"
 MIN_FREE_MIB = 50

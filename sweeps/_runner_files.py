@@ -17,13 +17,14 @@ from .errors import UserInputError
 if TYPE_CHECKING:
     from ._runner_plan import Plan
 
-__all__ = ["STATE_FILE", "SPACE_COPY", "STUDY_FILE", "DEFAULT_RESULTS_ROOT", "FRONT_CSV", "read_state",
+__all__ = ["STATE_FILE", "SPACE_COPY", "STUDY_FILE", "LEGACY_STUDY_FILE", "DEFAULT_RESULTS_ROOT", "FRONT_CSV", "read_state",
            "latest_results_dir", "free_results_dir", "write_state", "lock_results_dir", "next_ray_run",
            "write_front_csv"]
 
 STATE_FILE = "sweep.json"
 SPACE_COPY = "space.yaml"
-STUDY_FILE = "optuna.db"
+STUDY_FILE = "optuna.journal"      # Optuna journal: append-only, fsync per write, read incrementally
+LEGACY_STUDY_FILE = "optuna.db"    # sqlite, written by releases before the journal; still resumable
 FRONT_CSV = "pareto_front.csv"
 DEFAULT_RESULTS_ROOT = "disparse_results"
 
@@ -66,7 +67,7 @@ def write_state(plan: Plan, status: str) -> None:
                  "space_source": str(plan.space_file) if plan.space_file else None,
                  "overrides": list(plan.overrides), "tracking_uri": plan.tracking_uri,
                  "experiment": plan.experiment, "ray_address": plan.ray_address,
-                 "study": STUDY_FILE, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                 "study": plan.study_path.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         _copy_space(plan)
     else:
         state["overrides"] = list(plan.overrides)

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from ._runner_checks import (check_creatable, check_free_space, check_local_cpus, nearest_existing,
                              probe_http_store)
-from ._runner_files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir,
-                            latest_results_dir, read_state)
+from ._runner_files import (DEFAULT_RESULTS_ROOT, LEGACY_STUDY_FILE, SPACE_COPY, STATE_FILE, STUDY_FILE,
+                            free_results_dir, latest_results_dir, read_state)
 from .errors import UserInputError
 
 __all__ = ["RunOptions", "Plan", "make_plan", "describe_plan"]
@@ -52,8 +52,13 @@ class Plan:
     verbose: bool = False
 
     @property
-    def study_url(self) -> str:
-        return f"sqlite:///{(self.results_dir / STUDY_FILE).resolve()}"
+    def study_path(self) -> Path:
+        """The study file: ``optuna.journal``, or the sqlite ``optuna.db`` of a sweep started before the
+        journal (resumed as it is)."""
+        legacy = self.results_dir / LEGACY_STUDY_FILE
+        if legacy.exists() and not (self.results_dir / STUDY_FILE).exists():
+            return legacy.resolve()
+        return (self.results_dir / STUDY_FILE).resolve()
 
 
 def make_plan(opts: RunOptions) -> Plan:
@@ -263,5 +268,5 @@ def describe_plan(plan: Plan) -> str:
     lines.append("ray: " + (f"cluster at {plan.ray_address}" if plan.ray_address
                             else f"local on 127.0.0.1, {os.cpu_count()} CPUs"))
     lines.append(f"mlflow: {plan.tracking_uri}, experiment {plan.experiment!r}")
-    lines.append(f"results: {plan.results_dir} (sweep.json, space.yaml, optuna.db, ray/)")
+    lines.append(f"results: {plan.results_dir} (sweep.json, space.yaml, {STUDY_FILE}, ray/)")
     return "\n".join(lines)

@@ -9,7 +9,8 @@ Results directory (``--results-dir``, default ``./disparse_results/<space name>`
 
     sweep.json      what --resume needs: sweep id, space file, overrides, tracking URI, experiment
     space.yaml      the space file as given (the spec is rebuilt from it on --resume)
-    optuna.db       the Optuna study (sqlite, never the MLflow file); the resume log
+    optuna.journal  the Optuna study (an append-only journal; never the MLflow file); the resume log
+                    (a sweep started before the journal has optuna.db, sqlite, and keeps it)
     ray/run-N/      one Ray Tune experiment folder per run / resume
     pareto_front.csv  the front, also logged to MLflow with its plots
 
@@ -40,11 +41,11 @@ from ._runner_files import lock_results_dir, next_ray_run, write_front_csv, writ
 from ._runner_output import format_front, mlflow_ui_command
 from ._runner_plan import Plan, RunOptions, describe_plan, make_plan
 from ._runner_spec import early_stopping, final_hypervolume, trial_resources, watched_metrics
-from ._runner_study import make_driver, open_study, reconcile, state_counts
+from ._runner_study import load_sweep_study, make_driver, open_study, reconcile, state_counts
 from .errors import UserInputError
 
 __all__ = ["RunOptions", "Plan", "SweepSummary", "make_plan", "describe_plan", "run_sweep",
-           "baseline_config", "format_front", "open_study", "mlflow_ui_command"]
+           "baseline_config", "format_front", "open_study", "load_sweep_study", "mlflow_ui_command"]
 
 _INTERRUPTED = "sweep interrupted; continue it with --resume"
 

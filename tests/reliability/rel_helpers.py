@@ -91,15 +91,14 @@ def popen_cli(args, cwd: Path, env: dict | None = None) -> subprocess.Popen:
 # --- readers -----------------------------------------------------------------------------------------
 
 def load_study(results_dir: Path, sweep_id: str):
-    import optuna
+    from sweeps.runner import load_sweep_study
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=sweep_id, storage=sqlite_uri(Path(results_dir) / "optuna.db"))
+    return load_sweep_study(results_dir, sweep_id)
 
 
 def study_keys(results_dir: Path, sweep_id: str, state: str = "COMPLETE") -> set:
     """Trial keys with a trial in ``state`` (empty while the study does not exist yet)."""
-    if not (Path(results_dir) / "optuna.db").exists():
+    if not (Path(results_dir) / "optuna.journal").exists():
         return set()
     try:
         study = load_study(results_dir, sweep_id)

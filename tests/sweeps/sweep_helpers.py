@@ -73,10 +73,9 @@ def sweep_run(tracking_uri: str, sweep_id: str, experiment: str = "disparse-tune
 
 
 def load_study(results_dir: Path, sweep_id: str):
-    import optuna
+    from sweeps.runner import load_sweep_study
 
-    return optuna.load_study(study_name=sweep_id,
-                             storage=f"sqlite:///{(results_dir / 'optuna.db').resolve()}")
+    return load_sweep_study(results_dir, sweep_id)
 
 
 def cli_env() -> dict:

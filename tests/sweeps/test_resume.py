@@ -29,7 +29,7 @@ def _space(tmp_path):
 
 
 def _completed_keys(results_dir, sweep_id):
-    if not (results_dir / "optuna.db").exists():
+    if not (results_dir / "optuna.journal").exists():
         return set()
     try:
         study = load_study(results_dir, sweep_id)

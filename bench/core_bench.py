@@ -23,14 +23,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-import torch
-from torch.nn import functional as F
+from _common import machine_info, sync  # noqa: E402  (adds the repo to sys.path)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 from disparse_core.dynamic import DynamicSparsifier  # noqa: E402
 from disparse_core.masks import sparsity_report  # noqa: E402
@@ -57,11 +56,6 @@ def build(args, tasks, seed=0):
     return build_model(args.arch, {t: TASKS[t] for t in tasks}, width=args.width, seed=seed).to(args.device)
 
 
-def sync(device):
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def dense_step(model, opt, x, y):
     opt.zero_grad(set_to_none=True)
     out = model(x)
@@ -85,23 +79,13 @@ def timed(fn, device) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    info = {"processor": cpu_model(), "platform_processor": platform.processor(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "parallel_info": torch.__config__.parallel_info().splitlines()[:4]}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
+    """``_common.machine_info()`` (the other benchmarks' machine record) plus the keys this script's
+    JSON has always had: ``processor`` (= ``cpu``), ``cpu_count`` (= ``cores``), ``platform_processor``
+    and the head of torch's ``parallel_info``. ``gpu`` is ``None`` without CUDA."""
+    info = machine_info()
+    info.update(processor=info["cpu"], platform_processor=platform.processor(), cpu_count=info["cores"],
+                parallel_info=torch.__config__.parallel_info().splitlines()[:4])
     return info
 
 
@@ -209,7 +193,7 @@ def markdown(res: dict) -> str:
     c, m, med, ct = res["config"], res["machine"], res["median_s"], res["cpu_time"]
     return "\n".join([
         f"Run {res['date']} on `{m['processor']}` ({m['cpu_count']} cores, torch {m['torch']}, "
-        f"{m['torch_threads']} threads{', ' + m['gpu'] if 'gpu' in m else ''}); "
+        f"{m['torch_threads']} threads{', ' + m['gpu'] if m.get('gpu') else ''}); "
         f"`{c['arch']}` width {c['width']}, tasks {', '.join(c['tasks'])}, batch {c['batch']}, "
         f"{c['size']}×{c['size']}, sparsity {c['sparsity']}, grow `{c['grow']}`, "
         f"{c['rounds']} interleaved rounds (medians), load average {res['load_average']}.",

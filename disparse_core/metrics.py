@@ -155,6 +155,16 @@ class NormalsMeter:
                 "within_30": self.within[30.0] / n}
 
 
+def _match_channel_dim(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop a single channel dimension (dim 1) that only one of ``output`` / ``target`` has, so that
+    ``(N, 1, H, W)`` against ``(N, H, W)`` compares pixel for pixel (depth and regression meters)."""
+    if output.dim() == target.dim() + 1 and output.shape[1] == 1:
+        output = output.squeeze(1)
+    elif target.dim() == output.dim() + 1 and target.shape[1] == 1:
+        target = target.squeeze(1)
+    return output, target
+
+
 class DepthMeter:
     """Absolute / relative error and the δ thresholds over all pixels with ``gt > 0``."""
 
@@ -166,10 +176,7 @@ class DepthMeter:
 
     @torch.no_grad()
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        if output.dim() == target.dim() + 1 and output.shape[1] == 1:
-            output = output.squeeze(1)
-        elif target.dim() == output.dim() + 1 and target.shape[1] == 1:
-            target = target.squeeze(1)
+        output, target = _match_channel_dim(output, target)
         valid = valid_depth(target)
         pred, gt = output.double()[valid].cpu(), target.double()[valid].cpu()
         diff = (pred - gt).abs()
@@ -217,10 +224,7 @@ class RegressionMeter:
 
     @torch.no_grad()
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        if output.dim() == target.dim() + 1 and output.shape[1] == 1:
-            output = output.squeeze(1)
-        elif target.dim() == output.dim() + 1 and target.shape[1] == 1:
-            target = target.squeeze(1)
+        output, target = _match_channel_dim(output, target)
         valid = valid_regression(target, self.ignore_value)
         self.count += int(valid.sum())
         self.abs_sum += float((output.double()[valid] - target.double()[valid]).abs().sum())

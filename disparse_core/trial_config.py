@@ -1,21 +1,17 @@
 """The trial config: :class:`TrialConfig` (``TrialConfig.from_dict`` validates a plain dict; every
 problem is a one-line ``ValueError`` naming the key, the value and what was expected), its option
-sections, the method groups and :data:`PRESETS`. Re-exported by :mod:`disparse_core.trial`.
+sections, the method groups and :data:`PRESETS`. Re-exported by :mod:`disparse_core.trial`. The value
+checks the key tables here use are in the private ``_config_values``.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
-import math
-import numbers
-import re
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
-
+from ._config_values import (_bool, _choice, _device, _float, _float_dict, _int, _merge, _nest, _path,
+                             _tasks, _unknown)
 from .tasks import check_loss_weights
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "ONE_SHOT_AT_INIT",
@@ -231,117 +227,6 @@ class TrialConfig:
             if not named:
                 raise ValueError(f"baseline_metrics: names no task metric (expected keys such as "
                                  f"{known[0]!r})")
-
-
-def _nest(d: dict) -> dict:
-    out: dict = {}
-    for key, value in d.items():
-        if isinstance(key, str) and "." in key:
-            head, tail = key.split(".", 1)
-            section = out.setdefault(head, {})
-            if not isinstance(section, dict):
-                raise ValueError(f"{head}: cannot set {key!r} because {head!r} is not a section")
-            section.update(_nest({tail: value}))
-        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key].update(value)
-        else:
-            out[key] = dict(value) if isinstance(value, Mapping) else value
-    return out
-
-
-def _merge(base: dict, over: Mapping) -> dict:
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            base[key] = _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def _unknown(key, known) -> str:
-    close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown config key {key!r}{hint} (known keys: {', '.join(known)})"
-
-
-def _int(key, v, low=None, high=None, none=False):
-    if v is None and none:
-        return None
-    if not isinstance(v, numbers.Integral) or isinstance(v, bool):
-        raise ValueError(f"{key}: expected an integer{' or None' if none else ''}, got {v!r}")
-    v = int(v)
-    if (low is not None and v < low) or (high is not None and v > high):
-        bounds = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{key}: expected an integer {bounds}, got {v}")
-    return v
-
-
-def _float(key, v, low=None, high=None, low_open=False, high_open=False, none=False):
-    if v is None and none:
-        return None
-    if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(float(v)):
-        raise ValueError(f"{key}: expected a finite number{' or None' if none else ''}, got {v!r}")
-    v = float(v)
-    bad = ((low is not None and (v < low or (low_open and v == low)))
-           or (high is not None and (v > high or (high_open and v == high))))
-    if bad:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{key}: expected a number in {lo}{low if low is not None else '-inf'}, "
-                         f"{high if high is not None else 'inf'}{hi}, got {v}")
-    return v
-
-
-def _choice(key, v, options, none=False):
-    if v is None and none:
-        return None
-    if v not in options:
-        close = difflib.get_close_matches(str(v), list(options), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{key}: expected one of {', '.join(options)}, got {v!r}{hint}")
-    return v
-
-
-def _bool(key, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"{key}: expected true or false, got {v!r}")
-    return bool(v)
-
-
-def _path(key, v):
-    if v is None:
-        return None
-    if not isinstance(v, (str, Path)) or not str(v):
-        raise ValueError(f"{key}: expected a path (string), got {v!r}")
-    return str(v)
-
-
-def _float_dict(key, v):
-    if v is None:
-        return None
-    if not isinstance(v, Mapping):
-        raise ValueError(f"{key}: expected a mapping {{name: number}}, got {v!r}")
-    return {str(k): _float(f"{key}.{k}", x) for k, x in v.items()}
-
-
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
-
-def _device(key, v):
-    if not isinstance(v, str) or not _DEVICE.match(v):
-        raise ValueError(f"{key}: expected auto, cpu, cuda, cuda:<index> or mps, got {v!r}")
-    return v
-
-
-def _tasks(key, v):
-    if v is None:
-        return None
-    if isinstance(v, str) or not isinstance(v, (list, tuple)) or not v \
-            or not all(isinstance(t, str) for t in v):
-        raise ValueError(f"{key}: expected a non-empty list of task names, got {v!r}")
-    if len(set(v)) != len(v):
-        raise ValueError(f"{key}: task names repeat in {list(v)!r}")
-    return list(v)
 
 
 _CHECKS: dict[str, Callable] = {

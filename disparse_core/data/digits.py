@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._generated import resolve_sizes
 from .workload import Workload, task_info
 
 __all__ = ["build_digits", "load_digit_arrays"]
@@ -54,14 +55,7 @@ class DigitPairs(Dataset):
 
 def build_digits(*, image_size=None, train_size=None, test_size=None, seed=0, cache_dir=None,
                  data_root=None, tasks=None) -> Workload:
-    size = DEFAULTS["image_size"] if image_size is None else image_size
-    if size not in ALLOWED_SIZES:
-        raise ValueError(f"image_size for digits must be one of {ALLOWED_SIZES}, got {size!r}")
-    n_train = DEFAULTS["train_size"] if train_size is None else train_size
-    n_test = DEFAULTS["test_size"] if test_size is None else test_size
-    for key, n in (("train_size", n_train), ("test_size", n_test)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{key} must be a positive integer, got {n!r}")
+    size, n_train, n_test = resolve_sizes("digits", DEFAULTS, ALLOWED_SIZES, image_size, train_size, test_size)
     images, labels = load_digit_arrays()
     order = np.random.default_rng([seed, 7]).permutation(len(images))
     cut = int(0.8 * len(images))

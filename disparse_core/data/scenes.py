@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._generated import resolve_sizes
 from .workload import EpochDataset, TaskInfo, Workload, task_info
 
 __all__ = ["generate_scenes", "load_scenes", "build_scenes", "scenes_tasks", "SCENE_CLASSES",
@@ -341,14 +342,7 @@ class SceneDataset(EpochDataset):
 
 def build_scenes(*, image_size=None, train_size=None, test_size=None, seed=0, cache_dir=None,
                  data_root=None, tasks=None) -> Workload:
-    size = DEFAULTS["image_size"] if image_size is None else image_size
-    if size not in ALLOWED_SIZES:
-        raise ValueError(f"image_size for scenes must be one of {ALLOWED_SIZES}, got {size!r}")
-    n_train = DEFAULTS["train_size"] if train_size is None else train_size
-    n_test = DEFAULTS["test_size"] if test_size is None else test_size
-    for key, n in (("train_size", n_train), ("test_size", n_test)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{key} must be a positive integer, got {n!r}")
+    size, n_train, n_test = resolve_sizes("scenes", DEFAULTS, ALLOWED_SIZES, image_size, train_size, test_size)
     train = load_scenes(n_train, size, seed, 0, cache_dir=cache_dir)
     test = load_scenes(n_test, size, seed, 1, cache_dir=cache_dir)
     return Workload(name="scenes", tasks=scenes_tasks(), in_channels=3, train=SceneDataset(train),

@@ -2,7 +2,9 @@
 
 It lives in the driver process (a Ray Tune callback feeds it) and talks to MLflow through ``MlflowClient``
 only, never through the fluent ``mlflow.start_run`` stack, so no run state leaks between trials. mlflow
-is imported lazily (``_client`` and the ``mlflow.entities`` imports below). Private to
+is imported lazily (``_client`` and the ``mlflow.entities`` imports below). A trial's mask-IoU chart is
+drawn and logged by a background thread (:mod:`sweeps._tracking_artifacts`) so that Ray Tune's event loop,
+which calls :meth:`SweepTracker.trial_completed`, is not held up by matplotlib. Private to
 :mod:`sweeps.tracking`, which re-exports the class.
 """
 
@@ -20,6 +22,7 @@ from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_R
                             TAG_EARLY_STOPPED, TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE,
                             TAG_SWEEP_ID, TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search,
                             validate_tracking_uri)
+from ._tracking_artifacts import PlotQueue
 from ._tracking_front import (_history_pairs, eligible_for_front, front_indices, front_summary,
                               hypervolume_tags, normalize_directions, write_front_files)
 from ._tracking_read import _baseline_record, _record
@@ -30,10 +33,12 @@ from .errors import UserInputError
 
 
 class SweepTracker:
-    """Writes one sweep to MLflow from one process (the Ray Tune driver). Not thread-safe.
+    """Writes one sweep to MLflow from one process (the Ray Tune driver). Call it from one thread.
 
     Use as a context manager (or call :meth:`abort` in a ``finally``) so that an interrupted sweep
-    leaves no run in RUNNING.
+    leaves no run in RUNNING. The mask-IoU charts are logged by a worker thread of the tracker's own, a
+    little after :meth:`trial_completed` returns; :meth:`finish_sweep`, :meth:`abort`, :meth:`flush`,
+    :meth:`close` and leaving the ``with`` block wait for all of them.
     """
 
     def __init__(self, tracking_uri: str | None = None, experiment_name: str = DEFAULT_EXPERIMENT):
@@ -46,14 +51,27 @@ class SweepTracker:
         self._trials: dict[str, str] = {}          # trial key -> run id
         self._status: dict[str, str] = {}          # trial key -> status as we know it
         self._last_step: dict[str, int] = {}       # run id -> highest step logged in this session
+        self._plots = PlotQueue(self.tracking_uri)  # mask-IoU charts, drawn and logged off this thread
 
-    # context manager: anything left RUNNING is closed on the way out
+    # context manager: anything left RUNNING is closed on the way out, queued charts are logged
     def __enter__(self) -> "SweepTracker":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort(f"sweep interrupted: {exc_type.__name__}: {_one_line(exc) if str(exc) else ''}")
+        else:
+            self.close()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every mask-IoU chart queued so far is logged (or its failure tagged as
+        ``disparse.plot_error``). False when ``timeout`` (seconds) ran out first."""
+        return self._plots.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` and stop the chart worker (a later chart starts a new one); runs are left as
+        they are. Returns what :meth:`flush` returned."""
+        return self._plots.close(timeout)
 
     # -- sweep ------------------------------------------------------------------------------------------
 
@@ -174,7 +192,11 @@ class SweepTracker:
     def trial_completed(self, trial_key: str, metrics: Mapping[str, Any], *,
                         mask_iou: Mapping[str, Any] | None = None, early_stopped: bool = False) -> None:
         """Final metrics, the mask-IoU artifacts (``mask_iou.json``, ``mask_iou.png``), status FINISHED.
-        ``early_stopped`` trials are tagged and never enter a front."""
+        ``early_stopped`` trials are tagged and never enter a front.
+
+        Returns once the metrics, tags, ``mask_iou.json`` and the status are logged; the chart is queued
+        for the worker thread (see :meth:`flush`). A chart that cannot be drawn or logged never raises: it
+        becomes the run's ``disparse.plot_error`` tag."""
         key = str(trial_key)
         run_id = self._writable_run(key)
         if run_id is None:
@@ -186,14 +208,8 @@ class SweepTracker:
         if isinstance(mask_iou, Mapping) and mask_iou:
             self._log_texts(run_id, {"mask_iou.json": json.dumps(mask_iou, indent=2, sort_keys=True,
                                                                  default=float)})
-            try:
-                from . import plots
-                with tempfile.TemporaryDirectory() as tmp:
-                    png = plots.mask_iou_png(mask_iou, Path(tmp) / "mask_iou.png", title=key)
-                    if png is not None:
-                        self.client.log_artifact(run_id, str(png))
-            except Exception as exc:  # a plot must never fail a trial that trained fine
-                self.client.set_tag(run_id, "disparse.plot_error", _one_line(exc, 500))
+            # a copy in plain floats, in layer order (the caller may reuse its dict)
+            self._plots.submit(run_id, json.loads(json.dumps(mask_iou, default=float)), key)
         self.client.set_terminated(run_id, "FINISHED")
         self._status[key] = "FINISHED"
 
@@ -208,7 +224,8 @@ class SweepTracker:
         self._status[key] = "FAILED"
 
     def abort(self, reason: str = "sweep interrupted") -> None:
-        """Close every run this tracker left RUNNING (trials FAILED with the reason, the sweep KILLED)."""
+        """Close every run this tracker left RUNNING (trials FAILED with the reason, the sweep KILLED),
+        then wait for the queued mask-IoU charts (the runs first: a second Ctrl+C stops only the wait)."""
         for key, status in list(self._status.items()):
             if status == "RUNNING":
                 try:
@@ -222,6 +239,7 @@ class SweepTracker:
                     self.client.set_terminated(self.parent_run_id, "KILLED")
             except Exception:
                 pass
+        self._plots.close_on_abort()
 
     # -- end of sweep --------------------------------------------------------------------------------------
 
@@ -238,6 +256,7 @@ class SweepTracker:
         from .pareto import pareto_front
 
         self._require_sweep()
+        self.close()                # every trial's chart is in before the sweep run is closed
         objectives = [str(o) for o in objectives]
         dirs = normalize_directions(objectives, directions)
         records = [_record(r) for r in self._sweep_trial_runs()]

@@ -1,5 +1,6 @@
 """Pictures of a sweep: Pareto PNGs (matplotlib, Agg, imported lazily), an interactive self-contained
-HTML front (inline SVG + a little vanilla JS; no CDN, no network) and a trial's mask-IoU bar chart.
+HTML front (inline SVG + a little vanilla JS; no CDN, no network) and a trial's mask-IoU bar chart
+(drawn by ``disparse_core.iou``).
 
 Inputs are trial records as :func:`sweeps.tracking.load_trials` returns them (``run_id``, ``trial_key``,
 ``params``, ``metrics``); nothing here talks to MLflow.
@@ -163,40 +164,26 @@ def pareto_pngs(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], 
 
 
 def mask_iou_png(mask_iou: Mapping[str, Any], path: str | Path, title: str | None = None) -> Path | None:
-    """Bar chart of per-layer mask IoU, the watershed highlighted (``disparse_core.iou.plot_mask_iou``;
-    a plain bar chart here when the core cannot draw it, e.g. nested values). None when nothing to plot."""
-    path = Path(path)
+    """Bar chart of per-layer mask IoU (``disparse_core.iou.plot_mask_iou``), the watershed highlighted
+    when there is one number per layer; nested values (``{layer: {pair: iou}}``) are drawn flattened
+    (``layer/pair``), without a watershed. None when nothing to plot; a drawing error is raised.
+
+    Safe off the main thread (the sweep tracker draws these in a background worker): the core draws on a
+    Figure of its own, never through pyplot's global state.
+    """
+    from disparse_core.iou import find_watershed, plot_mask_iou
+
     values = _flat_numbers(mask_iou)
     if not values:
         return None
-    flat = all(isinstance(v, (int, float)) for v in mask_iou.values())
-    if flat:
+    watershed = None
+    if all(isinstance(v, (int, float)) for v in mask_iou.values()):
         try:
-            from disparse_core.iou import find_watershed, plot_mask_iou
-            try:
-                watershed = find_watershed(values)
-            except ValueError:
-                watershed = None
-            heading = "Mask IoU of the tasks' keep-sets per shared layer" + (f" - {title}" if title else "")
-            return Path(plot_mask_iou(values, path, watershed=watershed, title=heading))
-        except Exception:
+            watershed = find_watershed(values)
+        except ValueError:          # fewer than two usable layers: no watershed to show
             pass
-    plt = _pyplot()
-    names = list(values)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2), 4.2), dpi=110)
-    try:
-        ax.bar(range(len(names)), [values[n] for n in names], color="#1a73e8")
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=75, ha="right", fontsize=6)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("mask IoU between tasks")
-        ax.set_title(f"mask IoU per layer{f' - {title}' if title else ''}", fontsize=10)
-        ax.grid(True, axis="y", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    heading = "Mask IoU of the tasks' keep-sets per shared layer" + (f" - {title}" if title else "")
+    return Path(plot_mask_iou(values, path, watershed=watershed, title=heading))
 
 
 def _flat_numbers(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

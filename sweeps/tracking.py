@@ -9,7 +9,10 @@ leaks between trials. Layout in one experiment:
   as artifacts; after :meth:`SweepTracker.finish_sweep` the front (CSV, PNG, HTML) and the hypervolume.
 - a nested **trial** run per trial key (``mlflow.parentRunId`` = the sweep run, ``disparse.trial_key``,
   ``disparse.role=trial``): the flattened trial config as params, metrics with their step, the mask-IoU
-  artifacts; ``disparse.early_stopped``, ``disparse.failure`` and ``disparse.pareto`` tags.
+  artifacts; ``disparse.early_stopped``, ``disparse.failure``, ``disparse.pareto`` and (a chart that could
+  not be drawn) ``disparse.plot_error`` tags. ``mask_iou.png`` is drawn and logged by a background thread
+  of the tracker, so it lands shortly after the run is FINISHED; :meth:`SweepTracker.flush`,
+  ``finish_sweep`` and ``abort`` wait for it.
 - **baseline** runs (``disparse.role=baseline``, ``disparse.baseline_key``): dense runs shared by every
   sweep of the experiment whose training settings hash to the same key (:func:`baseline_key`).
 
@@ -18,8 +21,9 @@ after the sweep and after a resume.
 
 The work is done in private modules; this one re-exports the public names: ``_mlflow_store`` (URI
 validation, opening the store, tag names), ``_tracking_values`` (params, metric values, baseline key,
-code version), ``_sweep_tracker`` (the writer), ``_tracking_read`` (readers) and ``_tracking_front``
-(directions, eligibility, front indices, front CSV). mlflow itself is imported lazily, on first use.
+code version), ``_sweep_tracker`` (the writer), ``_tracking_artifacts`` (the writer's chart worker thread),
+``_tracking_read`` (readers) and ``_tracking_front`` (directions, eligibility, front indices, front CSV).
+mlflow itself is imported lazily, on first use.
 """
 
 from __future__ import annotations

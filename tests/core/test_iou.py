@@ -105,3 +105,24 @@ def test_plot_writes_a_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     with pytest.raises(ValueError, match="watershed 'x' is not one of the plotted layers"):
         plot_mask_iou(ious, tmp_path / "x.png", watershed="x")
+
+
+def test_plot_makes_room_for_its_labels_and_title(tmp_path):
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+
+    def pixels(path):
+        return np.asarray(image.open(path).convert("L"))
+
+    short = pixels(plot_mask_iou({"a.weight": 0.9, "b.weight": 0.3}, tmp_path / "s.png"))
+    names = [f"backbone.layer{i}.0.downsample.0.weight" for i in range(1, 4)]
+    ious = dict(zip(names, [0.9, 0.2, 0.5]))
+    long = pixels(plot_mask_iou(ious, tmp_path / "l.png"))
+    assert short.shape[1] == long.shape[1] == 600                  # 6 in at 100 dpi
+    assert long.shape[0] > short.shape[0]                          # the label band grows, not the axes shrink
+    for img in (short, long):                                       # nothing cut off at the edges
+        assert img[0].min() == 255 and img[-1].min() == 255 and img[:, 0].min() == 255
+        assert img[-8:].min() < 128 and img[:20].min() < 128       # label and title ink near them
+    wrapped = pixels(plot_mask_iou(ious, tmp_path / "w.png", watershed=names[1]))
+    assert wrapped.shape[0] > long.shape[0]                        # a title too wide for 6 in: two lines
+    assert wrapped[0].min() == 255

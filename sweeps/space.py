@@ -49,7 +49,9 @@ __all__ = [
 DEFAULT_SPACE = "dynamic"
 """The space ``tune.py`` runs when ``--space`` is not given (search_spaces/dynamic.yaml)."""
 
-SPACE_DIRS = (Path.cwd, lambda: Path(__file__).resolve().parent.parent)   # each + "/search_spaces"
+#: where ``<root>/search_spaces/`` is looked for, in order: the working directory, the checkout this module
+#: runs from, and the installed package (a wheel ships the built-in spaces as ``sweeps/search_spaces/``)
+SPACE_DIRS = (Path.cwd, lambda: Path(__file__).resolve().parent.parent, lambda: Path(__file__).resolve().parent)
 
 
 # --- finding and loading a space file ------------------------------------------------------------

@@ -11,7 +11,7 @@ baseline stays on: the demo objective delta_m needs it; it is one tiny run_trial
 * ``per_trial``: ``(tuner time - Σ in-trial wall_time_s) / trials`` for a short and a long sweep, and the
   marginal overhead ``Δ(tuner - Σ wall) / Δ trials`` between them (fixed costs such as the first
   worker's ``import torch`` cancel out). Goal <= 1 s per trial.
-* ``parts``: the driver-side pieces alone, no Ray: one Optuna ask + tell (the demo's TPE sampler, sqlite
+* ``parts``: the driver-side pieces alone, no Ray: one Optuna ask + tell (the demo's TPE sampler, journal
   storage) and one trial's MLflow logging (``SweepTracker``: start, one interim result, completion).
 
     python bench/orchestration_bench.py              # bench/results/orchestration_bench.json
@@ -91,13 +91,14 @@ def driver_parts(work: Path, n: int) -> dict:
     """Optuna ask/tell and MLflow logging per trial, timed on the driver without Ray."""
     import optuna
 
+    from sweeps.runner import study_storage
     from sweeps.searcher import StudyDriver
     from sweeps.space import directions, load_space, make_sampler, suggest
     from sweeps.tracking import SweepTracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_space("dynamic", TINY + [f"trials={n}"])
-    study = optuna.create_study(storage=f"sqlite:///{work / 'parts-optuna.db'}", study_name="parts",
+    study = optuna.create_study(storage=study_storage(work / "parts-optuna.journal"), study_name="parts",
                                 directions=directions(spec), sampler=make_sampler(spec))
     driver = StudyDriver(study, lambda tr: suggest(spec, tr), spec.metric_names, n)
     tracker = SweepTracker(f"sqlite:///{work / 'parts-mlflow.db'}", "parts")

@@ -41,11 +41,12 @@ from ._runner_files import lock_results_dir, next_ray_run, write_front_csv, writ
 from ._runner_output import format_front, mlflow_ui_command
 from ._runner_plan import Plan, RunOptions, describe_plan, make_plan
 from ._runner_spec import early_stopping, final_hypervolume, trial_resources, watched_metrics
-from ._runner_study import load_sweep_study, make_driver, open_study, reconcile, state_counts
+from ._runner_study import load_sweep_study, make_driver, open_study, reconcile, state_counts, study_storage
 from .errors import UserInputError
 
 __all__ = ["RunOptions", "Plan", "SweepSummary", "make_plan", "describe_plan", "run_sweep",
-           "baseline_config", "format_front", "open_study", "load_sweep_study", "mlflow_ui_command"]
+           "baseline_config", "format_front", "open_study", "load_sweep_study", "study_storage",
+           "mlflow_ui_command"]
 
 _INTERRUPTED = "sweep interrupted; continue it with --resume"
 

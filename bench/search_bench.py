@@ -1,21 +1,28 @@
 """Issue 5, benchmark 7: search efficiency on the built-in workload (demo space, scenes, small net).
 
-Three sweeps through the real path (``sweeps.runner.make_plan`` + ``run_sweep``; one MLflow store, so
+Four sweeps through the real path (``sweeps.runner.make_plan`` + ``run_sweep``; one MLflow store, so
 the dense baseline is trained once and reused), all at the same small budget per trial:
 
 * ``random``: random sampler, every trial trained ``steps`` steps;
 * ``tpe``: the demo's TPE sampler (5 start-up trials at 16 trials), same budget;
-* ``asha``: random sampler + ASHA on ``delta_m`` (grace ``steps/3``, reduction factor 3), more trials.
+* ``asha``: random sampler + Ray's single-metric ASHA on ``delta_m`` (grace ``steps/3``, reduction
+  factor 3), more trials;
+* ``mo_asha``: random sampler + multi-objective ASHA (``early_stopping: {type: asha, metric: objectives}``,
+  ranked on compression and delta_m: sweeps/_mo_asha.py), same grace, factor and trials as ``asha``.
 
 Objectives: the demo's (compression, delta_m), both maximised; hypervolume (``sweeps.pareto``) over the
 fully trained COMPLETE trials under one fixed reference point, (0, -100 %), for every sweep.
-Reported: hypervolume after each trial for random vs TPE; for ASHA, the trial-steps (Σ steps each trial
-really trained, in completion order) spent when its hypervolume first reaches the full random sweep's,
-over the random sweep's total trial-steps (goal <= 1/3). One seed on a loaded 2-core machine: read the
-figures as indicative, not as a significant difference.
+Reported: hypervolume after each trial for random vs TPE; for each early-stopping sweep, the trial-steps
+(Σ steps each trial really trained, in completion order) spent when its hypervolume first reaches the
+full random sweep's, over the random sweep's total trial-steps (goal <= 1/3), its hypervolume at the
+random sweep's budget of trial-steps, and how many trials it stopped. One seed per run on a loaded
+2-core machine: read the figures as indicative, not as a significant difference.
 
-    python bench/search_bench.py                 # ~10-20 min on 2 idle cores
-    python bench/search_bench.py --quick         # 3 + 3 + 4 trials of 4 steps (the smoke test)
+    python bench/search_bench.py                 # 16 + 16 + 24 + 24 trials of 60 steps; not timed
+    python bench/search_bench.py --trials 24 --asha-trials 48 --steps 45   # 7-14 min per seed at load 2-4
+    python bench/search_bench.py --quick         # 3 + 3 + 4 + 4 trials of 6 steps (the smoke test)
+    python bench/search_bench.py --sweeps random mo_asha   # a subset (the comparisons need random)
+    python bench/search_bench.py --summarize bench/results/search_bench.json bench/results/search_bench_seed*.json
 """
 
 from __future__ import annotations
@@ -42,11 +49,10 @@ def base_overrides(args) -> list[str]:
 
 
 def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
-    from optuna import load_study
     from optuna.trial import TrialState
 
     from sweeps.pareto import hypervolume
-    from sweeps.runner import RunOptions, make_plan, run_sweep
+    from sweeps.runner import RunOptions, load_sweep_study, make_plan, run_sweep
     from sweeps.searcher import METRICS
 
     opts = RunOptions(space="dynamic", overrides=base_overrides(args) + extra, trials=trials,
@@ -55,7 +61,7 @@ def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
     t0 = time.perf_counter()
     summary = run_sweep(make_plan(opts), out=io.StringIO())
     wall = time.perf_counter() - t0
-    study = load_study(study_name=summary.sweep_id, storage=f"sqlite:///{work / name / 'optuna.db'}")
+    study = load_sweep_study(work / name, summary.sweep_id)
     done = [t for t in study.get_trials() if t.datetime_complete is not None]
     done.sort(key=lambda t: t.datetime_complete)
     steps_total, points, history = 0, [], []
@@ -67,39 +73,132 @@ def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
         hv = hypervolume(points, DIRECTIONS, REFERENCE) if points else 0.0
         history.append({"trial": t.user_attrs.get("trial_key"), "state": t.state.name,
                         "steps": int(m.get("step", 0)), "cum_steps": steps_total, "hv": hv,
-                        "values": list(t.values) if t.values else None})
+                        "values": list(t.values) if t.values else None,
+                        "last": {k: m.get(k) for k in ("compression", "delta_m")},
+                        "params": dict(t.params)})
     return {"name": name, "overrides": extra, "trials": trials, "wall_s": wall,
             "states": summary.states, "timings": summary.timings, "history": history,
             "final_hv": history[-1]["hv"] if history else 0.0, "total_trial_steps": steps_total}
 
 
-def run(args) -> dict:
+SWEEPS = ("random", "tpe", "asha", "mo_asha")
+
+
+def sweep_overrides(args, name: str) -> tuple[list[str], int]:
+    grace = max(1, args.steps // 3)
+    random = f"sampler={{type: random, seed: {args.seed}}}"
+    return {
+        "random": ([random], args.trials),
+        "tpe": ([f"sampler={{type: tpe, seed: {args.seed}}}"], args.trials),
+        "asha": ([random, f"early_stopping={{type: asha, metric: delta_m, grace_steps: {grace}, "
+                          f"reduction_factor: 3}}"], args.asha_trials),
+        "mo_asha": ([random, f"early_stopping={{type: asha, metric: objectives, grace_steps: {grace}, "
+                             f"reduction_factor: 3}}"], args.asha_trials),
+    }[name]
+
+
+def early_stopping_figures(sweep: dict, target: float, budget: int | None) -> dict:
+    """Trial-steps to reach ``target`` (the random sweep's final hypervolume), the hypervolume at the
+    random sweep's ``budget`` of trial-steps, and the trials stopped early."""
+    hist = sweep["history"]
+    reached = next((h["cum_steps"] for h in hist if h["hv"] >= target > 0), None)
+    at_budget = max((h["hv"] for h in hist if budget is not None and h["cum_steps"] <= budget), default=0.0)
+    stopped = [h for h in hist if h["state"] == "PRUNED"]
+    return {"target_hv": target, "steps_to_reach": reached, "random_total_steps": budget,
+            "fraction": reached / budget if reached and budget else None,
+            "hv_at_random_budget": at_budget, "final_hv": sweep["final_hv"],
+            "total_steps": sweep["total_trial_steps"], "trials": len(hist), "stopped": len(stopped),
+            "stopped_compression": sorted(round(h["last"]["compression"], 3) for h in stopped
+                                          if h["last"].get("compression") is not None),
+            "goal": "<= 1/3"}
+
+
+def run(args, checkpoint=None) -> dict:
+    """The sweeps in ``args.sweeps`` order; ``checkpoint(partial result)`` after each (a long run that is
+    cut short keeps what it finished)."""
     res = {"config": {k: v for k, v in vars(args).items() if k != "out"}, "reference_point": REFERENCE,
            "objectives": ["compression", "delta_m"], "load_before": os.getloadavg()}
-    grace = max(1, args.steps // 3)
+    sweeps = {}
     with fresh_local_ray(), tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         work = Path(tmp)
-        sweeps = {
-            "random": run_one(args, work, "random", [f"sampler={{type: random, seed: {args.seed}}}"],
-                              args.trials),
-            "tpe": run_one(args, work, "tpe", [f"sampler={{type: tpe, seed: {args.seed}}}"], args.trials),
-            "asha": run_one(args, work, "asha", [
-                f"sampler={{type: random, seed: {args.seed}}}",
-                f"early_stopping={{type: asha, metric: delta_m, grace_steps: {grace}, reduction_factor: 3}}"],
-                args.asha_trials),
-        }
+        for name in args.sweeps:
+            extra, trials = sweep_overrides(args, name)
+            sweeps[name] = run_one(args, work, name, extra, trials)
+            print(f"{name}: {trials} trials, final hv {sweeps[name]['final_hv']:.3f}, "
+                  f"{sweeps[name]['total_trial_steps']} trial-steps, {sweeps[name]['wall_s']:.0f} s", flush=True)
+            if checkpoint is not None:
+                checkpoint({**res, "sweeps": dict(sweeps), "partial": True})
     res["sweeps"] = sweeps
     res["load_after"] = os.getloadavg()
+    if "random" not in sweeps:
+        return res
     target = sweeps["random"]["final_hv"]
-    reached = next((h["cum_steps"] for h in sweeps["asha"]["history"] if h["hv"] >= target > 0), None)
-    res["tpe_vs_random_hv"] = {"random": target, "tpe": sweeps["tpe"]["final_hv"],
-                               "ratio": sweeps["tpe"]["final_hv"] / target if target else None}
-    res["asha"] = {"target_hv": target, "steps_to_reach": reached,
-                   "random_total_steps": sweeps["random"]["total_trial_steps"],
-                   "fraction": reached / sweeps["random"]["total_trial_steps"] if reached else None,
-                   "asha_final_hv": sweeps["asha"]["final_hv"],
-                   "asha_total_steps": sweeps["asha"]["total_trial_steps"], "goal": "<= 1/3"}
+    budget = sweeps["random"]["total_trial_steps"]
+    if "tpe" in sweeps:
+        res["tpe_vs_random_hv"] = {"random": target, "tpe": sweeps["tpe"]["final_hv"],
+                                   "ratio": sweeps["tpe"]["final_hv"] / target if target else None}
+    for name in ("asha", "mo_asha"):
+        if name in sweeps:
+            res[name] = early_stopping_figures(sweeps[name], target, budget)
     return res
+
+
+def summarize(paths: list[str]) -> dict:
+    """Across seeds (result files of full runs with all four sweeps): per seed and in all, the figures of
+    bench/results/search_bench.md, plus an oracle fraction: the trial-steps, over the random sweep's, that
+    a one-rung stopper would need with the random sweep's configurations in the same order if it fully
+    trained exactly the ones on that sweep's final front and stopped every other one at the rung."""
+    import json
+
+    from sweeps.pareto import pareto_front
+
+    rows = []
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        sw = d.get("sweeps", {})
+        if d.get("partial") or not set(SWEEPS) <= set(sw):
+            continue
+        steps = d["config"]["steps"]
+        grace = max(1, steps // 3)
+        rnd = sw["random"]
+        front = set(pareto_front([tuple(h["values"]) for h in rnd["history"]], DIRECTIONS))
+        oracle = sum(steps if i in front else grace for i in range(max(front) + 1))
+        row = {"file": Path(path).name, "seed": d["config"]["seed"], "config": d["config"],
+               "load_average": d["machine"]["load_average"], "random_hv": rnd["final_hv"],
+               "tpe_hv": sw["tpe"]["final_hv"], "tpe_ratio": sw["tpe"]["final_hv"] / rnd["final_hv"],
+               "random_steps": rnd["total_trial_steps"], "random_front": len(front),
+               "oracle_fraction": oracle / rnd["total_trial_steps"],
+               "wall_s": {n: round(sw[n]["wall_s"]) for n in sw}}
+        for name in ("asha", "mo_asha"):
+            a = d[name]
+            row[name] = {k: a[k] for k in ("fraction", "steps_to_reach", "hv_at_random_budget", "final_hv",
+                                           "total_steps", "stopped", "trials")}
+            row[name]["hv_at_random_budget_vs_random"] = a["hv_at_random_budget"] / rnd["final_hv"] - 1
+            row[name]["stopped_compression_ge_0.75"] = sum(c >= 0.75 for c in a["stopped_compression"])
+            row[name]["complete_compression_ge_0.75"] = sum(
+                1 for h in sw[name]["history"] if h["state"] == "COMPLETE" and h["values"][0] >= 0.75)
+        rows.append(row)
+    rows.sort(key=lambda r: r["seed"])
+    return {"seeds": [r["seed"] for r in rows], "rows": rows,
+            "tpe_beats_random": sum(r["tpe_ratio"] > 1 for r in rows),
+            "reached": {n: sum(r[n]["fraction"] is not None for r in rows) for n in ("asha", "mo_asha")},
+            "goal_met": {n: sum(r[n]["fraction"] is not None and r[n]["fraction"] <= 1 / 3 for r in rows)
+                         for n in ("asha", "mo_asha")}}
+
+
+def print_summary(summary: dict) -> None:
+    def frac(x):
+        return "not reached" if x is None else f"{x:.2f}"
+
+    print("| seed | random hv | TPE hv (ratio) | ASHA on Δm: to random hv | hv at random budget | stopped (≥0.75) "
+          "| MO-ASHA: to random hv | hv at random budget | stopped (≥0.75) | oracle |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in summary["rows"]:
+        a, m = r["asha"], r["mo_asha"]
+        print(f"| {r['seed']} | {r['random_hv']:.2f} | {r['tpe_hv']:.2f} ({r['tpe_ratio']:.3f}) "
+              f"| {frac(a['fraction'])} | {a['hv_at_random_budget']:.2f} | {a['stopped']}/{a['trials']} "
+              f"({a['stopped_compression_ge_0.75']}) | {frac(m['fraction'])} | {m['hv_at_random_budget']:.2f} "
+              f"| {m['stopped']}/{m['trials']} ({m['stopped_compression_ge_0.75']}) | {r['oracle_fraction']:.2f} |")
 
 
 def main(argv=None) -> int:
@@ -113,18 +212,33 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--sweeps", nargs="+", choices=SWEEPS, default=list(SWEEPS))
     p.add_argument("--out", default=None)
+    p.add_argument("--summarize", nargs="+", metavar="RESULT.json",
+                   help="no sweeps: summarise result files of full runs (one per seed) into --out "
+                        "(default bench/results/search_bench_summary.json) and print the table")
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--quick" in argv:  # tiny defaults; options given explicitly still win
         p.set_defaults(trials=3, asha_trials=4, steps=6, train_size=32, test_size=16)
     args = p.parse_args(argv)
-    res = run(args)
-    path = write_result("search_bench" + ("_quick" if args.quick else ""), res, args.out)
-    tv, a = res["tpe_vs_random_hv"], res["asha"]
-    print(f"hypervolume after {args.trials} trials: random {tv['random']:.3f}, tpe {tv['tpe']:.3f}")
-    print(f"ASHA: reached the random sweep's hypervolume after {a['steps_to_reach']} trial-steps of "
-          f"{a['random_total_steps']} ({a['fraction'] if a['fraction'] is not None else 'not reached'}); "
-          f"ASHA final hv {a['asha_final_hv']:.3f} with {a['asha_total_steps']} trial-steps")
+    if args.summarize:
+        summary = summarize(args.summarize)
+        print_summary(summary)
+        print(f"wrote {write_result('search_bench_summary', summary, args.out)}")
+        return 0
+    name = "search_bench" + ("_quick" if args.quick else "")
+    res = run(args, checkpoint=lambda partial: write_result(name, partial, args.out))
+    path = write_result(name, res, args.out)
+    tv = res.get("tpe_vs_random_hv")
+    if tv:
+        print(f"hypervolume after {args.trials} trials: random {tv['random']:.3f}, tpe {tv['tpe']:.3f}")
+    for name in ("asha", "mo_asha"):
+        a = res.get(name)
+        if a:
+            print(f"{name}: reached the random sweep's hypervolume after {a['steps_to_reach']} trial-steps of "
+                  f"{a['random_total_steps']} ({a['fraction'] if a['fraction'] is not None else 'not reached'}); "
+                  f"hv {a['hv_at_random_budget']:.3f} at the random budget; final hv {a['final_hv']:.3f} with "
+                  f"{a['total_steps']} trial-steps; stopped {a['stopped']} of {a['trials']}")
     print(f"wrote {path}")
     return 0
 

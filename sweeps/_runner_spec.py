@@ -23,21 +23,31 @@ def trial_threads(spec) -> int:
 
 
 def early_stopping(spec):
-    """The space's ``early_stopping`` as a :class:`sweeps.ray_backend.EarlyStopping`, or None."""
+    """The space's ``early_stopping`` as a :class:`sweeps.ray_backend.EarlyStopping`, or None.
+
+    ``metric: objectives`` (the default for a sweep with more than one objective) gives multi-objective
+    ASHA: ``objectives`` holds every ``(name, direction)`` of the sweep (rule: :mod:`sweeps._mo_asha`).
+    A single ``metric`` gives Ray's ASHA on that metric alone.
+    """
     es = dict(spec.early_stopping or {})
     if es.get("type", "none") in (None, "none"):
         return None
     from .ray_backend import EarlyStopping
 
+    max_t = int(es.get("max_steps") or _max_steps(spec))
+    grace = int(es.get("grace_steps") or es.get("grace_period") or 1)
+    factor = float(es.get("reduction_factor", 2))
+    if es.get("metric") == "objectives":
+        return EarlyStopping(metric="objectives", mode="max", max_t=max_t, grace_period=grace,
+                             reduction_factor=factor, time_attr="step",
+                             objectives=tuple((o.name, o.direction) for o in spec.objectives))
     mode = str(es.get("mode") or "").lower()
     mode = {"maximize": "max", "minimize": "min"}.get(mode, mode)
     if mode not in ("max", "min"):
         from .budgets import higher_is_better
         mode = "max" if higher_is_better(es["metric"]) else "min"
-    max_t = int(es.get("max_steps") or _max_steps(spec))
-    return EarlyStopping(metric=es["metric"], mode=mode, max_t=max_t,
-                         grace_period=int(es.get("grace_steps", es.get("grace_period", 1))),
-                         reduction_factor=float(es.get("reduction_factor", 2)), time_attr="step")
+    return EarlyStopping(metric=es["metric"], mode=mode, max_t=max_t, grace_period=grace,
+                         reduction_factor=factor, time_attr="step")
 
 
 def _max_steps(spec) -> int:
@@ -53,7 +63,7 @@ def watched_metrics(spec) -> list[str]:
     """Metrics a trial fails on when NaN: the objectives and the early-stopping metric."""
     names = list(spec.metric_names)
     es = spec.early_stopping or {}
-    if es.get("metric") and es["metric"] not in names:
+    if es.get("metric") and es["metric"] != "objectives" and es["metric"] not in names:
         names.append(es["metric"])
     return names
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from .budgets import Budget
 
+_ES_FILE_KEYS = ("type", "metric", "grace_steps", "reduction_factor")
+
 
 @dataclass
 class Param:
@@ -66,7 +68,10 @@ class SweepSpec:
     trials: int
     concurrency: int
     resources: dict                     # {cpu, gpu}
-    early_stopping: dict                # {type: none} or {type: asha, metric, mode, grace_steps, reduction_factor}
+    # {type: none}, or single-metric ASHA {type: asha, metric, mode, grace_steps, reduction_factor, max_steps},
+    # or multi-objective ASHA {type: asha, metric: "objectives", grace_steps, reduction_factor, max_steps}
+    # (ranked on every objective in its direction: sweeps._mo_asha)
+    early_stopping: dict
     baseline: bool
     max_retries: int
     description: str = ""
@@ -96,7 +101,8 @@ class SweepSpec:
             "trials": self.trials,
             "concurrency": self.concurrency,
             "resources": dict(self.resources),
-            "early_stopping": dict(self.early_stopping),
+            # the keys a space file takes (mode and max_steps are derived when it is loaded)
+            "early_stopping": {k: v for k, v in self.early_stopping.items() if k in _ES_FILE_KEYS},
             "baseline": self.baseline,
             "max_retries": self.max_retries,
         }

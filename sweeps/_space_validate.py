@@ -261,10 +261,17 @@ class _Validator:
             if extra:
                 raise SpaceError(f"early_stopping.{extra[0]}: given with type none; expected type: asha")
             return {"type": "none"}
-        default = "delta_m" if self._has_baseline() else next(
-            (o.name for o in objectives if "." in o.name), f"{next(iter(self.primary.items()))[0]}."
-                                                          f"{next(iter(self.primary.values()))}")
-        metric = self._metric("early_stopping.metric", section.get("metric", default))
+        metric = section.get("metric")
+        if metric is None:
+            metric = "objectives" if len(objectives) > 1 else self._single_asha_default(objectives)
+        if metric != "objectives":
+            if not isinstance(metric, str) or metric not in self.known_metrics:
+                close = difflib.get_close_matches(str(metric), sorted(self.known_metrics | {"objectives"}), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise _fail("early_stopping.metric", metric, f"is not a metric of this workload{hint}",
+                            "objectives (rank on every objective) or one of "
+                            + ", ".join(sorted(self.known_metrics)))
+            metric = self._metric("early_stopping.metric", metric)
         low_steps, high_steps = self._steps_range()
         grace = section.get("grace_steps", max(1, low_steps // 4) if low_steps else None)
         if grace is not None:
@@ -274,9 +281,20 @@ class _Validator:
                             f"({low_steps} steps)", "fewer grace steps than a trial runs")
         factor = _float(1, lo_open=True).check("early_stopping.reduction_factor",
                                                section.get("reduction_factor", 3))
+        if metric == "objectives":  # multi-objective ASHA: directions are the objectives' (sweeps._mo_asha)
+            return {"type": "asha", "metric": "objectives", "grace_steps": grace, "reduction_factor": factor,
+                    "max_steps": high_steps}
         return {"type": "asha", "metric": metric,
                 "mode": "max" if higher_is_better(metric) else "min",
                 "grace_steps": grace, "reduction_factor": factor, "max_steps": high_steps}
+
+    def _single_asha_default(self, objectives: list[Objective]) -> str:
+        """Single-metric ASHA's default metric (a one-objective sweep): delta_m with a baseline, else the
+        first task-metric objective, else the first task's primary metric."""
+        if self._has_baseline():
+            return "delta_m"
+        task, primary = next(iter(self.primary.items()))
+        return next((o.name for o in objectives if "." in o.name), f"{task}.{primary}")
 
 
 # --- combinations, checked by the core's own validator ----------------------------------------------

@@ -1,4 +1,5 @@
-"""Every Ray import of disparse-tune lives in this file (Ray's import paths move between releases).
+"""Every Ray import of disparse-tune lives in this file and sweeps/_ray_*.py (Ray's import paths move
+between releases).
 
 What is here:
 
@@ -6,18 +7,19 @@ What is here:
   imported) or joins a cluster the user names with ``--ray-address``.
 * :class:`OptunaAskTellSearcher`, a thin Ray ``Searcher`` over :class:`sweeps.searcher.StudyDriver`
   (why not ``OptunaSearch``: see that module's docstring).
-* :func:`trainable`, the function trainable: ``run_trial(config, report=...)`` with every report sent
-  through ``ray.tune.report``; a NaN in a watched metric raises, so the trial is FAILED.
+* :func:`trainable` (in :mod:`sweeps._ray_trainable`), the function trainable: ``run_trial(config,
+  report=...)`` with every report sent through ``ray.tune.report``; a NaN in a watched metric raises, so
+  the trial is FAILED; an error a retry would repeat is marked so that Ray does not retry it.
 * :class:`SweepCallback`, the driver-side Ray Tune callback that is the only MLflow writer (it calls
   :class:`sweeps.tracking.SweepTracker`) and feeds :mod:`sweeps.progress`.
-* :func:`run_tuner`: ``Tuner`` + ``ConcurrencyLimiter`` + ``tune.with_resources`` + optional ASHA +
-  ``FailureConfig(max_failures=...)``, ``reuse_actors=True``.
+* :func:`run_tuner`: ``Tuner`` + ``ConcurrencyLimiter`` + ``tune.with_resources`` + optional early
+  stopping (multi-objective ASHA, :class:`sweeps._ray_scheduler.MultiObjectiveASHA`, or Ray's ASHA on one
+  metric) + ``FailureConfig(max_failures=...)``, ``reuse_actors=True``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,6 +37,9 @@ LOOPBACK_ENV = {
 def set_loopback_env() -> None:
     for name, value in LOOPBACK_ENV.items():
         os.environ.setdefault(name, value)
+    # Tune checks that every result carries the scheduler's metric; the one marker result a trial sends
+    # before a deterministic error (sweeps._ray_trainable.FATAL) carries none on purpose.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
 
 set_loopback_env()
@@ -46,10 +51,12 @@ from ray.tune.result import AUTO_RESULT_KEYS  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter, Searcher  # noqa: E402
 
+from ._ray_trainable import FATAL, baseline_task, current_node_id, trainable  # noqa: E402,F401
 from .searcher import StudyDriver, is_final, numeric_metrics  # noqa: E402
 
 __all__ = [
     "LOOPBACK_ENV", "RaySession", "connect", "run_remote", "OptunaAskTellSearcher", "trainable",
+    "baseline_task", "current_node_id",
     "SweepCallback", "EarlyStopping", "TunerOutcome", "run_tuner", "trial_metrics",
 ]
 
@@ -132,60 +139,6 @@ def run_remote(fn: Callable, *args, cpu: float = 1, gpu: float = 0):
         if isinstance(cause, Exception):
             raise cause from None
         raise
-
-
-def current_node_id() -> str:
-    return ray.get_runtime_context().get_node_id()
-
-
-# ---------------------------------------------------------------------------------- the trainable
-def _check_finite(metrics: Mapping[str, Any], watch) -> None:
-    for name in watch:
-        value = metrics.get(name)
-        if isinstance(value, float) and math.isnan(value):
-            raise FloatingPointError(f"metric {name} is NaN at step {metrics.get('step')}")
-
-
-def trainable(config: dict) -> None:
-    """Ray function trainable: one ``run_trial`` call, every evaluation reported to Tune.
-
-    ``config`` is ``{"trial_key", "params", "trial": run_trial config, "watch": [metric names]}``.
-    The final report is held back until ``run_trial`` returns so that it can carry ``mask_iou``.
-    """
-    from disparse_core.trial import run_trial
-
-    watch = list(config.get("watch", ()))
-    node_id = current_node_id()
-    held: dict[str, dict] = {}
-
-    def report(metrics: Mapping[str, Any]) -> None:
-        metrics = dict(metrics)
-        _check_finite(metrics, watch)
-        metrics["node_id"] = node_id
-        if is_final(metrics):
-            held["final"] = metrics
-        else:
-            tune.report(metrics)
-
-    result = run_trial(dict(config["trial"]), report=report)
-    final = held.get("final")
-    if final is None:  # run_trial returned without a final report: its result is the final one
-        final = {k: v for k, v in result.items() if k != "mask_iou"}
-        final.update(final=1.0, node_id=node_id)
-        _check_finite(final, watch)
-    iou = result.get("mask_iou") if isinstance(result, Mapping) else None
-    if isinstance(iou, Mapping) and iou:
-        final["mask_iou"] = {str(k): float(v) for k, v in iou.items()}
-    tune.report(final)
-
-
-def baseline_task(config: dict) -> dict:
-    """The dense baseline as a Ray task (same code path as a trial, no Tune session)."""
-    from disparse_core.trial import run_trial
-
-    result = dict(run_trial(dict(config)))
-    result["node_id"] = current_node_id()
-    return result
 
 
 # ------------------------------------------------------------------------------------ the searcher
@@ -281,6 +234,9 @@ class SweepCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         key = self._key(trial)
+        if result.get(FATAL):  # a deterministic error follows: Ray must not retry it (_ray_trainable)
+            trial.max_failures = 0
+            return
         if result.get("node_id"):
             self.nodes[key] = result["node_id"]
         metrics = trial_metrics(result)
@@ -337,7 +293,9 @@ class SweepCallback(tune.Callback):
 # --------------------------------------------------------------------------------------- the tuner
 @dataclass(frozen=True)
 class EarlyStopping:
-    """ASHA on one metric (``time_attr``: a reported counter, e.g. ``step``)."""
+    """ASHA (``time_attr``: a reported counter, e.g. ``step``): on every objective when ``objectives``
+    (``(name, direction)`` pairs) is given (:mod:`sweeps._mo_asha`; ``metric``/``mode`` unused), else
+    Ray's ASHA on ``metric`` alone."""
 
     metric: str
     mode: str  # "min" | "max"
@@ -345,6 +303,7 @@ class EarlyStopping:
     grace_period: int = 1
     reduction_factor: float = 2
     time_attr: str = "step"
+    objectives: tuple = ()
 
 
 @dataclass
@@ -363,7 +322,14 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
     searcher = OptunaAskTellSearcher(driver, watch=watch)
     callback = SweepCallback(searcher, tracker=tracker, progress=progress)
     scheduler = None
-    if early_stopping is not None:
+    if early_stopping is not None and early_stopping.objectives:
+        from ._ray_scheduler import MultiObjectiveASHA
+
+        es = early_stopping
+        scheduler = MultiObjectiveASHA([n for n, _ in es.objectives], [d for _, d in es.objectives],
+                                       max_t=es.max_t, grace_period=es.grace_period,
+                                       reduction_factor=es.reduction_factor, time_attr=es.time_attr)
+    elif early_stopping is not None:
         es = early_stopping
         scheduler = ASHAScheduler(time_attr=es.time_attr, metric=es.metric, mode=es.mode,
                                   max_t=es.max_t, grace_period=es.grace_period,

@@ -137,5 +137,5 @@ def test_search_bench_quick(tmp_path, local_ray):
     out = tmp_path / "search.json"
     assert search_bench.main(["--quick", "--trials", "2", "--asha-trials", "2", "--out", str(out)]) == 0
     data = _load(out)
-    assert set(data["sweeps"]) == {"random", "tpe", "asha"}
+    assert set(data["sweeps"]) == {"random", "tpe", "asha", "mo_asha"}
     assert data["sweeps"]["random"]["total_trial_steps"] > 0

@@ -233,7 +233,11 @@ def test_objective_directions_follow_the_metrics_unless_overridden():
 
 
 def test_asha_defaults():
+    # two objectives: ranked on both (multi-objective ASHA, tests/sweeps/test_space_early_stopping.py)
     spec = load_space(BASE, ["early_stopping={type: asha}"])
+    assert spec.early_stopping == {"type": "asha", "metric": "objectives", "grace_steps": 50,
+                                   "reduction_factor": 3, "max_steps": 200}
+    spec = load_space(BASE, ["early_stopping={type: asha, metric: delta_m}"])
     assert spec.early_stopping == {"type": "asha", "metric": "delta_m", "mode": "max", "grace_steps": 50,
                                    "reduction_factor": 3, "max_steps": 200}
     spec = load_space(BASE, ["early_stopping={type: asha, metric: normal.mean, grace_steps: 20}"])

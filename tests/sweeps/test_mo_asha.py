@@ -1,0 +1,219 @@
+"""Multi-objective ASHA: the decisions of sweeps/_mo_asha.py pinned on hand-made points (Ray-free,
+milliseconds), and one end-to-end sweep through sweeps/_ray_scheduler.py on the shared local Ray."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from sweeps._mo_asha import (CONTINUE, STOP, MOAshaRungs, crowding_distance, decide, non_dominated_fronts,
+                             rank_order, rung_milestones)
+
+MAXMAX = ["maximize", "maximize"]     # (compression, delta_m)
+NAN = float("nan")
+
+
+def test_rungs_are_grace_times_powers_of_the_factor_below_max_t():
+    assert rung_milestones(5, 45, 3) == [5, 15]
+    assert rung_milestones(15, 45, 3) == [15]          # 45 is the last step: nothing left to stop there
+    assert rung_milestones(2, 8, 2) == [2, 4]
+    assert rung_milestones(10, 10, 2) == []
+    with pytest.raises(ValueError, match="reduction_factor"):
+        rung_milestones(5, 45, 1)
+
+
+def test_fronts_and_crowding():
+    pts = [(1, 1), (2, 0), (0, 2), (0.5, 0.5), (0.1, 0.1)]
+    assert non_dominated_fronts(pts) == [[0, 1, 2], [3], [4]]
+    cd = crowding_distance([(0, 3), (1, 2), (2, 1), (3, 0), (1.5, 1.5)])
+    assert cd[0] == cd[3] == math.inf
+    assert all(math.isfinite(d) for d in (cd[1], cd[2], cd[4]))
+    assert crowding_distance([(1, 1), (2, 0)]) == [math.inf, math.inf]
+
+
+def test_rank_order_follows_directions_and_puts_nan_last():
+    # minimising the second objective turns the order around
+    order, fronts = rank_order([(1, 5), (1, 1), (NAN, 0)], ["maximize", "minimize"])
+    assert order == [1, 0, 2] and fronts == [1, 0, -1]
+    order, _ = rank_order([(1, 5), (1, 1), (NAN, 0)], MAXMAX)
+    assert order == [0, 1, 2]
+    order, fronts = rank_order([None, (0.0, 0.0)], MAXMAX)      # a missing point is ranked last too
+    assert order == [1, 0] and fronts == [-1, 0]
+
+
+# --- the decision at one rung ---------------------------------------------------------------------------
+
+# moderate-sparsity trials recorded first at the rung: (compression, delta_m %)
+MODERATE = [(0.50, -5.0), (0.55, -6.0), (0.60, -8.0), (0.52, -7.0), (0.58, -9.0)]
+
+
+def test_high_compression_low_delta_m_is_kept_where_single_metric_asha_stops_it():
+    sparse = (0.95, -40.0)                 # worst delta_m of all, best compression: on the front
+    d = decide(MODERATE, sparse, MAXMAX, 3)
+    assert d.action == CONTINUE and d.front == 0
+    # ASHA on delta_m alone (Ray's cutoff: the (1 - 1/rf) percentile of the recorded values) stops it
+    cutoff = np.nanpercentile([p[1] for p in MODERATE], (1 - 1 / 3) * 100)
+    assert sparse[1] < cutoff
+    assert decide([(p[1],) for p in MODERATE], (sparse[1],), ["maximize"], 3).action == STOP
+
+
+def test_a_dominated_trial_is_stopped():
+    d = decide(MODERATE, (0.50, -10.0), MAXMAX, 3)        # dominated by every moderate trial
+    assert d.action == STOP and d.front >= 1 and d.position == d.n == 6
+
+
+def test_the_first_trial_at_a_rung_continues_whatever_its_values():
+    assert decide([], (0.1, -90.0), MAXMAX, 3).action == CONTINUE
+    assert decide([], (NAN, NAN), MAXMAX, 3).action == CONTINUE
+
+
+def test_a_dominated_trial_in_the_top_fraction_continues():
+    # 3 recorded on the front; the new one is dominated by one of them (front 1), rank 4 of 4: 4 > 4/3
+    recorded = [(0.9, -30.0), (0.5, -2.0), (0.7, -10.0)]
+    new = (0.6, -11.0)                      # dominated by (0.7, -10) only
+    assert decide(recorded, new, MAXMAX, 3).action == STOP
+    # with 8 trials below it recorded, rank 4 of 12 is within the top third (4 * 3 <= 12)
+    worse = [(0.3, -50.0 - i) for i in range(8)]
+    d = decide(recorded + worse, new, MAXMAX, 3)
+    assert d.front == 1 and d.position == 4 and d.n == 12 and d.action == CONTINUE
+    worse.append((0.2, -70.0))
+    d = decide(recorded + worse, new, MAXMAX, 3)     # rank 4 of 13: 4 * 3 = 12 <= 13 -> continue
+    assert d.action == CONTINUE
+    d = decide(recorded + worse[:7], new, MAXMAX, 3)  # rank 4 of 11: 12 > 11 -> stop
+    assert d.action == STOP
+
+
+def test_crowding_breaks_ties_within_a_front_boundary_first():
+    # recorded: a front-0 point that dominates the whole second front
+    recorded = [(1.0, 1.0), (0.2, 0.8), (0.8, 0.2), (0.5, 0.5), (0.45, 0.55)]
+    # front 1 = the four others + the new one; a new boundary point (most compression in front 1) ranks 2nd
+    d = decide(recorded + [(0.0, 0.0)] * 6, (0.9, 0.1), MAXMAX, 3)
+    assert d.front == 1 and d.position == 2
+    # a crowded interior point of the same front ranks after the boundary points
+    d = decide(recorded + [(0.0, 0.0)] * 6, (0.48, 0.52), MAXMAX, 3)
+    assert d.front == 1 and d.position > 3
+
+
+def test_nan_objective_is_ranked_last():
+    d = decide(MODERATE, (0.99, NAN), MAXMAX, 3)
+    assert d.front == -1 and d.position == d.n and d.action == STOP
+    # a NaN already recorded is ranked below a new dominated trial
+    d = decide(MODERATE + [(NAN, NAN)] * 3, (0.40, -20.0), MAXMAX, 3)
+    assert d.position == 6 and d.n == 9
+
+
+def test_single_objective_reduces_to_asha():
+    """One objective: the best continues; for rf=2 and an odd number recorded the decision is exactly
+    Ray ASHA's (value >= the median of the recorded); for rf >= 2 it never keeps what ASHA stops."""
+    rng = random.Random(0)
+    for rf in (2, 3, 4):
+        for _ in range(300):
+            m = rng.randint(1, 12)
+            recorded = [rng.random() for _ in range(m)]
+            new = rng.random()
+            ours = decide([(v,) for v in recorded], (new,), ["maximize"], rf).action
+            asha = STOP if new < np.nanpercentile(recorded, (1 - 1 / rf) * 100) else CONTINUE
+            if rf == 2 and m % 2 == 1:
+                assert ours == asha, (recorded, new)
+            if ours == CONTINUE:
+                assert asha == CONTINUE, (rf, recorded, new)
+            if new > max(recorded):
+                assert ours == CONTINUE
+    # minimising: the direction is honoured
+    assert decide([(1.0,), (2.0,), (3.0,)], (0.5,), ["minimize"], 2).action == CONTINUE
+    assert decide([(1.0,), (2.0,), (3.0,)], (3.5,), ["minimize"], 2).action == STOP
+
+
+# --- the state across rungs --------------------------------------------------------------------------
+
+def test_rungs_record_once_and_decide_asynchronously():
+    r = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=5, max_t=45, reduction_factor=3)
+    res = lambda c, d: {"compression": c, "delta_m": d}   # noqa: E731
+    assert r.on_result("a", 3, res(0.5, -5)) == CONTINUE            # below the first rung: no record
+    assert r.recorded[5.0] == {}
+    assert r.on_result("a", 5, res(0.5, -5)) == CONTINUE            # first at rung 5
+    assert r.on_result("b", 5, res(0.4, -9)) == STOP                # dominated, rank 2 of 2
+    assert r.on_result("c", 5, res(0.95, -40)) == CONTINUE          # sparse, non-dominated
+    assert r.on_result("a", 10, res(0.5, -4)) == CONTINUE           # no rung at 10: nothing recorded
+    assert r.on_result("a", 5, res(0.5, -5)) == CONTINUE            # already recorded there
+    assert set(r.recorded[5.0]) == {"a", "b", "c"}
+    assert r.on_result("c", 15, res(0.95, -30)) == CONTINUE         # first at rung 15
+    assert r.on_result("a", 15, res(0.5, -3)) == CONTINUE           # non-dominated against c
+    # a report that jumps past a rung is recorded at the highest reached only (as Ray's ASHA)
+    assert r.on_result("d", 20, res(0.3, -50)) == STOP
+    assert "d" in r.recorded[15.0] and "d" not in r.recorded[5.0]
+    assert r.stopped == ["b", "d"]
+    # a report missing an objective is not a decision point
+    assert r.on_result("e", 5, {"compression": 0.1}) == CONTINUE and "e" not in r.recorded[5.0]
+    # a completed trial's last result is recorded without a decision
+    r.on_complete("f", 5, res(0.1, -60))
+    assert "f" in r.recorded[5.0] and r.stopped == ["b", "d"]
+    assert "step 5: 4 recorded" in r.debug_string() and "stopped 2" in r.debug_string()
+
+
+def test_nan_and_non_numeric_reports_rank_last():
+    r = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=2, max_t=8, reduction_factor=2)
+    assert r.on_result("a", 2, {"compression": 0.5, "delta_m": -5.0}) == CONTINUE
+    assert r.on_result("b", 2, {"compression": 0.9, "delta_m": NAN}) == STOP
+    assert r.on_result("c", 2, {"compression": 0.9, "delta_m": "n/a"}) == STOP
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="one direction per metric"):
+        MOAshaRungs(["a", "b"], ["maximize"], 1, 10)
+    with pytest.raises(ValueError, match="maximize or minimize"):
+        MOAshaRungs(["a"], ["up"], 1, 10)
+
+
+# --- end to end: real Ray, Optuna, MLflow, run_trial ---------------------------------------------------
+
+@pytest.mark.slow
+def test_sweep_with_multi_objective_asha_stops_dominated_trials(ray_local, tmp_path):
+    import io
+
+    from sweeps.runner import RunOptions, make_plan, open_study, run_sweep
+    from sweeps.searcher import EARLY_STOPPED, TRIAL_KEY
+
+    from sweep_helpers import load_study, sqlite_uri, trial_runs, write_space
+
+    # two concordant objectives (more compression = fewer nonzero parameters), so that which trial
+    # dominates which at a rung does not depend on training noise
+    space = write_space(
+        tmp_path, workload={"steps": 8, "eval_every": 2},
+        parameters={"method": {"value": "snip"}, "sparsity": {"values": [0.3, 0.5, 0.9, 0.95]}},
+        objectives=["compression", "nonzero_params"],
+        early_stopping={"type": "asha", "grace_steps": 2, "reduction_factor": 2},   # metric: objectives
+        budgets={}, baseline=False, trials=4, concurrency=1)
+    plan = make_plan(RunOptions(space=str(space), results_dir=str(tmp_path / "mo-asha"),
+                                tracking_uri=sqlite_uri(tmp_path / "mlflow.db")))
+    assert plan.spec.early_stopping["metric"] == "objectives"
+    plan.results_dir.mkdir(parents=True)
+    study = open_study(plan)
+    # one at a time, rungs at steps 2 and 4: 0.9 is first (continues); 0.3 is dominated, rank 2 of 2 (stops);
+    # 0.95 is non-dominated (continues); 0.5 ranks 3 of 4 at step 2 (stops)
+    for sparsity in (0.9, 0.3, 0.95, 0.5):
+        study.enqueue_trial({"sparsity": sparsity})
+
+    out = io.StringIO()
+    summary = run_sweep(plan, out=out)
+    print(out.getvalue())
+
+    assert not summary.interrupted
+    study = load_study(plan.results_dir, plan.sweep_id)
+    by_sparsity = {t.params["sparsity"]: t for t in study.trials}
+    assert {s: t.state.name for s, t in by_sparsity.items()} == {
+        0.9: "COMPLETE", 0.3: "PRUNED", 0.5: "PRUNED", 0.95: "COMPLETE"}
+    for s in (0.3, 0.5):
+        t = by_sparsity[s]
+        assert t.user_attrs[EARLY_STOPPED] is True and t.user_attrs["metrics"]["step"] == 2
+    assert by_sparsity[0.9].user_attrs["metrics"]["step"] == 8
+    assert [t.params["sparsity"] for t in study.best_trials] == [0.95]
+    runs = {r.data.tags["disparse.trial_key"]: r for r in trial_runs(plan.tracking_uri, plan.sweep_id)}
+    assert len(runs) == 4
+    for s, t in by_sparsity.items():
+        run = runs[t.user_attrs[TRIAL_KEY]]
+        assert run.info.status == "FINISHED"
+        assert (run.data.tags.get("disparse.early_stopped") == "true") == (s in (0.3, 0.5))

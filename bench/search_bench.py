@@ -42,10 +42,16 @@ REFERENCE = (0.0, -100.0)  # (compression, delta_m %): worse than any trial can 
 DIRECTIONS = ("maximize", "maximize")
 
 
+def grace_of(config) -> int:
+    """The first rung (and the evaluation interval): ``--grace``, else a third of the steps."""
+    config = config if isinstance(config, dict) else vars(config)
+    return int(config.get("grace") or max(1, config["steps"] // 3))
+
+
 def base_overrides(args) -> list[str]:
     return [f"workload.steps={args.steps}", f"workload.image_size={args.size}",
             f"workload.train_size={args.train_size}", f"workload.test_size={args.test_size}",
-            f"workload.eval_every={max(1, args.steps // 3)}", f"concurrency={args.concurrency}"]
+            f"workload.eval_every={grace_of(args)}", f"concurrency={args.concurrency}"]
 
 
 def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
@@ -85,7 +91,7 @@ SWEEPS = ("random", "tpe", "asha", "mo_asha")
 
 
 def sweep_overrides(args, name: str) -> tuple[list[str], int]:
-    grace = max(1, args.steps // 3)
+    grace = grace_of(args)
     random = f"sampler={{type: random, seed: {args.seed}}}"
     return {
         "random": ([random], args.trials),
@@ -159,7 +165,7 @@ def summarize(paths: list[str]) -> dict:
         if d.get("partial") or not set(SWEEPS) <= set(sw):
             continue
         steps = d["config"]["steps"]
-        grace = max(1, steps // 3)
+        grace = grace_of(d["config"])
         rnd = sw["random"]
         front = set(pareto_front([tuple(h["values"]) for h in rnd["history"]], DIRECTIONS))
         oracle = sum(steps if i in front else grace for i in range(max(front) + 1))
@@ -211,6 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--test-size", type=int, default=64)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grace", type=int, default=None,
+                   help="first ASHA rung and evaluation interval, in steps (default: steps // 3)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sweeps", nargs="+", choices=SWEEPS, default=list(SWEEPS))
     p.add_argument("--out", default=None)

@@ -27,3 +27,12 @@ def template_db(request, tmp_path_factory):
         shutil.copy(partial, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)
     return path
+
+
+@pytest.fixture
+def store(tmp_path, template_db):
+    """A fresh copy of the template MLflow store for one test (sqlite URI); test_runner.py has its own."""
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(template_db, db)
+    return f"sqlite:///{db}"

@@ -114,10 +114,10 @@ def test_resume_gives_the_same_final_metrics(tmp_path):
     assert state["step"] == 6 and state["config"]["method"] == "disparse_dynamic"
 
 
-def test_resume_restores_the_dynamic_sparsifier_state(tmp_path):
-    # mask updates at steps 2 and 4 (t_end 6); checkpoints at 3 and 6; the crash at the step-4 report
-    # leaves the step-3 checkpoint, so one update happens before and one after the resume
-    cfg = tiny(method="disparse_dynamic", steps=8, eval_every=4, checkpoint_every=3)
+def _run_then_crash(cfg: dict, tmp_path):
+    """``cfg`` run to the end in ``tmp_path/a``, then run in ``tmp_path/b`` and interrupted at its first
+    report (as Ctrl+C would), leaving the checkpoints written so far; returns the uninterrupted result
+    and the checkpointed config to resume."""
     uninterrupted = run_trial({**cfg, "checkpoint_dir": str(tmp_path / "a")})
 
     def crash(metrics):
@@ -126,6 +126,14 @@ def test_resume_restores_the_dynamic_sparsifier_state(tmp_path):
     ckpt_cfg = {**cfg, "checkpoint_dir": str(tmp_path / "b")}
     with pytest.raises(KeyboardInterrupt):
         run_trial(ckpt_cfg, report=crash)
+    return uninterrupted, ckpt_cfg
+
+
+def test_resume_restores_the_dynamic_sparsifier_state(tmp_path):
+    # mask updates at steps 2 and 4 (t_end 6); checkpoints at 3 and 6; the crash at the step-4 report
+    # leaves the step-3 checkpoint, so one update happens before and one after the resume
+    cfg = tiny(method="disparse_dynamic", steps=8, eval_every=4, checkpoint_every=3)
+    uninterrupted, ckpt_cfg = _run_then_crash(cfg, tmp_path)
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 3
     resumed = run_trial({**ckpt_cfg, "resume": True})
     assert without_time(resumed) == without_time(uninterrupted)
@@ -140,14 +148,7 @@ def test_resume_restores_the_gradual_pruner_history(tmp_path):
     # prune events at 2 (target 0: skipped), 4 and 6; resume from the step-5 checkpoint
     cfg = tiny(method="disparse_pretrained", steps=8, pretrain_steps=2, eval_every=6,
                checkpoint_every=5, gradual={"prune_steps": 2, "interval": 2})
-    uninterrupted = run_trial({**cfg, "checkpoint_dir": str(tmp_path / "a")})
-
-    def crash(metrics):
-        raise KeyboardInterrupt
-
-    ckpt_cfg = {**cfg, "checkpoint_dir": str(tmp_path / "b")}
-    with pytest.raises(KeyboardInterrupt):
-        run_trial(ckpt_cfg, report=crash)
+    uninterrupted, ckpt_cfg = _run_then_crash(cfg, tmp_path)
     resumed = run_trial({**ckpt_cfg, "resume": True})
     assert without_time(resumed) == without_time(uninterrupted)
     pruned = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["pruner"] for d in "ab"]

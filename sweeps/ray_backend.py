@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -356,10 +358,18 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
         ),
     )
     t0 = time.perf_counter()
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         tuner.fit()
     except KeyboardInterrupt:
         searcher.interrupted = True
+    finally:
+        # Tune installs its own SIGINT handler for the run and puts the previous one back only when a
+        # Ctrl+C arrives; after a run that ended by itself, the first Ctrl+C (during the front, or the
+        # wait for the last charts) would only log "Stop signal received". Put the user's handler back.
+        if (sigint is not None and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not sigint):
+            signal.signal(signal.SIGINT, sigint)
     outcome.fit_s = time.perf_counter() - t0
     outcome.interrupted = searcher.interrupted or bool(driver._live) or driver.remaining() > 0
     outcome.nodes = dict(callback.nodes)

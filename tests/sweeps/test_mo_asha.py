@@ -3,6 +3,8 @@ milliseconds), and one end-to-end sweep through sweeps/_ray_scheduler.py on the 
 
 from __future__ import annotations
 
+import signal
+
 import math
 import random
 
@@ -198,10 +200,12 @@ def test_sweep_with_multi_objective_asha_stops_dominated_trials(ray_local, tmp_p
         study.enqueue_trial({"sparsity": sparsity})
 
     out = io.StringIO()
+    sigint = signal.getsignal(signal.SIGINT)
     summary = run_sweep(plan, out=out)
     print(out.getvalue())
 
     assert not summary.interrupted
+    assert signal.getsignal(signal.SIGINT) is sigint     # Tune's own Ctrl+C handler does not outlive the run
     study = load_study(plan.results_dir, plan.sweep_id)
     by_sparsity = {t.params["sparsity"]: t for t in study.trials}
     assert {s: t.state.name for s, t in by_sparsity.items()} == {

@@ -161,6 +161,7 @@ def test_the_tracker_pickles_with_charts_queued(store, gated_plots):
 
 def test_a_second_ctrl_c_stops_only_abort_s_wait_for_the_charts(store, gated_plots, capsys):
     import _thread
+    import signal
     import threading
     import time
 
@@ -184,7 +185,11 @@ def test_a_second_ctrl_c_stops_only_abort_s_wait_for_the_charts(store, gated_plo
             _thread.interrupt_main()
 
     threading.Thread(target=second_ctrl_c, daemon=True).start()
-    tracker.abort("interrupted")                                            # does not raise
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)     # Python's own Ctrl+C
+    try:
+        tracker.abort("interrupted")                                        # does not raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert began and time.perf_counter() - began[0] < 5                     # the chart was held 10 s
     assert "stopped waiting for 1 mask-IoU chart" in capsys.readouterr().err
     statuses = {r.data.tags.get("disparse.trial_key", "sweep"): r.info.status for r in runs(store)}

@@ -17,7 +17,7 @@ from .errors import UserInputError
 if TYPE_CHECKING:
     from ._runner_plan import Plan
 
-__all__ = ["STATE_FILE", "SPACE_COPY", "STUDY_FILE", "LEGACY_STUDY_FILE", "DEFAULT_RESULTS_ROOT", "FRONT_CSV", "read_state",
+__all__ = ["STATE_FILE", "SPACE_COPY", "STUDY_FILE", "LEGACY_STUDY_FILE", "DEFAULT_RESULTS_ROOT", "FRONT_CSV", "study_file", "read_state",
            "latest_results_dir", "free_results_dir", "write_state", "lock_results_dir", "next_ray_run",
            "write_front_csv"]
 
@@ -30,6 +30,15 @@ DEFAULT_RESULTS_ROOT = "disparse_results"
 
 
 # ------------------------------------------------------------------------------------ finding one
+def study_file(results_dir: Path) -> Path:
+    """The sweep's study file: ``optuna.journal``, or the sqlite ``optuna.db`` of a sweep started before the
+    journal (kept and resumed as it is)."""
+    legacy = results_dir / LEGACY_STUDY_FILE
+    if legacy.exists() and not (results_dir / STUDY_FILE).exists():
+        return legacy
+    return results_dir / STUDY_FILE
+
+
 def read_state(results_dir: Path) -> dict:
     """``sweep.json`` of a sweep to resume; a missing or broken one is a user error."""
     path = results_dir / STATE_FILE

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from ._runner_checks import (check_creatable, check_free_space, check_local_cpus, nearest_existing,
                              probe_http_store)
-from ._runner_files import (DEFAULT_RESULTS_ROOT, LEGACY_STUDY_FILE, SPACE_COPY, STATE_FILE, STUDY_FILE,
-                            free_results_dir, latest_results_dir, read_state)
+from ._runner_files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir,
+                            latest_results_dir, read_state, study_file)
 from .errors import UserInputError
 
 __all__ = ["RunOptions", "Plan", "make_plan", "describe_plan"]
@@ -55,10 +55,7 @@ class Plan:
     def study_path(self) -> Path:
         """The study file: ``optuna.journal``, or the sqlite ``optuna.db`` of a sweep started before the
         journal (resumed as it is)."""
-        legacy = self.results_dir / LEGACY_STUDY_FILE
-        if legacy.exists() and not (self.results_dir / STUDY_FILE).exists():
-            return legacy.resolve()
-        return (self.results_dir / STUDY_FILE).resolve()
+        return study_file(self.results_dir).resolve()
 
 
 def make_plan(opts: RunOptions) -> Plan:

@@ -38,12 +38,10 @@ def load_sweep_study(results_dir, sweep_id: str | None = None):
     an older sweep), for reading: ``sweep_id`` defaults to the one study stored there."""
     import optuna
 
-    from ._runner_files import LEGACY_STUDY_FILE, STUDY_FILE
+    from ._runner_files import STUDY_FILE, study_file
 
     folder = Path(results_dir)
-    path = folder / STUDY_FILE
-    if not path.exists() and (folder / LEGACY_STUDY_FILE).exists():
-        path = folder / LEGACY_STUDY_FILE
+    path = study_file(folder)
     if not path.exists():
         raise UserInputError(f"results folder: {str(folder)!r} holds no {STUDY_FILE}; expected the "
                              f"results folder of a sweep")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 __all__ = ["CONTINUE", "STOP", "rung_milestones", "dominates", "non_dominated_fronts", "crowding_distance",
            "rank_order", "decide", "Decision", "MOAshaRungs"]
@@ -179,13 +179,19 @@ def _values(result: Mapping[str, Any], metrics: Sequence[str]) -> tuple | None:
 
 @dataclass
 class MOAshaRungs:
-    """The scheduler's state: rung milestones and, per rung, ``{trial id: objective values}`` recorded."""
+    """The scheduler's state: rung milestones and, per rung, ``{trial id: objective values}`` recorded.
+
+    ``on_record(trial_id, milestone, values)``, when given, is called each time values are recorded at a
+    rung (the sweep persists them in its study); :meth:`restore` puts such records back after a restart,
+    so a resumed sweep ranks new trials against every trial that reached a rung before.
+    """
 
     metrics: Sequence[str]
     directions: Sequence[str]
     grace: float
     max_t: float
     reduction_factor: float = 3.0
+    on_record: Callable[[Hashable, float, tuple], None] | None = None
     milestones: list = field(init=False)
     recorded: dict = field(init=False)          # milestone -> {trial_id: values}
     decisions: list = field(init=False)         # (trial_id, milestone, Decision), in order
@@ -198,6 +204,23 @@ class MOAshaRungs:
         self.milestones = rung_milestones(self.grace, self.max_t, self.reduction_factor)
         self.recorded = {m: {} for m in self.milestones}
         self.decisions = []
+
+    def restore(self, records: Iterable[tuple[Hashable, float, Sequence[float]]]) -> int:
+        """Record ``(trial_id, milestone, values)`` of an earlier run without a decision (and without
+        ``on_record``); a milestone that is not a rung of this scheduler is skipped. Returns how many were
+        recorded."""
+        n = 0
+        for trial_id, milestone, values in records:
+            rung = next((m for m in self.milestones if abs(m - float(milestone)) < 1e-9), None)
+            if rung is not None and values is not None and len(values) == len(self.metrics):
+                self.recorded[rung][trial_id] = tuple(math.nan if v is None else float(v) for v in values)
+                n += 1
+        return n
+
+    def _record(self, trial_id: Hashable, rung: float, values: tuple) -> None:
+        self.recorded[rung][trial_id] = values
+        if self.on_record is not None:
+            self.on_record(trial_id, rung, values)
 
     def _rung(self, trial_id: Hashable, t: float) -> float | None:
         """The highest milestone reached at ``t``, if the trial is not recorded there yet (as Ray's ASHA:
@@ -220,7 +243,7 @@ class MOAshaRungs:
             return CONTINUE
         recorded = self.recorded[rung]
         decision = decide(list(recorded.values()), values, self.directions, self.reduction_factor)
-        recorded[trial_id] = values
+        self._record(trial_id, rung, values)
         self.decisions.append((trial_id, rung, decision))
         return decision.action
 
@@ -231,7 +254,7 @@ class MOAshaRungs:
         values = _values(result, self.metrics)
         rung = self._rung(trial_id, float(t))
         if values is not None and rung is not None:
-            self.recorded[rung][trial_id] = values
+            self._record(trial_id, rung, values)
 
     @property
     def stopped(self) -> list:

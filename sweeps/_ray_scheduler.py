@@ -4,12 +4,16 @@
 ``on_trial_result`` asks :class:`sweeps._mo_asha.MOAshaRungs` (pure, Ray-free; the rule is in that
 module's docstring) whether a trial reaching a rung continues or stops. Unlike ``ASHAScheduler`` it does
 not stop a trial at ``max_t``: a trial ends by itself when its ``steps`` are done.
+
+Trials are recorded at the rungs under their sweep ``trial_key`` (Ray's trial ids change with every run
+of the sweep), so that the records of an interrupted sweep, kept in its study
+(:meth:`sweeps.searcher.StudyDriver.record_rung`), can be given back on ``--resume`` (``history``).
 """
 
 from __future__ import annotations
 
 import pickle
-from typing import Any, Sequence
+from typing import Any, Callable, Hashable, Iterable, Sequence
 
 from . import ray_backend as _ray_backend  # noqa: F401  (sets the loopback environment before Ray loads)
 from ._mo_asha import STOP, MOAshaRungs
@@ -29,15 +33,24 @@ class MultiObjectiveASHA(FIFOScheduler):
         grace_period: the first rung.
         reduction_factor: rung spacing and the kept fraction (``1/reduction_factor``), > 1.
         time_attr: the reported counter rungs are measured in (``step``).
+        history: ``(trial_key, milestone, values)`` recorded by an earlier run of the same sweep.
+        on_record: called with ``(trial_key, milestone, values)`` whenever values are recorded at a rung.
     """
 
     def __init__(self, metrics: Sequence[str], directions: Sequence[str], max_t: float,
-                 grace_period: float = 1, reduction_factor: float = 3, time_attr: str = "step"):
+                 grace_period: float = 1, reduction_factor: float = 3, time_attr: str = "step",
+                 history: Iterable[tuple] = (), on_record: Callable[[Hashable, float, tuple], None] | None = None):
         super().__init__()
         self.rungs = MOAshaRungs(list(metrics), list(directions), float(grace_period), float(max_t),
-                                 float(reduction_factor))
+                                 float(reduction_factor), on_record=on_record)
+        self.restored = self.rungs.restore(history)
         self._time_attr = time_attr
         self._num_stopped = 0
+
+    @staticmethod
+    def _id(trial) -> Hashable:
+        """The sweep's trial key (stable over resumes), else Ray's trial id."""
+        return (getattr(trial, "config", None) or {}).get("trial_key") or trial.trial_id
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         # the objectives are given at construction; TuneConfig(metric=...) takes one metric only
@@ -45,16 +58,16 @@ class MultiObjectiveASHA(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
         if float(result.get("final", 0.0) or 0.0) == 1.0:  # the trial's last report: nothing left to stop
-            self.rungs.on_complete(trial.trial_id, result.get(self._time_attr), result)
+            self.rungs.on_complete(self._id(trial), result.get(self._time_attr), result)
             return TrialScheduler.CONTINUE
-        action = self.rungs.on_result(trial.trial_id, result.get(self._time_attr), result)
+        action = self.rungs.on_result(self._id(trial), result.get(self._time_attr), result)
         if action == STOP:
             self._num_stopped += 1
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result: dict[str, Any]) -> None:
-        self.rungs.on_complete(trial.trial_id, (result or {}).get(self._time_attr), result)
+        self.rungs.on_complete(self._id(trial), (result or {}).get(self._time_attr), result)
 
     def debug_string(self) -> str:
         return self.rungs.debug_string()

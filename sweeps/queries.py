@@ -203,7 +203,7 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
               f"{len(finished)} fully trained trials considered, {skipped} failed/early-stopped/running skipped",
               file=out)
         print(f"budgets: {', '.join(b.text for b in parsed) or '(none: the sparsest trial)'}", file=out)
-        print(f"baseline: " + (f"dense run {base_rec['run_id']}" if base_rec and base_rec.get("run_id")
+        print("baseline: " + (f"dense run {base_rec['run_id']}" if base_rec and base_rec.get("run_id")
                                else "the baseline_metrics the trials were given" if base_rec
                                else "none found (relative changes not shown)"), file=out)
         print(file=out)

@@ -330,7 +330,11 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
         es = early_stopping
         scheduler = MultiObjectiveASHA([n for n, _ in es.objectives], [d for _, d in es.objectives],
                                        max_t=es.max_t, grace_period=es.grace_period,
-                                       reduction_factor=es.reduction_factor, time_attr=es.time_attr)
+                                       reduction_factor=es.reduction_factor, time_attr=es.time_attr,
+                                       history=driver.rung_history(), on_record=driver.record_rung)
+        if scheduler.restored and progress is not None:
+            progress.note(f"early stopping: ranking against {scheduler.restored} rung records of the "
+                          f"earlier runs")
     elif early_stopping is not None:
         es = early_stopping
         scheduler = ASHAScheduler(time_attr=es.time_attr, metric=es.metric, mode=es.mode,

@@ -24,6 +24,9 @@ Rules
   by a killed driver is told ``FAIL`` (its key is listed in the study attribute ``interrupted``) and
   its parameters are enqueued again under the same ``trial_key``; a key counts as done only when its
   newest trial has finished, so finished trials are never rerun.
+* With multi-objective ASHA, what a trial reported at each rung is kept in its user attribute ``rungs``
+  (``{"15": [compression, delta_m]}``, NaN as null) as soon as it is recorded; on resume the scheduler
+  gets back those of every finished (COMPLETE or PRUNED) trial (:meth:`StudyDriver.rung_history`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ METRICS = "metrics"
 EARLY_STOPPED = "early_stopped"
 INTERRUPTED = "interrupted"
 FAIL_REASON = "fail_reason"
+RUNGS = "rungs"
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class StudyDriver:
         self._constraints = constraints
         self._extra = dict(extra_config or {})
         self._live: dict[str, Any] = {}
+        self._rungs: dict[str, dict] = {}  # trial key -> its rung records so far (live trials)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _trials(self, states=None):
@@ -128,6 +133,7 @@ class StudyDriver:
             self.study.tell(t.number, state=TrialState.FAIL)
             self.study.enqueue_trial(dict(t.params), user_attrs={TRIAL_KEY: key})
             self._live.pop(key, None)
+            self._rungs.pop(key, None)
             keys.append(key)
         if keys:
             before = list(self.study.user_attrs.get(INTERRUPTED, []))
@@ -157,6 +163,7 @@ class StudyDriver:
         from optuna.trial import TrialState
 
         trial = self._live.pop(key)
+        self._rungs.pop(key, None)
         numeric = numeric_metrics(metrics or {})
         values = [numeric.get(name, math.nan) for name in self.objectives]
         if not is_final(metrics):
@@ -172,8 +179,34 @@ class StudyDriver:
         self.study.tell(trial, values)
         return "complete"
 
+    def record_rung(self, key: str, milestone: float, values) -> None:
+        """Keep what the live trial ``key`` reported at a rung (see the module docstring)."""
+        trial = self._live.get(key)
+        if trial is None:
+            return
+        rungs = self._rungs.setdefault(key, {})
+        rungs[f"{float(milestone):g}"] = [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+                                          for v in values]
+        trial.set_user_attr(RUNGS, dict(rungs))
+
+    def rung_history(self) -> list[tuple[str, float, tuple]]:
+        """``(trial_key, milestone, values)`` of every finished trial's rung records (NaN for null)."""
+        from optuna.trial import TrialState
+
+        out = []
+        for key, t in sorted(self._latest_by_key().items()):
+            if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+                continue
+            for milestone, values in (t.user_attrs.get(RUNGS) or {}).items():
+                try:
+                    out.append((key, float(milestone), tuple(math.nan if v is None else float(v) for v in values)))
+                except (TypeError, ValueError):  # a hand-edited study: skip the record, not the sweep
+                    continue
+        return out
+
     def tell_failure(self, key: str, reason: str) -> None:
         trial = self._live.pop(key, None)
+        self._rungs.pop(key, None)
         if trial is not None:
             self._tell_fail(trial, reason)
 

@@ -156,6 +156,65 @@ def test_rungs_record_once_and_decide_asynchronously():
     assert "step 5: 4 recorded" in r.debug_string() and "stopped 2" in r.debug_string()
 
 
+def test_records_are_reported_and_restored_rung_by_rung():
+    seen = []
+    r = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=5, max_t=45, reduction_factor=3,
+                    on_record=lambda *rec: seen.append(rec))
+    res = lambda c, d: {"compression": c, "delta_m": d}   # noqa: E731
+    r.on_result("a", 5, res(0.9, -5))
+    r.on_result("b", 5, res(0.95, -4))
+    r.on_result("a", 15, res(0.9, -3))
+    r.on_complete("c", 7, res(0.2, NAN))
+    assert seen[:3] == [("a", 5.0, (0.9, -5.0)), ("b", 5.0, (0.95, -4.0)), ("a", 15.0, (0.9, -3.0))]
+    assert seen[3][:2] == ("c", 5.0) and seen[3][2][0] == 0.2 and math.isnan(seen[3][2][1])
+
+    # a restarted scheduler given those records ranks a newcomer against them, as if never restarted
+    again = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=5, max_t=45, reduction_factor=3)
+    assert again.restore(seen + [("x", 10.0, (1.0, 0.0)), ("y", 5.0, (1.0,)), ("z", 5.0, None)]) == 4
+    assert set(again.recorded[5.0]) == {"a", "b", "c"} and set(again.recorded[15.0]) == {"a"}
+    assert again.on_result("d", 5, res(0.5, -9)) == STOP          # dominated by a and b: rank 3 of 4
+    fresh = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=5, max_t=45, reduction_factor=3)
+    assert fresh.on_result("d", 5, res(0.5, -9)) == CONTINUE      # what a resume without them decided
+    assert again.on_result("a", 5, res(0.9, -5)) == CONTINUE and again.stopped == ["d"]  # a: recorded already
+
+
+def test_the_study_keeps_each_trials_rung_records_for_a_resume(tmp_path):
+    import optuna
+
+    from sweeps._runner_study import study_storage
+    from sweeps.searcher import RUNGS, StudyDriver
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = tmp_path / "optuna.journal"
+
+    def driver(n):
+        study = optuna.create_study(storage=study_storage(path), study_name="s", directions=MAXMAX,
+                                    sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+        suggest = lambda trial: {"sparsity": trial.suggest_float("sparsity", 0.1, 0.9)}  # noqa: E731
+        return StudyDriver(study, suggest, ["compression", "delta_m"], n)
+
+    first = driver(4)
+    done, stopped, killed, failed = (first.ask() for _ in range(4))
+    first.record_rung(done.key, 5.0, (0.8, -2.0))
+    first.record_rung(done.key, 15.0, (0.8, -1.0))
+    first.record_rung(stopped.key, 5.0, (0.3, NAN))
+    first.record_rung(killed.key, 5.0, (0.9, -1.0))
+    first.record_rung(failed.key, 5.0, (0.9, -1.0))
+    first.record_rung("t9999", 5.0, (1.0, 1.0))                     # not a live trial: ignored
+    first.tell_result(done.key, {"compression": 0.8, "delta_m": -1.0, "final": 1.0})
+    first.tell_result(stopped.key, {"compression": 0.3, "step": 5})
+    first.tell_failure(failed.key, "boom")
+    assert first.study.trials[done.number].user_attrs[RUNGS] == {"5": [0.8, -2.0], "15": [0.8, -1.0]}
+
+    # another process reopens the journal: the finished trials' records come back, the killed (rerun)
+    # and the failed trial's do not
+    resumed = driver(4)
+    assert resumed.recover_interrupted() == [killed.key]
+    history = resumed.rung_history()
+    assert [(k, m) for k, m, _ in history] == [(done.key, 5.0), (done.key, 15.0), (stopped.key, 5.0)]
+    assert history[0][2] == (0.8, -2.0) and history[2][2][0] == 0.3 and math.isnan(history[2][2][1])
+
+
 def test_nan_and_non_numeric_reports_rank_last():
     r = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=2, max_t=8, reduction_factor=2)
     assert r.on_result("a", 2, {"compression": 0.5, "delta_m": -5.0}) == CONTINUE
@@ -221,3 +280,45 @@ def test_sweep_with_multi_objective_asha_stops_dominated_trials(ray_local, tmp_p
         run = runs[t.user_attrs[TRIAL_KEY]]
         assert run.info.status == "FINISHED"
         assert (run.data.tags.get("disparse.early_stopped") == "true") == (s in (0.3, 0.5))
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_ranks_new_trials_against_the_rungs_of_the_first_run(ray_local, tmp_path):
+    """Without the records kept in the study, the first trial after --resume would be "first at the rung"
+    and always continue; with them it is ranked against the trials of the first run and stopped."""
+    import io
+
+    from sweeps.runner import RunOptions, make_plan, open_study, run_sweep
+    from sweeps.searcher import RUNGS
+
+    from sweep_helpers import load_study, sqlite_uri, write_space
+
+    space = write_space(
+        tmp_path, workload={"steps": 8, "eval_every": 2},
+        parameters={"method": {"value": "snip"}, "sparsity": {"values": [0.3, 0.9, 0.95]}},
+        objectives=["compression", "nonzero_params"],
+        early_stopping={"type": "asha", "grace_steps": 2, "reduction_factor": 2},   # rungs at 2 and 4
+        budgets={}, baseline=False, trials=2, concurrency=1)
+    results_dir = tmp_path / "resumable"
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    first = make_plan(RunOptions(space=str(space), results_dir=str(results_dir), tracking_uri=uri))
+    first.results_dir.mkdir(parents=True)
+    study = open_study(first)
+    for sparsity in (0.9, 0.95):                 # both non-dominated at every rung: both fully trained
+        study.enqueue_trial({"sparsity": sparsity})
+    assert not run_sweep(first, out=io.StringIO()).interrupted
+
+    again = make_plan(RunOptions(results_dir=str(results_dir), resume=True, trials=3))
+    open_study(again).enqueue_trial({"sparsity": 0.3})   # dominated by both: rank 3 of 3 at step 2
+    out = io.StringIO()
+    summary = run_sweep(again, out=out)
+    print(out.getvalue())
+    assert not summary.interrupted
+
+    by_sparsity = {t.params["sparsity"]: t for t in load_study(results_dir, first.sweep_id).trials}
+    assert {s: t.state.name for s, t in by_sparsity.items()} == {0.9: "COMPLETE", 0.95: "COMPLETE",
+                                                                  0.3: "PRUNED"}
+    assert by_sparsity[0.3].user_attrs["metrics"]["step"] == 2
+    assert set(by_sparsity[0.9].user_attrs[RUNGS]) == {"2", "4"}
+    assert list(by_sparsity[0.3].user_attrs[RUNGS]) == ["2"]
+    assert "4 rung records of the earlier runs" in out.getvalue()

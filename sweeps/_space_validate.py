@@ -72,11 +72,16 @@ class _Validator:
         trials = _int(1).check("trials", data.get("trials", 10))
         concurrency = _int(1).check("concurrency", data.get("concurrency", 1))
         max_retries = _int(0).check("max_retries", data.get("max_retries", 1))
+        early = self._early_stopping(data.get("early_stopping"), objectives)
+        if (early["type"] == "asha" and early.get("grace_steps") and "eval_every" not in self.base
+                and "eval_every" not in {p.name for p in self.params}):
+            # a rung is decided at the first evaluation at or after it: evaluate at every rung
+            self.base["eval_every"] = early["grace_steps"]
         spec = SweepSpec(
             name=name.strip(), description=description, workload=self.base, parameters=self.params,
             objectives=objectives, budgets=budgets, sampler=self._sampler(data.get("sampler"), trials),
             trials=trials, concurrency=concurrency, resources=self._resources(data.get("resources")),
-            early_stopping=self._early_stopping(data.get("early_stopping"), objectives),
+            early_stopping=early,
             baseline=self.baseline, max_retries=max_retries, tasks=dict(self.tasks))
         _check_with_core(spec)
         return spec

@@ -139,3 +139,47 @@ def test_search_bench_quick(tmp_path, local_ray):
     data = _load(out)
     assert set(data["sweeps"]) == {"random", "tpe", "asha", "mo_asha"}
     assert data["sweeps"]["random"]["total_trial_steps"] > 0
+
+
+def _curves(points_by_trial, steps=45, every=5):
+    """Trials whose (compression, delta_m) is the same at every evaluation (ranking at a rung = final)."""
+    return [{"key": f"t{i:04d}", "values": list(p), "state": "COMPLETE", "params": {},
+             "curve": {str(s): list(p) for s in range(every, steps + 1, every)}}
+            for i, p in enumerate(points_by_trial)]
+
+
+def test_asha_replay_charges_each_trial_the_steps_it_ran():
+    import asha_replay
+
+    # trial 2 is dominated by trial 0 at the first rung; with one worker everything runs in order
+    trials = _curves([(0.9, -10.0), (0.5, -1.0), (0.4, -20.0), (0.95, -30.0)])
+    done = asha_replay.replay(trials, 45, asha_replay.make_rule("mo_asha", 5, 3, 45, trials), concurrency=1)
+    assert [(d["i"], d["steps"], d["complete"]) for d in done] == [
+        (0, 45, True), (1, 45, True), (2, 5, False), (3, 45, True)]
+    # the target is the hypervolume of the first two trials: reached after the second, 90 of 90 steps
+    from sweeps.pareto import hypervolume
+    target = hypervolume([(0.9, -10.0), (0.5, -1.0)], asha_replay.DIRECTIONS, asha_replay.REFERENCE)
+    assert asha_replay.fraction_to_reach(done, target, 90)[0] == pytest.approx(1.0)
+    # the oracle keeps only the front (0, 1, 3) and stops 2 at its first rung; two workers overlap
+    oracle = asha_replay.replay(trials, 45, asha_replay.make_rule("oracle", 5, 3, 45, trials), concurrency=2)
+    assert sorted((d["i"], d["steps"]) for d in oracle) == [(0, 45), (1, 45), (2, 5), (3, 45)]
+    assert [d["i"] for d in oracle] == [0, 1, 2, 3]   # 0 and 1 at once; 2 ends at step 50, 3 at step 90
+    # single-metric ASHA on delta_m stops the sparse trial 3 (worst delta_m) that the front needs
+    one = asha_replay.replay(trials, 45, asha_replay.make_rule("delta_m", 5, 3, 45, trials), concurrency=1)
+    assert {d["i"]: d["steps"] for d in one}[3] == 5
+
+
+@pytest.mark.slow
+def test_asha_replay_collect_quick(tmp_path, local_ray):
+    import asha_replay
+
+    out = tmp_path / "curves.json"
+    assert asha_replay.main(["collect", "--trials", "3", "--random", "2", "--steps", "4", "--every", "2",
+                             "--train-size", "32", "--test-size", "16", "--out", str(out)]) == 0
+    data = _load(out)
+    assert [t["state"] for t in data["trials"]] == ["COMPLETE"] * 3
+    for t in data["trials"]:
+        assert sorted(t["curve"], key=int) == ["2", "4"] and t["curve"]["4"] == t["values"]
+    rep = tmp_path / "replay.json"
+    assert asha_replay.main(["replay", str(out), "--out", str(rep)]) == 0
+    assert json.loads(rep.read_text())["rows"][0]["random_steps"] == 8

@@ -82,3 +82,16 @@ def test_the_runner_builds_multi_objective_or_single_metric_early_stopping():
     single = early_stopping(load_space(BASE, ["early_stopping={type: asha, metric: seg.miou}"]))
     assert single.objectives == () and (single.metric, single.mode) == ("seg.miou", "max")
     assert early_stopping(load_space(BASE)) is None
+
+
+def test_trials_evaluate_at_every_rung_unless_the_space_says_when():
+    # rungs at 50 and 150 of 200 steps: the trial's default (every steps // 3 = 66) would report first at
+    # step 66 and never between 150 and the end, so the second rung would never decide anything
+    spec = load_space(BASE, ["early_stopping={type: asha}"])
+    assert spec.workload["eval_every"] == 50
+    spec = load_space(BASE, ["early_stopping={type: asha, grace_steps: 20, reduction_factor: 2}"])
+    assert spec.workload["eval_every"] == 20
+    assert load_space(BASE, ["early_stopping={type: asha}", "workload.eval_every=25"]).workload["eval_every"] == 25
+    assert "eval_every" not in load_space(BASE, []).workload
+    assert "eval_every" not in load_space(BASE, ["early_stopping={type: asha}",
+                                                 "parameters.eval_every=[10, 40]"]).workload

@@ -139,29 +139,6 @@ def fraction_to_reach(done: list[dict], target: float, budget: int) -> tuple[flo
     return (reached / budget if reached else None), at_budget
 
 
-class _StrictRungs:
-    """The rule without its "non-dominated always continues" clause: rank within the top 1/rf only."""
-
-    def __init__(self, rungs):
-        self.rungs = rungs
-
-    def on_result(self, trial_id, t, result):
-        from sweeps import _mo_asha as m
-
-        values = m._values(result, self.rungs.metrics)
-        rung = self.rungs._rung(trial_id, float(t))
-        if values is None or rung is None:
-            return m.CONTINUE
-        recorded = self.rungs.recorded[rung]
-        points = list(recorded.values()) + [values]
-        recorded[trial_id] = values
-        if len(points) == 1:
-            return m.CONTINUE
-        order, _ = m.rank_order(points, self.rungs.directions, favour=len(points) - 1)
-        position = order.index(len(points) - 1) + 1
-        return m.CONTINUE if position * self.rungs.reduction_factor <= len(points) * (1 + 1e-12) else m.STOP
-
-
 class _Oracle:
     """Knows the answer: stops at the first rung every trial that is not on the final front of the
     trials it is given (a bound for any rule with that first rung)."""
@@ -180,11 +157,10 @@ def make_rule(kind: str, grace: int, rf: float, steps: int, trials: list[dict]):
     rungs = MOAshaRungs(list(OBJECTIVES), list(DIRECTIONS), grace, steps, rf)
     if kind == "mo_asha":
         return rungs
-    if kind == "strict":
-        return _StrictRungs(rungs)
+    if kind == "strict":   # keep_non_dominated: false
+        return MOAshaRungs(list(OBJECTIVES), list(DIRECTIONS), grace, steps, rf, keep_non_dominated=False)
     if kind == "delta_m":   # one objective: ASHA's rule on delta_m alone (over ranks)
-        one = MOAshaRungs(["delta_m"], ["maximize"], grace, steps, rf)
-        return one
+        return MOAshaRungs(["delta_m"], ["maximize"], grace, steps, rf)
     if kind == "oracle":
         full = [i for i, t in enumerate(trials) if t["values"] is not None]
         front = {full[j] for j in pareto_front([tuple(trials[i]["values"]) for i in full], DIRECTIONS)}
@@ -192,11 +168,19 @@ def make_rule(kind: str, grace: int, rf: float, steps: int, trials: list[dict]):
     raise ValueError(kind)
 
 
-VARIANTS = [  # (rule, grace, reduction factor, trials)
-    ("mo_asha", 15, 3, 48), ("mo_asha", 5, 3, 48), ("mo_asha", 5, 3, 32), ("mo_asha", 5, 3, 24),
-    ("mo_asha", 5, 4, 48), ("mo_asha", 5, 2, 48), ("strict", 5, 3, 48), ("strict", 5, 3, 32),
-    ("delta_m", 5, 3, 48), ("oracle", 5, 3, 48), ("oracle", 5, 3, 24), ("oracle", 15, 3, 24),
+VARIANTS = [  # (rule, grace, reduction factor, trials); "strict": keep_non_dominated false
+    ("mo_asha", 15, 3, 48), ("mo_asha", 5, 3, 48), ("mo_asha", 5, 3, 32), ("mo_asha", 5, 4, 48),
+    ("mo_asha", 5, 2, 48), ("mo_asha", 10, 2, 48), ("mo_asha", 10, 3, 48),
+    ("strict", 15, 3, 48), ("strict", 5, 3, 48), ("strict", 5, 3, 40), ("strict", 5, 3, 32),
+    ("strict", 5, 4, 48), ("strict", 5, 2, 48), ("strict", 10, 2, 48), ("strict", 5, 9, 48),
+    ("delta_m", 5, 3, 48), ("delta_m", 15, 3, 48),
+    ("oracle", 5, 3, 48), ("oracle", 5, 3, 24), ("oracle", 15, 3, 24),
 ]
+
+
+def _median(xs: list[float]) -> float:
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 def replay_files(paths: list[str], concurrency: int) -> dict:
@@ -224,9 +208,10 @@ def replay_files(paths: list[str], concurrency: int) -> dict:
     for name in names:
         fr = sorted(math.inf if r["variants"][name]["fraction"] is None else r["variants"][name]["fraction"]
                     for r in rows)
-        medians[name] = {"median": fr[len(fr) // 2] if len(fr) % 2 else (fr[len(fr) // 2 - 1] + fr[len(fr) // 2]) / 2,
-                         "min": fr[0], "max": fr[-1], "goal_met": sum(f <= 1 / 3 for f in fr),
-                         "reached": sum(math.isfinite(f) for f in fr)}
+        gain = sorted(r["variants"][name]["hv_at_budget"] / r["random_hv"] - 1 for r in rows)
+        medians[name] = {"median": _median(fr), "min": fr[0], "max": fr[-1],
+                         "goal_met": sum(f <= 1 / 3 for f in fr), "reached": sum(math.isfinite(f) for f in fr),
+                         "hv_gain_at_budget": {"median": _median(gain), "min": gain[0], "max": gain[-1]}}
     return {"concurrency": concurrency, "rows": rows, "summary": medians}
 
 
@@ -254,11 +239,14 @@ def main(argv=None) -> int:
         print(f"wrote {path}")
         return 0
     res = replay_files(args.files, args.concurrency)
-    print("| rule | median fraction | range | goal met | reached |")
-    print("|---|---|---|---|---|")
+    n = len(res["rows"])
+    print("| rule | fraction to random hv: median | range | ≤ 1/3 | reached | hv at random budget vs random: median "
+          "| range |")
+    print("|---|---|---|---|---|---|---|")
     for name, s in res["summary"].items():
-        print(f"| {name} | {s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | {s['goal_met']}/{len(res['rows'])} "
-              f"| {s['reached']}/{len(res['rows'])} |")
+        g = s["hv_gain_at_budget"]
+        print(f"| {name} | {s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | {s['goal_met']}/{n} | {s['reached']}/{n} "
+              f"| {g['median']:+.1%} | {g['min']:+.1%} to {g['max']:+.1%} |")
     print(f"wrote {write_result('asha_replay', res, args.out)}")
     return 0
 

@@ -19,6 +19,10 @@ The rule (asynchronous, like ASHA; https://arxiv.org/abs/1810.05934):
 * The new trial continues when it is the first at the rung, when it is non-dominated there (front 0,
   finite values), or when its 1-based position ``p`` among the ``n`` ranked trials is within the top
   ``1/reduction_factor``: ``p <= n / reduction_factor``. Otherwise it is stopped.
+* With ``keep_non_dominated=False`` the second clause goes: only the rank counts. A trial that is best
+  so far at the rung on any one objective still always continues (it is a boundary point of front 0, so
+  it ranks first), but an interior point of a large front 0 can be stopped. Fewer trials are trained in
+  full; bench/RESULTS.md ("replay") measured what that saves on the demo workload.
 
 With one objective this is ASHA's rule with its ``(1 - 1/rf)`` quantile taken as an order statistic
 over the recorded set including the new trial: for ``reduction_factor = 2`` and an odd number of trials
@@ -146,7 +150,7 @@ class Decision:
 
 
 def decide(recorded: Sequence[Sequence[float] | None], new: Sequence[float] | None,
-           directions: Sequence[str], reduction_factor: float) -> Decision:
+           directions: Sequence[str], reduction_factor: float, keep_non_dominated: bool = True) -> Decision:
     """The decision for ``new`` reaching a rung where ``recorded`` are already (see the module docstring)."""
     points = list(recorded) + [new]
     n = len(points)
@@ -156,7 +160,7 @@ def decide(recorded: Sequence[Sequence[float] | None], new: Sequence[float] | No
     order, front_of = rank_order(points, directions, favour=n - 1)
     position = order.index(n - 1) + 1
     front = front_of[n - 1]
-    if front == 0:
+    if front == 0 and keep_non_dominated:
         return Decision(CONTINUE, position, n, front, "non-dominated at this rung")
     if position * reduction_factor <= n * (1 + 1e-12):
         return Decision(CONTINUE, position, n, front, f"rank {position} of {n} within the top 1/{reduction_factor:g}")
@@ -191,6 +195,7 @@ class MOAshaRungs:
     grace: float
     max_t: float
     reduction_factor: float = 3.0
+    keep_non_dominated: bool = True
     on_record: Callable[[Hashable, float, tuple], None] | None = None
     milestones: list = field(init=False)
     recorded: dict = field(init=False)          # milestone -> {trial_id: values}
@@ -242,7 +247,8 @@ class MOAshaRungs:
         if rung is None:
             return CONTINUE
         recorded = self.recorded[rung]
-        decision = decide(list(recorded.values()), values, self.directions, self.reduction_factor)
+        decision = decide(list(recorded.values()), values, self.directions, self.reduction_factor,
+                          self.keep_non_dominated)
         self._record(trial_id, rung, values)
         self.decisions.append((trial_id, rung, decision))
         return decision.action

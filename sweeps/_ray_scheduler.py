@@ -33,16 +33,18 @@ class MultiObjectiveASHA(FIFOScheduler):
         grace_period: the first rung.
         reduction_factor: rung spacing and the kept fraction (``1/reduction_factor``), > 1.
         time_attr: the reported counter rungs are measured in (``step``).
+        keep_non_dominated: a trial non-dominated at a rung always continues (else only its rank counts).
         history: ``(trial_key, milestone, values)`` recorded by an earlier run of the same sweep.
         on_record: called with ``(trial_key, milestone, values)`` whenever values are recorded at a rung.
     """
 
     def __init__(self, metrics: Sequence[str], directions: Sequence[str], max_t: float,
                  grace_period: float = 1, reduction_factor: float = 3, time_attr: str = "step",
-                 history: Iterable[tuple] = (), on_record: Callable[[Hashable, float, tuple], None] | None = None):
+                 keep_non_dominated: bool = True, history: Iterable[tuple] = (), on_record: Callable[[Hashable, float, tuple], None] | None = None):
         super().__init__()
         self.rungs = MOAshaRungs(list(metrics), list(directions), float(grace_period), float(max_t),
-                                 float(reduction_factor), on_record=on_record)
+                                 float(reduction_factor), keep_non_dominated=bool(keep_non_dominated),
+                                 on_record=on_record)
         self.restored = self.rungs.restore(history)
         self._time_attr = time_attr
         self._num_stopped = 0

@@ -40,7 +40,8 @@ def early_stopping(spec):
     if es.get("metric") == "objectives":
         return EarlyStopping(metric="objectives", mode="max", max_t=max_t, grace_period=grace,
                              reduction_factor=factor, time_attr="step",
-                             objectives=tuple((o.name, o.direction) for o in spec.objectives))
+                             objectives=tuple((o.name, o.direction) for o in spec.objectives),
+                             keep_non_dominated=bool(es.get("keep_non_dominated", True)))
     mode = str(es.get("mode") or "").lower()
     mode = {"maximize": "max", "minimize": "min"}.get(mode, mode)
     if mode not in ("max", "min"):

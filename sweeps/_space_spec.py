@@ -11,7 +11,7 @@ from typing import Any
 
 from .budgets import Budget
 
-_ES_FILE_KEYS = ("type", "metric", "grace_steps", "reduction_factor")
+_ES_FILE_KEYS = ("type", "metric", "grace_steps", "reduction_factor", "keep_non_dominated")
 
 
 @dataclass
@@ -69,7 +69,8 @@ class SweepSpec:
     concurrency: int
     resources: dict                     # {cpu, gpu}
     # {type: none}, or single-metric ASHA {type: asha, metric, mode, grace_steps, reduction_factor, max_steps},
-    # or multi-objective ASHA {type: asha, metric: "objectives", grace_steps, reduction_factor, max_steps}
+    # or multi-objective ASHA {type: asha, metric: "objectives", grace_steps, reduction_factor,
+    # keep_non_dominated, max_steps}
     # (ranked on every objective in its direction: sweeps._mo_asha)
     early_stopping: dict
     baseline: bool

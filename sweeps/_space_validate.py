@@ -258,7 +258,8 @@ class _Validator:
 
     def _early_stopping(self, section: Any, objectives: list[Objective]) -> dict:
         section = _mapping("early_stopping", section,
-                           ("type", "metric", "grace_steps", "reduction_factor"), "{type: none} or {type: asha, ...}")
+                           ("type", "metric", "grace_steps", "reduction_factor", "keep_non_dominated"),
+                           "{type: none} or {type: asha, ...}")
         kind = _choice(("none", "asha"), "early-stopping type").check(
             "early_stopping.type", section.get("type", "none") or "none")
         if kind == "none":
@@ -286,9 +287,15 @@ class _Validator:
                             f"({low_steps} steps)", "fewer grace steps than a trial runs")
         factor = _float(1, lo_open=True).check("early_stopping.reduction_factor",
                                                section.get("reduction_factor", 3))
+        keep = section.get("keep_non_dominated", True)
         if metric == "objectives":  # multi-objective ASHA: directions are the objectives' (sweeps._mo_asha)
+            if not isinstance(keep, bool):
+                raise _fail("early_stopping.keep_non_dominated", keep, "is not a boolean", "true or false")
             return {"type": "asha", "metric": "objectives", "grace_steps": grace, "reduction_factor": factor,
-                    "max_steps": high_steps}
+                    "keep_non_dominated": keep, "max_steps": high_steps}
+        if "keep_non_dominated" in section:
+            raise SpaceError(f"early_stopping.keep_non_dominated: given with metric {metric!r}; expected "
+                             f"metric: objectives (it is a rule of multi-objective ASHA)")
         return {"type": "asha", "metric": metric,
                 "mode": "max" if higher_is_better(metric) else "min",
                 "grace_steps": grace, "reduction_factor": factor, "max_steps": high_steps}

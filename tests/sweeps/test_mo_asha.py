@@ -88,6 +88,21 @@ def test_a_dominated_trial_in_the_top_fraction_continues():
     assert d.action == STOP
 
 
+def test_without_keep_non_dominated_only_the_rank_counts_but_a_new_extreme_still_continues():
+    # six recorded trials all on one front (a trade-off curve); the new one lands between two of them
+    curve = [(0.50, -1.0), (0.60, -2.0), (0.70, -4.0), (0.80, -8.0), (0.90, -16.0), (0.95, -32.0)]
+    interior = (0.75, -5.9)                 # non-dominated, but crowded: rank 7 of 7
+    assert decide(curve, interior, MAXMAX, 3).action == CONTINUE
+    strict = decide(curve, interior, MAXMAX, 3, keep_non_dominated=False)
+    assert strict.action == STOP and strict.front == 0 and strict.position > 7 / 3
+    for extreme in ((0.97, -60.0), (0.45, -0.5)):    # best so far on one objective: ranks first
+        d = decide(curve, extreme, MAXMAX, 3, keep_non_dominated=False)
+        assert d.action == CONTINUE and d.position == 1
+    r = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=5, max_t=45, keep_non_dominated=False)
+    r.restore([(f"c{i}", 5, p) for i, p in enumerate(curve)])
+    assert r.on_result("new", 5, {"compression": 0.75, "delta_m": -5.9}) == STOP
+
+
 def test_crowding_breaks_ties_within_a_front_boundary_first():
     # recorded: a front-0 point that dominates the whole second front
     recorded = [(1.0, 1.0), (0.2, 0.8), (0.8, 0.2), (0.5, 0.5), (0.45, 0.55)]

@@ -236,7 +236,7 @@ def test_asha_defaults():
     # two objectives: ranked on both (multi-objective ASHA, tests/sweeps/test_space_early_stopping.py)
     spec = load_space(BASE, ["early_stopping={type: asha}"])
     assert spec.early_stopping == {"type": "asha", "metric": "objectives", "grace_steps": 50,
-                                   "reduction_factor": 3, "max_steps": 200}
+                                   "reduction_factor": 3, "keep_non_dominated": True, "max_steps": 200}
     spec = load_space(BASE, ["early_stopping={type: asha, metric: delta_m}"])
     assert spec.early_stopping == {"type": "asha", "metric": "delta_m", "mode": "max", "grace_steps": 50,
                                    "reduction_factor": 3, "max_steps": 200}

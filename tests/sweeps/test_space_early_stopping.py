@@ -18,10 +18,12 @@ BASE = str(Path(__file__).resolve().parent / "bad_spaces" / "base.yaml")   # obj
 def test_asha_defaults_to_all_objectives_in_a_multi_objective_sweep():
     spec = load_space(BASE, ["early_stopping={type: asha}"])
     assert spec.early_stopping == {"type": "asha", "metric": "objectives", "grace_steps": 50,
-                                   "reduction_factor": 3, "max_steps": 200}
+                                   "reduction_factor": 3, "keep_non_dominated": True, "max_steps": 200}
     spec = load_space(BASE, ["early_stopping={type: asha, metric: objectives, grace_steps: 20, "
                              "reduction_factor: 2}"])
     assert spec.early_stopping["metric"] == "objectives" and spec.early_stopping["grace_steps"] == 20
+    spec = load_space(BASE, ["early_stopping={type: asha, keep_non_dominated: false}"])
+    assert spec.early_stopping["keep_non_dominated"] is False
 
 
 def test_one_metric_keeps_single_metric_asha():
@@ -48,8 +50,12 @@ def test_one_metric_keeps_single_metric_asha():
      "early_stopping.reduction_factor: 1 is out of range; expected a number > 1"),
     ("{type: asha, metric: objectives, grace_steps: 200}",
      "early_stopping.grace_steps: 200 is not below the trial length (200 steps)"),
+    ("{type: asha, keep_non_dominated: maybe}",
+     "early_stopping.keep_non_dominated: 'maybe' is not a boolean; expected true or false"),
+    ("{type: asha, metric: seg.miou, keep_non_dominated: false}",
+     "early_stopping.keep_non_dominated: given with metric 'seg.miou'; expected metric: objectives"),
     ("{type: asha, metrics: objectives}",
-     "early_stopping.metrics: unknown key (did you mean 'metric'?); expected one of grace_steps, metric"),
+     "early_stopping.metrics: unknown key (did you mean 'metric'?); expected one of grace_steps, keep_non_dominated, metric"),
 ])
 def test_errors_name_key_value_and_expectation(setting, message):
     with pytest.raises(SpaceError) as err:
@@ -65,7 +71,8 @@ def test_delta_m_without_baseline_is_refused_as_before():
 
 
 def test_to_dict_loads_back_with_early_stopping():
-    for setting in ("{type: asha}", "{type: asha, metric: seg.miou, grace_steps: 10}"):
+    for setting in ("{type: asha}", "{type: asha, metric: seg.miou, grace_steps: 10}",
+                    "{type: asha, keep_non_dominated: false}"):
         spec = load_space(BASE, [f"early_stopping={setting}"])
         again = space_from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())))
         assert again.early_stopping == spec.early_stopping
@@ -78,6 +85,9 @@ def test_the_runner_builds_multi_objective_or_single_metric_early_stopping():
     es = early_stopping(spec)
     assert es.objectives == (("compression", "maximize"), ("normal.mean", "minimize"))
     assert (es.grace_period, es.reduction_factor, es.max_t, es.time_attr) == (25, 3.0, 200, "step")
+    assert es.keep_non_dominated is True
+    strict = load_space(BASE, ["early_stopping={type: asha, keep_non_dominated: false}"])
+    assert early_stopping(strict).keep_non_dominated is False
     assert watched_metrics(spec) == ["compression", "normal.mean"]       # "objectives" is not a metric
     single = early_stopping(load_space(BASE, ["early_stopping={type: asha, metric: seg.miou}"]))
     assert single.objectives == () and (single.metric, single.mode) == ("seg.miou", "max")

@@ -245,7 +245,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|")
     for name, s in res["summary"].items():
         g = s["hv_gain_at_budget"]
-        print(f"| {name} | {s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | {s['goal_met']}/{n} | {s['reached']}/{n} "
+        print(f"| {name} | {s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | {s['goal_met']}/{n} "
+              f"| {s['reached']}/{n} "
               f"| {g['median']:+.1%} | {g['min']:+.1%} to {g['max']:+.1%} |")
     print(f"wrote {write_result('asha_replay', res, args.out)}")
     return 0

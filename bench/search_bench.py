@@ -8,7 +8,8 @@ the dense baseline is trained once and reused), all at the same small budget per
 * ``asha``: random sampler + Ray's single-metric ASHA on ``delta_m`` (grace ``steps/3``, reduction
   factor 3), more trials;
 * ``mo_asha``: random sampler + multi-objective ASHA (``early_stopping: {type: asha, metric: objectives}``,
-  ranked on compression and delta_m: sweeps/_mo_asha.py), same grace, factor and trials as ``asha``.
+  ranked on compression and delta_m: sweeps/_mo_asha.py), same grace, factor and trials as ``asha``;
+* ``mo_asha_tpe`` (only with ``--sweeps``): the same with the demo's TPE sampler instead of random.
 
 Objectives: the demo's (compression, delta_m), both maximised; hypervolume (``sweeps.pareto``) over the
 fully trained COMPLETE trials under one fixed reference point, (0, -100 %), for every sweep.
@@ -87,7 +88,8 @@ def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
             "final_hv": history[-1]["hv"] if history else 0.0, "total_trial_steps": steps_total}
 
 
-SWEEPS = ("random", "tpe", "asha", "mo_asha")
+SWEEPS = ("random", "tpe", "asha", "mo_asha")      # a full run; summarize() needs these four
+EXTRA_SWEEPS = ("mo_asha_tpe",)                     # on request (--sweeps)
 
 
 def sweep_overrides(args, name: str) -> tuple[list[str], int]:
@@ -100,6 +102,10 @@ def sweep_overrides(args, name: str) -> tuple[list[str], int]:
                           f"reduction_factor: 3}}"], args.asha_trials),
         "mo_asha": ([random, f"early_stopping={{type: asha, metric: objectives, grace_steps: {grace}, "
                              f"reduction_factor: 3}}"], args.asha_trials),
+        # the demo's own sampler with multi-objective ASHA (a stopped trial is PRUNED for TPE)
+        "mo_asha_tpe": ([f"sampler={{type: tpe, seed: {args.seed}}}",
+                         f"early_stopping={{type: asha, metric: objectives, grace_steps: {grace}, "
+                         f"reduction_factor: 3}}"], args.asha_trials),
     }[name]
 
 
@@ -143,7 +149,7 @@ def run(args, checkpoint=None) -> dict:
     if "tpe" in sweeps:
         res["tpe_vs_random_hv"] = {"random": target, "tpe": sweeps["tpe"]["final_hv"],
                                    "ratio": sweeps["tpe"]["final_hv"] / target if target else None}
-    for name in ("asha", "mo_asha"):
+    for name in ("asha", "mo_asha") + EXTRA_SWEEPS:
         if name in sweeps:
             res[name] = early_stopping_figures(sweeps[name], target, budget)
     return res
@@ -220,7 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--grace", type=int, default=None,
                    help="first ASHA rung and evaluation interval, in steps (default: steps // 3)")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--sweeps", nargs="+", choices=SWEEPS, default=list(SWEEPS))
+    p.add_argument("--sweeps", nargs="+", choices=SWEEPS + EXTRA_SWEEPS, default=list(SWEEPS))
     p.add_argument("--out", default=None)
     p.add_argument("--summarize", nargs="+", metavar="RESULT.json",
                    help="no sweeps: summarise result files of full runs (one per seed) into --out "
@@ -240,7 +246,7 @@ def main(argv=None) -> int:
     tv = res.get("tpe_vs_random_hv")
     if tv:
         print(f"hypervolume after {args.trials} trials: random {tv['random']:.3f}, tpe {tv['tpe']:.3f}")
-    for name in ("asha", "mo_asha"):
+    for name in ("asha", "mo_asha") + EXTRA_SWEEPS:
         a = res.get(name)
         if a:
             print(f"{name}: reached the random sweep's hypervolume after {a['steps_to_reach']} trial-steps of "

@@ -40,7 +40,8 @@ class MultiObjectiveASHA(FIFOScheduler):
 
     def __init__(self, metrics: Sequence[str], directions: Sequence[str], max_t: float,
                  grace_period: float = 1, reduction_factor: float = 3, time_attr: str = "step",
-                 keep_non_dominated: bool = True, history: Iterable[tuple] = (), on_record: Callable[[Hashable, float, tuple], None] | None = None):
+                 keep_non_dominated: bool = True, history: Iterable[tuple] = (),
+                 on_record: Callable[[Hashable, float, tuple], None] | None = None):
         super().__init__()
         self.rungs = MOAshaRungs(list(metrics), list(directions), float(grace_period), float(max_t),
                                  float(reduction_factor), keep_non_dominated=bool(keep_non_dominated),

@@ -332,7 +332,8 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
         scheduler = MultiObjectiveASHA([n for n, _ in es.objectives], [d for _, d in es.objectives],
                                        max_t=es.max_t, grace_period=es.grace_period,
                                        reduction_factor=es.reduction_factor, time_attr=es.time_attr,
-                                       keep_non_dominated=es.keep_non_dominated, history=driver.rung_history(), on_record=driver.record_rung)
+                                       keep_non_dominated=es.keep_non_dominated,
+                                       history=driver.rung_history(), on_record=driver.record_rung)
         if scheduler.restored and progress is not None:
             progress.note(f"early stopping: ranking against {scheduler.restored} rung records of the "
                           f"earlier runs")

@@ -178,6 +178,11 @@ VARIANTS = [  # (rule, grace, reduction factor, trials); "strict": keep_non_domi
 ]
 
 
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no infinity: a fraction never reached is null."""
+    return x if math.isfinite(x) else None
+
+
 def _median(xs: list[float]) -> float:
     n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
@@ -208,10 +213,12 @@ def replay_files(paths: list[str], concurrency: int) -> dict:
     for name in names:
         fr = sorted(math.inf if r["variants"][name]["fraction"] is None else r["variants"][name]["fraction"]
                     for r in rows)
-        gain = sorted(r["variants"][name]["hv_at_budget"] / r["random_hv"] - 1 for r in rows)
-        medians[name] = {"median": _median(fr), "min": fr[0], "max": fr[-1],
-                         "goal_met": sum(f <= 1 / 3 for f in fr), "reached": sum(math.isfinite(f) for f in fr),
-                         "hv_gain_at_budget": {"median": _median(gain), "min": gain[0], "max": gain[-1]}}
+        gain = sorted(r["variants"][name]["hv_at_budget"] / r["random_hv"] - 1 for r in rows if r["random_hv"] > 0)
+        medians[name] = {"median": _finite_or_none(_median(fr)), "min": _finite_or_none(fr[0]),
+                         "max": _finite_or_none(fr[-1]), "goal_met": sum(f <= 1 / 3 for f in fr),
+                         "reached": sum(math.isfinite(f) for f in fr),
+                         "hv_gain_at_budget": ({"median": _median(gain), "min": gain[0], "max": gain[-1]}
+                                               if gain else None)}
     return {"concurrency": concurrency, "rows": rows, "summary": medians}
 
 
@@ -243,11 +250,14 @@ def main(argv=None) -> int:
     print("| rule | fraction to random hv: median | range | ≤ 1/3 | reached | hv at random budget vs random: median "
           "| range |")
     print("|---|---|---|---|---|---|---|")
+    def frac(x):
+        return "not reached" if x is None else f"{x:.2f}"
+
     for name, s in res["summary"].items():
         g = s["hv_gain_at_budget"]
-        print(f"| {name} | {s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | {s['goal_met']}/{n} "
-              f"| {s['reached']}/{n} "
-              f"| {g['median']:+.1%} | {g['min']:+.1%} to {g['max']:+.1%} |")
+        gains = f"{g['median']:+.1%} | {g['min']:+.1%} to {g['max']:+.1%}" if g else "— | —"
+        print(f"| {name} | {frac(s['median'])} | {frac(s['min'])}–{frac(s['max'])} | {s['goal_met']}/{n} "
+              f"| {s['reached']}/{n} | {gains} |")
     print(f"wrote {write_result('asha_replay', res, args.out)}")
     return 0
 

@@ -23,6 +23,7 @@ random sweep's budget of trial-steps, and how many trials it stopped. One seed p
     python bench/search_bench.py --trials 24 --asha-trials 48 --steps 45   # 7-14 min per seed at load 2-4
     python bench/search_bench.py --quick         # 3 + 3 + 4 + 4 trials of 6 steps (the smoke test)
     python bench/search_bench.py --sweeps random mo_asha   # a subset (the comparisons need random)
+    python bench/search_bench.py --grace 5 --sweeps mo_asha_tpe --random-from R.json   # random sweep of R
     python bench/search_bench.py --summarize bench/results/search_bench.json bench/results/search_bench_seed*.json
 """
 
@@ -125,12 +126,28 @@ def early_stopping_figures(sweep: dict, target: float, budget: int | None) -> di
             "goal": "<= 1/3"}
 
 
+def _earlier_random(args, config: dict) -> dict | None:
+    """``--random-from``: the random sweep of an earlier result with the same seed and sizes (the random
+    sweep is deterministic given them), checked before anything runs."""
+    if not getattr(args, "random_from", None):
+        return None
+    import json
+
+    earlier = json.loads(Path(args.random_from).read_text())
+    same = ("seed", "steps", "trials", "size", "train_size", "test_size")
+    if "random" not in earlier.get("sweeps", {}) or any(earlier["config"].get(k) != config.get(k) for k in same):
+        raise SystemExit(f"--random-from: {args.random_from!r} holds no random sweep run with these settings; "
+                         f"expected one with the same {', '.join(same)}")
+    return earlier["sweeps"]["random"]
+
+
 def run(args, checkpoint=None) -> dict:
     """The sweeps in ``args.sweeps`` order; ``checkpoint(partial result)`` after each (a long run that is
     cut short keeps what it finished)."""
     res = {"config": {k: v for k, v in vars(args).items() if k != "out"}, "reference_point": REFERENCE,
            "objectives": ["compression", "delta_m"], "load_before": os.getloadavg()}
     sweeps = {}
+    earlier = _earlier_random(args, res["config"]) if "random" not in args.sweeps else None
     with fresh_local_ray(), tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         work = Path(tmp)
         for name in args.sweeps:
@@ -142,6 +159,9 @@ def run(args, checkpoint=None) -> dict:
                 checkpoint({**res, "sweeps": dict(sweeps), "partial": True})
     res["sweeps"] = sweeps
     res["load_after"] = os.getloadavg()
+    if "random" not in sweeps and earlier is not None:
+        sweeps = res["sweeps"] = dict(sweeps, random=earlier)
+        res["random_from"] = str(args.random_from)
     if "random" not in sweeps:
         return res
     target = sweeps["random"]["final_hv"]
@@ -228,6 +248,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sweeps", nargs="+", choices=SWEEPS + EXTRA_SWEEPS, default=list(SWEEPS))
     p.add_argument("--out", default=None)
+    p.add_argument("--random-from", metavar="RESULT.json", default=None,
+                   help="without a random sweep in --sweeps: compare with the random sweep of this earlier "
+                        "result (same seed and sizes)")
     p.add_argument("--summarize", nargs="+", metavar="RESULT.json",
                    help="no sweeps: summarise result files of full runs (one per seed) into --out "
                         "(default bench/results/search_bench_summary.json) and print the table")

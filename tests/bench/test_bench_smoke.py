@@ -139,6 +139,16 @@ def test_search_bench_quick(tmp_path, local_ray):
     data = _load(out)
     assert set(data["sweeps"]) == {"random", "tpe", "asha", "mo_asha"}
     assert data["sweeps"]["random"]["total_trial_steps"] > 0
+    # one more early-stopping sweep compared with the random sweep of that run (not run again)
+    more = tmp_path / "more.json"
+    assert search_bench.main(["--quick", "--trials", "2", "--asha-trials", "2", "--sweeps", "mo_asha_tpe",
+                              "--random-from", str(out), "--out", str(more)]) == 0
+    extra = _load(more)
+    assert extra["sweeps"]["random"] == data["sweeps"]["random"] and extra["random_from"] == str(out)
+    assert extra["mo_asha_tpe"]["random_total_steps"] == data["sweeps"]["random"]["total_trial_steps"]
+    with pytest.raises(SystemExit, match="no random sweep run with these settings"):
+        search_bench.main(["--quick", "--asha-trials", "1", "--seed", "7", "--sweeps", "mo_asha_tpe",
+                           "--random-from", str(out), "--out", str(tmp_path / "bad.json")])
 
 
 def _curves(points_by_trial, steps=45, every=5):

@@ -129,7 +129,10 @@ class StudyDriver:
 
         keys = []
         for t in self._trials((TrialState.RUNNING,)):
-            key = t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))
+            key = t.user_attrs.get(TRIAL_KEY)
+            if key is None:  # killed between study.ask() and the key's append: every trial gets its key
+                key = trial_key_of(t.number)
+                self.study._storage.set_trial_user_attr(t._trial_id, TRIAL_KEY, key)
             self.study.tell(t.number, state=TrialState.FAIL)
             self.study.enqueue_trial(dict(t.params), user_attrs={TRIAL_KEY: key})
             self._live.pop(key, None)

@@ -216,6 +216,22 @@ def test_recover_interrupted_reruns_the_same_key_and_params_once():
     assert resumed.remaining() == 2
 
 
+def test_a_trial_killed_before_its_key_was_written_gets_one_on_resume():
+    from optuna.trial import TrialState
+
+    from sweeps.searcher import StudyDriver
+
+    driver = _driver(n_trials=2)
+    bare = driver.study.ask()                       # the driver died right after study.ask()
+    assert TRIAL_KEY not in bare.user_attrs
+    resumed = StudyDriver(driver.study, driver._suggest, driver.objectives, 2)
+    assert resumed.recover_interrupted() == ["t0000"]
+    failed = driver.study.trials[bare.number]
+    assert failed.state == TrialState.FAIL and failed.user_attrs[TRIAL_KEY] == "t0000"
+    again = resumed.ask()
+    assert again.key == "t0000" and all(TRIAL_KEY in t.user_attrs for t in driver.study.trials)
+
+
 def test_progress_prints_a_line_only_when_something_changes():
     from sweeps.progress import SweepProgress
 

@@ -7,8 +7,10 @@ objectives instead; :mod:`sweeps._ray_scheduler` wraps it as a Ray Tune schedule
 
 The rule (asynchronous, like ASHA; https://arxiv.org/abs/1810.05934):
 
-* Rungs are at ``grace * reduction_factor**k`` steps (``k = 0, 1, ...``), below ``max_t`` (a decision at
-  the last step would stop nothing).
+* Rungs are at ``grace * reduction_factor**k`` steps (``k = 0, 1, ...``): the first one if below
+  ``max_t``, each later one only if it leaves at least ``grace`` steps before ``max_t`` (a rung just before
+  the end would save almost nothing and throw away trials that were nearly done: grace 22, factor 3,
+  200 steps give rungs 22 and 66, not 198).
 * A trial whose report reaches a rung is compared with the trials already recorded at that rung, then
   recorded there (its objective values at that report). Earlier decisions are never revisited.
 * The recorded set including the new trial is ranked: non-dominated sorting on all objectives (each in
@@ -53,12 +55,14 @@ def _signs(directions: Sequence[str]) -> tuple[float, ...]:
 
 
 def rung_milestones(grace: float, max_t: float, reduction_factor: float) -> list[float]:
-    """``grace * rf**k`` for ``k = 0, 1, ...`` while below ``max_t``, ascending."""
+    """``grace * rf**k``, ascending: ``grace`` if below ``max_t``, then each that is at least ``grace`` below
+    ``max_t``."""
     if grace <= 0 or reduction_factor <= 1:
         raise ValueError(f"grace={grace!r}, reduction_factor={reduction_factor!r}; expected grace > 0 and "
                          f"reduction_factor > 1")
-    out, k = [], 0
-    while grace * reduction_factor ** k < max_t:
+    out = [float(grace)] if grace < max_t else []
+    k = 1
+    while max_t - grace * reduction_factor ** k >= grace:
         out.append(float(grace * reduction_factor ** k))
         k += 1
     return out

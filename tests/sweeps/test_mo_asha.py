@@ -23,6 +23,11 @@ def test_rungs_are_grace_times_powers_of_the_factor_below_max_t():
     assert rung_milestones(15, 45, 3) == [15]          # 45 is the last step: nothing left to stop there
     assert rung_milestones(2, 8, 2) == [2, 4]
     assert rung_milestones(10, 10, 2) == []
+    assert rung_milestones(22, 200, 3) == [22, 66]     # not 198: 2 steps before the end saves nothing
+    assert rung_milestones(50, 200, 3) == [50, 150]    # the default grace (a quarter) of a 200-step trial
+    assert rung_milestones(5, 45, 2) == [5, 10, 20, 40]
+    assert rung_milestones(150, 200, 3) == [150]       # the first rung is the user's: always there
+    assert rung_milestones(10, 45, 2) == [10, 20]      # 40 would leave 5 < 10 steps
     with pytest.raises(ValueError, match="reduction_factor"):
         rung_milestones(5, 45, 1)
 

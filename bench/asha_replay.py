@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 
 from _common import fresh_local_ray, write_result  # noqa: E402
+from search_bench import DIRECTIONS, REFERENCE, base_overrides  # noqa: E402  (the same sweep, sized alike)
 
-REFERENCE = (0.0, -100.0)
-DIRECTIONS = ("maximize", "maximize")
 OBJECTIVES = ("compression", "delta_m")
 
 
@@ -46,10 +45,8 @@ def collect(args) -> dict:
     from sweeps._mlflow_store import TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY
     from sweeps.runner import RunOptions, load_sweep_study, make_plan, run_sweep
 
-    overrides = [f"workload.steps={args.steps}", f"workload.image_size={args.size}",
-                 f"workload.train_size={args.train_size}", f"workload.test_size={args.test_size}",
-                 f"workload.eval_every={args.every}", f"concurrency={args.concurrency}",
-                 f"sampler={{type: random, seed: {args.seed}}}", "early_stopping={type: none}"]
+    overrides = base_overrides(argparse.Namespace(**vars(args), grace=args.every)) + [
+        f"sampler={{type: random, seed: {args.seed}}}", "early_stopping={type: none}"]
     with fresh_local_ray(), tempfile.TemporaryDirectory(prefix="asha-replay-") as tmp:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlflow.db'}"

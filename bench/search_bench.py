@@ -91,22 +91,21 @@ def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
 
 SWEEPS = ("random", "tpe", "asha", "mo_asha")      # a full run; summarize() needs these four
 EXTRA_SWEEPS = ("mo_asha_tpe",)                     # on request (--sweeps)
+STOPPING_SWEEPS = ("asha", "mo_asha") + EXTRA_SWEEPS  # compared with the random sweep's budget
 
 
 def sweep_overrides(args, name: str) -> tuple[list[str], int]:
     grace = grace_of(args)
     random = f"sampler={{type: random, seed: {args.seed}}}"
+    mo_asha = f"early_stopping={{type: asha, metric: objectives, grace_steps: {grace}, reduction_factor: 3}}"
     return {
         "random": ([random], args.trials),
         "tpe": ([f"sampler={{type: tpe, seed: {args.seed}}}"], args.trials),
         "asha": ([random, f"early_stopping={{type: asha, metric: delta_m, grace_steps: {grace}, "
                           f"reduction_factor: 3}}"], args.asha_trials),
-        "mo_asha": ([random, f"early_stopping={{type: asha, metric: objectives, grace_steps: {grace}, "
-                             f"reduction_factor: 3}}"], args.asha_trials),
+        "mo_asha": ([random, mo_asha], args.asha_trials),
         # the demo's own sampler with multi-objective ASHA (a stopped trial is PRUNED for TPE)
-        "mo_asha_tpe": ([f"sampler={{type: tpe, seed: {args.seed}}}",
-                         f"early_stopping={{type: asha, metric: objectives, grace_steps: {grace}, "
-                         f"reduction_factor: 3}}"], args.asha_trials),
+        "mo_asha_tpe": ([f"sampler={{type: tpe, seed: {args.seed}}}", mo_asha], args.asha_trials),
     }[name]
 
 
@@ -169,7 +168,7 @@ def run(args, checkpoint=None) -> dict:
     if "tpe" in sweeps:
         res["tpe_vs_random_hv"] = {"random": target, "tpe": sweeps["tpe"]["final_hv"],
                                    "ratio": sweeps["tpe"]["final_hv"] / target if target else None}
-    for name in ("asha", "mo_asha") + EXTRA_SWEEPS:
+    for name in STOPPING_SWEEPS:
         if name in sweeps:
             res[name] = early_stopping_figures(sweeps[name], target, budget)
     return res
@@ -269,7 +268,7 @@ def main(argv=None) -> int:
     tv = res.get("tpe_vs_random_hv")
     if tv:
         print(f"hypervolume after {args.trials} trials: random {tv['random']:.3f}, tpe {tv['tpe']:.3f}")
-    for name in ("asha", "mo_asha") + EXTRA_SWEEPS:
+    for name in STOPPING_SWEEPS:
         a = res.get(name)
         if a:
             print(f"{name}: reached the random sweep's hypervolume after {a['steps_to_reach']} trial-steps of "

@@ -5,8 +5,9 @@ the dense baseline is trained once and reused), all at the same small budget per
 
 * ``random``: random sampler, every trial trained ``steps`` steps;
 * ``tpe``: the demo's TPE sampler (5 start-up trials at 16 trials), same budget;
-* ``asha``: random sampler + Ray's single-metric ASHA on ``delta_m`` (grace ``steps/3``, reduction
-  factor 3), more trials;
+* ``asha``: random sampler + single-metric ASHA on ``delta_m`` (grace ``steps/3``, reduction factor 3),
+  more trials (Ray's ``ASHAScheduler`` in the results recorded before 2026-11-26 21:30, the project's
+  scheduler with one objective since: bench/RESULTS.md);
 * ``mo_asha``: random sampler + multi-objective ASHA (``early_stopping: {type: asha, metric: objectives}``,
   ranked on compression and delta_m: sweeps/_mo_asha.py), same grace, factor and trials as ``asha``;
 * ``mo_asha_tpe`` (only with ``--sweeps``): the same with the demo's TPE sampler instead of random.

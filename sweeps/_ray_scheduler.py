@@ -5,6 +5,9 @@
 module's docstring) whether a trial reaching a rung continues or stops. Unlike ``ASHAScheduler`` it does
 not stop a trial at ``max_t``: a trial ends by itself when its ``steps`` are done.
 
+With one metric it is single-metric ASHA (the rule's one-objective case) and is used for that too, in
+place of Ray's ``ASHAScheduler``: the same rungs (none just before the end) and records kept for a resume.
+
 Trials are recorded at the rungs under their sweep ``trial_key`` (Ray's trial ids change with every run
 of the sweep), so that the records of an interrupted sweep, kept in its study
 (:meth:`sweeps.searcher.StudyDriver.record_rung`), can be given back on ``--resume`` (``history``).

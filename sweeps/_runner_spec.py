@@ -27,7 +27,8 @@ def early_stopping(spec):
 
     ``metric: objectives`` (the default for a sweep with more than one objective) gives multi-objective
     ASHA: ``objectives`` holds every ``(name, direction)`` of the sweep (rule: :mod:`sweeps._mo_asha`).
-    A single ``metric`` gives Ray's ASHA on that metric alone.
+    A single ``metric`` gives the same scheduler on that metric alone (``objectives`` is that one metric
+    with its direction): ASHA's rule, with the same rungs and the same records kept for ``--resume``.
     """
     es = dict(spec.early_stopping or {})
     if es.get("type", "none") in (None, "none"):
@@ -48,7 +49,8 @@ def early_stopping(spec):
         from .budgets import higher_is_better
         mode = "max" if higher_is_better(es["metric"]) else "min"
     return EarlyStopping(metric=es["metric"], mode=mode, max_t=max_t, grace_period=grace,
-                         reduction_factor=factor, time_attr="step")
+                         reduction_factor=factor, time_attr="step",
+                         objectives=((es["metric"], "maximize" if mode == "max" else "minimize"),))
 
 
 def _max_steps(spec) -> int:

@@ -13,8 +13,8 @@ What is here:
 * :class:`SweepCallback`, the driver-side Ray Tune callback that is the only MLflow writer (it calls
   :class:`sweeps.tracking.SweepTracker`) and feeds :mod:`sweeps.progress`.
 * :func:`run_tuner`: ``Tuner`` + ``ConcurrencyLimiter`` + ``tune.with_resources`` + optional early
-  stopping (multi-objective ASHA, :class:`sweeps._ray_scheduler.MultiObjectiveASHA`, or Ray's ASHA on one
-  metric) + ``FailureConfig(max_failures=...)``, ``reuse_actors=True``.
+  stopping (:class:`sweeps._ray_scheduler.MultiObjectiveASHA`, on every objective or on one metric) +
+  ``FailureConfig(max_failures=...)``, ``reuse_actors=True``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ import ray  # noqa: E402
 import ray.exceptions  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.result import AUTO_RESULT_KEYS  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter, Searcher  # noqa: E402
 
 from ._ray_trainable import FATAL, baseline_task, current_node_id, trainable  # noqa: E402,F401
@@ -295,9 +294,9 @@ class SweepCallback(tune.Callback):
 # --------------------------------------------------------------------------------------- the tuner
 @dataclass(frozen=True)
 class EarlyStopping:
-    """ASHA (``time_attr``: a reported counter, e.g. ``step``): on every objective when ``objectives``
-    (``(name, direction)`` pairs) is given (:mod:`sweeps._mo_asha`; ``metric``/``mode`` unused), else
-    Ray's ASHA on ``metric`` alone."""
+    """ASHA (``time_attr``: a reported counter, e.g. ``step``) ranked on ``objectives`` (``(name,
+    direction)`` pairs; the rule: :mod:`sweeps._mo_asha`): every objective of the sweep, or one metric
+    alone (single-metric ASHA). ``metric``/``mode`` name it for messages; the ranking uses ``objectives``."""
 
     metric: str
     mode: str  # "min" | "max"
@@ -325,10 +324,12 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
     searcher = OptunaAskTellSearcher(driver, watch=watch)
     callback = SweepCallback(searcher, tracker=tracker, progress=progress)
     scheduler = None
-    if early_stopping is not None and early_stopping.objectives:
+    if early_stopping is not None:
         from ._ray_scheduler import MultiObjectiveASHA
 
         es = early_stopping
+        if not es.objectives:
+            raise ValueError("EarlyStopping.objectives is empty; expected the (name, direction) pairs to rank on")
         scheduler = MultiObjectiveASHA([n for n, _ in es.objectives], [d for _, d in es.objectives],
                                        max_t=es.max_t, grace_period=es.grace_period,
                                        reduction_factor=es.reduction_factor, time_attr=es.time_attr,
@@ -337,11 +338,6 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
         if scheduler.restored and progress is not None:
             progress.note(f"early stopping: ranking against {scheduler.restored} rung records of the "
                           f"earlier runs")
-    elif early_stopping is not None:
-        es = early_stopping
-        scheduler = ASHAScheduler(time_attr=es.time_attr, metric=es.metric, mode=es.mode,
-                                  max_t=es.max_t, grace_period=es.grace_period,
-                                  reduction_factor=es.reduction_factor)
     num_samples = driver.remaining()
     outcome = TunerOutcome(interrupted=False, fit_s=0.0)
     if num_samples <= 0:

@@ -193,7 +193,8 @@ class StudyDriver:
         trial.set_user_attr(RUNGS, dict(rungs))
 
     def rung_history(self) -> list[tuple[str, float, tuple]]:
-        """``(trial_key, milestone, values)`` of every finished trial's rung records (NaN for null)."""
+        """``(trial_key, milestone, values)`` of every finished trial's rung records, as stored (None for
+        a value that was not finite; :meth:`sweeps._mo_asha.MOAshaRungs.restore` reads it as NaN)."""
         from optuna.trial import TrialState
 
         out = []
@@ -202,7 +203,7 @@ class StudyDriver:
                 continue
             for milestone, values in (t.user_attrs.get(RUNGS) or {}).items():
                 try:
-                    out.append((key, float(milestone), tuple(math.nan if v is None else float(v) for v in values)))
+                    out.append((key, float(milestone), tuple(None if v is None else float(v) for v in values)))
                 except (TypeError, ValueError):  # a hand-edited study: skip the record, not the sweep
                     continue
         return out

@@ -190,8 +190,10 @@ def test_records_are_reported_and_restored_rung_by_rung():
 
     # a restarted scheduler given those records ranks a newcomer against them, as if never restarted
     again = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=5, max_t=45, reduction_factor=3)
-    assert again.restore(seen + [("x", 10.0, (1.0, 0.0)), ("y", 5.0, (1.0,)), ("z", 5.0, None)]) == 4
-    assert set(again.recorded[5.0]) == {"a", "b", "c"} and set(again.recorded[15.0]) == {"a"}
+    stored = [("e", 15.0, (0.1, None))]                         # a non-finite value, as the study keeps it
+    assert again.restore(seen + stored + [("x", 10.0, (1.0, 0.0)), ("y", 5.0, (1.0,)), ("z", 5.0, None)]) == 5
+    assert set(again.recorded[5.0]) == {"a", "b", "c"} and set(again.recorded[15.0]) == {"a", "e"}
+    assert math.isnan(again.recorded[15.0]["e"][1])
     assert again.on_result("d", 5, res(0.5, -9)) == STOP          # dominated by a and b: rank 3 of 4
     fresh = MOAshaRungs(["compression", "delta_m"], MAXMAX, grace=5, max_t=45, reduction_factor=3)
     assert fresh.on_result("d", 5, res(0.5, -9)) == CONTINUE      # what a resume without them decided
@@ -232,7 +234,7 @@ def test_the_study_keeps_each_trials_rung_records_for_a_resume(tmp_path):
     assert resumed.recover_interrupted() == [killed.key]
     history = resumed.rung_history()
     assert [(k, m) for k, m, _ in history] == [(done.key, 5.0), (done.key, 15.0), (stopped.key, 5.0)]
-    assert history[0][2] == (0.8, -2.0) and history[2][2][0] == 0.3 and math.isnan(history[2][2][1])
+    assert history[0][2] == (0.8, -2.0) and history[2][2] == (0.3, None)      # null as stored
 
 
 def test_nan_and_non_numeric_reports_rank_last():
@@ -303,7 +305,8 @@ def test_sweep_with_multi_objective_asha_stops_dominated_trials(ray_local, tmp_p
 
 
 @pytest.mark.slow
-def test_a_resumed_sweep_ranks_new_trials_against_the_rungs_of_the_first_run(ray_local, tmp_path):
+@pytest.mark.parametrize("metric", ["objectives", "compression"])     # multi-objective / single-metric ASHA
+def test_a_resumed_sweep_ranks_new_trials_against_the_rungs_of_the_first_run(ray_local, tmp_path, metric):
     """Without the records kept in the study, the first trial after --resume would be "first at the rung"
     and always continue; with them it is ranked against the trials of the first run and stopped."""
     import io
@@ -317,11 +320,12 @@ def test_a_resumed_sweep_ranks_new_trials_against_the_rungs_of_the_first_run(ray
         tmp_path, workload={"steps": 8, "eval_every": 2},
         parameters={"method": {"value": "snip"}, "sparsity": {"values": [0.3, 0.9, 0.95]}},
         objectives=["compression", "nonzero_params"],
-        early_stopping={"type": "asha", "grace_steps": 2, "reduction_factor": 2},   # rungs at 2 and 4
+        early_stopping={"type": "asha", "metric": metric, "grace_steps": 2, "reduction_factor": 2},  # rungs 2, 4
         budgets={}, baseline=False, trials=2, concurrency=1)
     results_dir = tmp_path / "resumable"
     uri = sqlite_uri(tmp_path / "mlflow.db")
     first = make_plan(RunOptions(space=str(space), results_dir=str(results_dir), tracking_uri=uri))
+    assert first.spec.early_stopping["metric"] == metric
     first.results_dir.mkdir(parents=True)
     study = open_study(first)
     for sparsity in (0.9, 0.95):                 # both non-dominated at every rung: both fully trained
@@ -329,7 +333,7 @@ def test_a_resumed_sweep_ranks_new_trials_against_the_rungs_of_the_first_run(ray
     assert not run_sweep(first, out=io.StringIO()).interrupted
 
     again = make_plan(RunOptions(results_dir=str(results_dir), resume=True, trials=3))
-    open_study(again).enqueue_trial({"sparsity": 0.3})   # dominated by both: rank 3 of 3 at step 2
+    open_study(again).enqueue_trial({"sparsity": 0.3})   # dominated by both (least compression): rank 3 of 3
     out = io.StringIO()
     summary = run_sweep(again, out=out)
     print(out.getvalue())

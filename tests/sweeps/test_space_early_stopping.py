@@ -90,7 +90,9 @@ def test_the_runner_builds_multi_objective_or_single_metric_early_stopping():
     assert early_stopping(strict).keep_non_dominated is False
     assert watched_metrics(spec) == ["compression", "normal.mean"]       # "objectives" is not a metric
     single = early_stopping(load_space(BASE, ["early_stopping={type: asha, metric: seg.miou}"]))
-    assert single.objectives == () and (single.metric, single.mode) == ("seg.miou", "max")
+    assert single.objectives == (("seg.miou", "maximize"),) and (single.metric, single.mode) == ("seg.miou", "max")
+    lower = early_stopping(load_space(BASE, ["early_stopping={type: asha, metric: normal.mean}"]))
+    assert lower.objectives == (("normal.mean", "minimize"),)
     assert early_stopping(load_space(BASE)) is None
 
 

@@ -30,6 +30,11 @@ def open_study(plan):
         raise UserInputError(f"objectives: the study in {plan.study_path} has directions "
                              f"{[d.name.lower() for d in study.directions]}; expected the space's "
                              f"{directions(plan.spec)}")
+    # a resumed sweep: a sampler seeded as on the first run would draw the first run's configurations
+    # again (a random or start-up trial after the resume = trial 0); seed it from the seed and the count
+    asked = sum(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    if asked:
+        study.sampler = make_sampler(plan.spec, asked_before=asked)
     return study
 
 

@@ -84,13 +84,25 @@ class ConstraintsFromUserAttrs:
         return tuple(out)
 
 
-def make_sampler(spec: SweepSpec):
-    """The Optuna sampler named by ``spec.sampler``, seeded; with budgets, TPE, NSGA-II and GP get a
+def sampler_seed(seed: int | None, asked_before: int = 0) -> int | None:
+    """The seed of the sampler of a sweep that has already asked ``asked_before`` trials: ``seed`` itself
+    for a new sweep; for a resumed one a seed derived from both (the same on every resume at that count),
+    so that its random draws go on instead of repeating the first run's from the start."""
+    if seed is None or asked_before <= 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), int(asked_before)]).generate_state(1)[0])
+
+
+def make_sampler(spec: SweepSpec, asked_before: int = 0):
+    """The Optuna sampler named by ``spec.sampler``, seeded (:func:`sampler_seed`: ``asked_before`` is the
+    number of trials the sweep's study has already asked); with budgets, TPE, NSGA-II and GP get a
     ``constraints_func`` that reads ``trial.user_attrs["constraints"]`` (random ignores budgets)."""
     import optuna
 
     opts = spec.sampler
-    seed = opts.get("seed")
+    seed = sampler_seed(opts.get("seed"), asked_before)
     constraints = ConstraintsFromUserAttrs(len(spec.budgets)) if spec.budgets else None
     kind = opts["type"]
     if kind == "random":

@@ -254,3 +254,31 @@ def test_progress_prints_a_line_only_when_something_changes():
     assert "trial t0002 failed: boom" in lines[4]
     assert "3/3 done (1 early-stopped, 1 failed)" in lines[5]
     assert progress.hv_history == [(1, 1.0)]
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_study_draws_new_configurations_not_the_first_runs_again(tmp_path, sampler):
+    """Reopening the study of an interrupted sweep with the space's seed would repeat the first run's
+    draws (the first trial after a resume = trial 0); the sampler is reseeded from the seed and the count,
+    the same way on every resume."""
+    from optuna.trial import TrialState
+
+    from sweeps._runner_study import make_driver
+
+    space = write_space(tmp_path, sampler={"type": sampler, "seed": 7}, budgets={}, baseline=False, trials=6,
+                        objectives=["compression", "nonzero_params"])
+    plan = make_plan(RunOptions(space=str(space), results_dir=str(tmp_path / "r"),
+                                tracking_uri=sqlite_uri(tmp_path / "mlflow.db")))
+    plan.results_dir.mkdir(parents=True)
+    driver = make_driver(plan.spec, open_study(plan), None)
+    first = [driver.ask() for _ in range(2)]
+    for asked in first:
+        driver.study.tell(asked.number, state=TrialState.FAIL)   # as after a kill: stopped, to be rerun
+
+    resumed = make_driver(plan.spec, open_study(plan), None)     # what --resume does
+    again = resumed.ask().params
+    assert again and again not in [a.params for a in first], (again, first)
+    # reproducible: the same count of asked trials gives the same seed
+    from sweeps._space_sample import sampler_seed
+    assert sampler_seed(7, 2) == sampler_seed(7, 2) != sampler_seed(7, 3) and sampler_seed(7, 0) == 7
+    assert sampler_seed(None, 5) is None

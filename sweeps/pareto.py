@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["pareto_front", "hypervolume", "hypervolume_history", "default_reference", "dominates"]
+__all__ = ["pareto_front", "hypervolume", "hypervolume_history", "default_reference", "dominates",
+           "OutwardHypervolume"]
 
 Point = Sequence[float]
 
@@ -119,6 +120,25 @@ def hypervolume_history(points_in_order: Sequence[Point], directions: Sequence[s
             volume = _wfg(front, ref)
         history.append(volume)
     return history
+
+
+class OutwardHypervolume:
+    """``hypervolume(points, directions)`` for a running sweep: the reference point is the
+    :func:`default_reference` of the points so far, but never moves inward (towards better values) from
+    the one used for the previous call, so the figure never decreases as points are added (a new worst
+    point widens the box; a point that only narrows the range would otherwise shrink the margin and the
+    hypervolume with it). ``reference`` holds the last one used (the user's signs)."""
+
+    def __init__(self) -> None:
+        self.reference: list[float] | None = None
+
+    def __call__(self, points: Sequence[Point], directions: Sequence[str]) -> float:
+        ref = default_reference(points, directions)
+        if self.reference is not None and len(self.reference) == len(ref):
+            mins = _as_min([ref, self.reference], directions)
+            ref = [s * max(a, b) for s, a, b in zip(_signs(directions, len(ref)), *mins)]
+        self.reference = list(ref)
+        return hypervolume(points, directions, ref)
 
 
 def _reference(points, directions, reference, dims: int) -> tuple[float, ...]:

@@ -187,7 +187,7 @@ def _check_cluster(spec, session) -> None:
 # --------------------------------------------------------------------------------------- trials
 def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, out: TextIO) -> None:
     """Open the study, run the Tuner over it, then close the sweep (front, state) or mark it interrupted."""
-    from .pareto import hypervolume
+    from .pareto import OutwardHypervolume
     from .progress import SweepProgress
     from .space import directions
 
@@ -202,10 +202,10 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
         reconcile(driver, tracker)
     timings["study_s"] = time.perf_counter() - t0
 
-    # the live hypervolume uses the worst point seen so far as reference (an indicator while running;
-    # the logged history uses one final reference)
+    # the live hypervolume: a reference from the points so far that only moves outward, so the figure
+    # never decreases (the logged history and the final figure use one reference for the whole sweep)
     progress = SweepProgress(spec.trials, spec.metric_names, directions(spec), stream=out,
-                             hypervolume=hypervolume, done_before=len(driver.done_keys()),
+                             hypervolume=OutwardHypervolume(), done_before=len(driver.done_keys()),
                              points_before=[tuple(t.values) for t in driver.completed()])
     _announce(plan, driver, session, timings, out)
     progress.render()

@@ -139,3 +139,30 @@ def test_hypervolume_history_is_monotone_and_ends_at_the_total():
 
 def test_dominates():
     assert dominates((1, 1), (1, 2)) and not dominates((1, 2), (1, 2)) and not dominates((0, 3), (1, 2))
+
+
+def test_live_hypervolume_never_decreases_while_the_plain_default_reference_can():
+    from sweeps.pareto import OutwardHypervolume
+
+    dirs = ["maximize", "maximize"]
+    first, better = (0.7, -1.5), (0.71, -1.4)
+    # recomputing the default reference each time: the second point narrows the range, the margin shrinks
+    assert hypervolume([first, better], dirs) < hypervolume([first], dirs)
+    live = OutwardHypervolume()
+    a = live([first], dirs)
+    assert live.reference == pytest.approx([0.63, -1.65])
+    b = live([first, better], dirs)
+    assert live.reference == pytest.approx([0.63, -1.65]) and b == pytest.approx(0.08 * 0.25) and b > a
+
+    rng = random.Random(5)
+    for directions in (["maximize", "minimize"], ["minimize", "minimize", "maximize"]):
+        live, points, last = OutwardHypervolume(), [], 0.0
+        for _ in range(60):
+            points.append(tuple(rng.gauss(0, 1) for _ in directions))
+            value = live(points, directions)
+            assert value >= last - 1e-12
+            # never inside the plain reference of the same points, which bounds every point
+            plain = default_reference(points, directions)
+            for r, p, d in zip(live.reference, plain, directions):
+                assert (r <= p) if d == "maximize" else (r >= p)
+            last = value

@@ -150,8 +150,20 @@ def reconcile(driver, tracker) -> None:
 
 
 def state_counts(study) -> dict:
-    """``{"COMPLETE": n, "PRUNED": n, "FAIL": n, ...}`` over every trial of the study."""
+    """``{"COMPLETE": n, "PRUNED": n, "FAIL": n, ...}`` over the newest attempt of each trial key, and
+    ``"RERUN"``: the attempts an interruption stopped, each run again since (a FAIL in the study, but not
+    a failed trial)."""
+    from .searcher import TRIAL_KEY, trial_key_of
+
+    latest: dict = {}
+    rerun = 0
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        key = t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))
+        rerun += key in latest
+        latest[key] = t
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in latest.values():
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    if rerun:
+        counts["RERUN"] = rerun
     return counts

@@ -97,6 +97,8 @@ class SweepTracker:
             self.parent_run_id = existing[0].info.run_id
             if existing[0].info.status != "RUNNING":
                 self.client.update_run(self.parent_run_id, status="RUNNING")
+            if TAG_FAILURE in existing[0].data.tags:   # why it stopped last time; it runs again now
+                self.client.delete_tag(self.parent_run_id, TAG_FAILURE)
             self._load_existing_trials()
             logged = set(existing[0].data.params)
         else:

@@ -132,13 +132,14 @@ def _run(args, out) -> int:
         return 0
     summary = run_sweep(plan, out=out)
     objectives = plan.spec.metric_names
-    states = ", ".join(f"{n.lower()} {c}" for n, c in sorted(summary.states.items()))
+    names = {"RERUN": "interrupted attempts rerun"}
+    states = ", ".join(f"{names.get(n, n.lower())} {c}" for n, c in sorted(summary.states.items()))
+    states = f" ({states})" if states else ""
     if summary.interrupted:
-        print(f"\nsweep {summary.sweep_id} interrupted ({states}); continue it with:\n"
+        print(f"\nsweep {summary.sweep_id} interrupted{states}; continue it with:\n"
               f"  python tune.py --resume --results-dir {summary.results_dir}", file=out)
         return EXIT_TERMINATED if _signals.terminated() else EXIT_INTERRUPTED
-    print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s "
-          f"({states})", file=out)
+    print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s{states}", file=out)
     hv = f", hypervolume {summary.hypervolume:.4g}" if summary.hypervolume is not None else ""
     print(f"Pareto front ({len(summary.front)} trials, fully trained only{hv}):", file=out)
     print(format_front(summary.front, objectives), file=out)

@@ -130,7 +130,10 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     finally:
         if session is not None:
             t0 = time.perf_counter()
-            session.close()
+            try:
+                session.close()
+            except KeyboardInterrupt:  # Ctrl+C while Ray shuts down: the sweep's state is written already
+                print("Ray's shutdown was interrupted (Ctrl+C); the sweep's results are saved", file=out)
             timings["ray_shutdown_s"] = time.perf_counter() - t0
         if lock is not None:
             lock.close()

@@ -4,6 +4,7 @@ once in MLflow and in the study, and trials that had completed are not run again
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,3 +102,10 @@ def test_resume_after_kill_finishes_every_trial_once(tmp_path, how):
             assert r.info.start_time == starts_before[key]
     _, parent = sweep_run(uri, "results")
     assert parent.info.status == "FINISHED"
+    assert "disparse.failure" not in parent.data.tags     # the interruption's reason went with it
+    # the resume drew new configurations (reseeded), not the first run's again
+    params = [tuple(sorted(t.params.items())) for t in latest.values()]
+    assert len(set(params)) == len(params), params
+    # an interrupted attempt that was run again is not counted as a failed trial
+    assert re.search(r"finished in \d+s \(complete 4(, interrupted attempts rerun \d)?\)", resumed.stdout), \
+        resumed.stdout

@@ -49,4 +49,4 @@ def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int
 def mlflow_ui_command(tracking_uri: str) -> str:
     """The shell command that serves MLflow's UI for this store on loopback."""
     return (f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 "
-            f"--port 5000")
+            f"--port 5000 --workers 1")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import errno
+import os
 import sys
 from typing import Sequence
 
@@ -70,7 +71,10 @@ def _store_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tune.py", description="Sweep DiSparse multitask compression configs with "
-                     "Ray Tune + Optuna, track them in MLflow, pick the sparsest model within budgets.")
+                     "Ray Tune + Optuna, track them in MLflow, pick the sparsest model within budgets.",
+                     epilog="Without a command, tune.py runs a sweep: 'python tune.py --space dynamic' is "
+                     "'python tune.py run --space dynamic'. Each command's options: "
+                     "python tune.py COMMAND --help (e.g. run --help).")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     parser.commands = sub.choices  # name -> its parser (for messages naming the options it takes)
 
@@ -188,6 +192,15 @@ def _known_failure(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush after a closed pipe is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests): nothing is flushed to a pipe
+        pass
+
+
 def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
@@ -210,6 +223,9 @@ def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return EXIT_TERMINATED if _signals.terminated() else EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tune.py pareto | head`: the reader left; nothing to report
+        _quiet_stdout()
+        return 0
     except Exception as exc:  # noqa: BLE001 - only the known ones; anything else keeps its traceback
         known = _known_failure(exc)
         if known is None:

@@ -119,12 +119,13 @@ def next_ray_run(results_dir: Path) -> str:
     return f"run-{n}"
 
 
-def write_front_csv(results_dir: Path, front: list, objectives: Sequence[str]) -> None:
-    """``pareto_front.csv``: a local convenience; the MLflow copy is the reference, so errors are ignored."""
+def write_front_csv(results_dir: Path, text: str | None, front: list, objectives: Sequence[str]) -> None:
+    """``pareto_front.csv``: a local copy of the one logged to MLflow (``text``: objectives and params), or
+    when there is none, the front's objectives. A convenience (MLflow's is the reference): errors ignored."""
     from .tracking import front_csv
 
     try:
-        text = front_csv(front, objectives, [])
+        text = text if text else front_csv(front, objectives, [])
     except Exception:
         return
     (results_dir / FRONT_CSV).write_text(text)

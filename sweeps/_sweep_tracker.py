@@ -48,6 +48,7 @@ class SweepTracker:
         self.experiment_id = _get_or_create_experiment(self.client, self.tracking_uri, experiment_name)
         self.sweep_id: str | None = None
         self.parent_run_id: str | None = None
+        self.front_csv_text: str | None = None    # the pareto_front.csv that finish_sweep logged
         self._trials: dict[str, str] = {}          # trial key -> run id
         self._status: dict[str, str] = {}          # trial key -> status as we know it
         self._last_step: dict[str, int] = {}       # run id -> highest step logged in this session
@@ -288,6 +289,7 @@ class SweepTracker:
                                           title=f"Pareto front of sweep {self.sweep_id}")
             for path in sorted(Path(tmp).iterdir()):
                 self.client.log_artifact(self.parent_run_id, str(path))
+            self.front_csv_text = (Path(tmp) / "pareto_front.csv").read_text()   # the results folder's copy
             self._log_batch(self.parent_run_id, tags=plot_tags)
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         return front

@@ -99,7 +99,7 @@ def _history_pairs(history: Iterable[Any] | None) -> list[tuple[int, float]]:
 
 
 def front_csv(front: Sequence[Mapping[str, Any]], objectives: Sequence[str], param_keys: Sequence[str]) -> str:
-    """CSV text: run_id, trial_key, each objective, then the key params."""
+    """CSV text: run_id, trial_key, each objective, then ``param_keys`` (blank where a trial lacks one)."""
     import csv
     import io
     buf = io.StringIO()
@@ -172,10 +172,11 @@ def write_front_files(out: Path, front: Sequence[Mapping[str, Any]], eligible: S
                       history: list[tuple[int, float]], title: str) -> dict[str, str]:
     """Write ``pareto_front.csv``, ``hypervolume.csv`` (with a history), the PNGs and
     ``pareto_front.html`` into ``out``; returns the plot tags. A picture that fails is reported in
-    ``disparse.plot_error`` and never loses the front itself."""
+    ``disparse.plot_error`` and never loses the front itself. The CSV and the HTML table show every param
+    that varies over the eligible trials, then the usual constant ones (:func:`sweeps.plots.key_params`)."""
     from . import plots
 
-    param_keys = plots.key_params(front or eligible)
+    param_keys = plots.key_params(front or eligible, among=eligible, limit=None)
     (out / "pareto_front.csv").write_text(front_csv(front, objectives, param_keys))
     if history:
         (out / "hypervolume.csv").write_text(

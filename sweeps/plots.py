@@ -21,11 +21,15 @@ __all__ = ["task_primary_metrics", "key_params", "pareto_pngs", "pareto_html", "
 _PRIMARY_ORDER = ("miou", "acc", "mean", "abs_err", "pixel_acc", "median", "rel_err", "within_30",
                   "within_22", "within_11", "delta1", "delta2", "delta3")
 _NOT_TASKS = {"mask_iou", "dynamic", "gradual", "loss", "best", "hypervolume", "time"}
-# Params worth showing next to a front point (those present, then whatever varies between trials).
+# Params worth showing next to a front point: whatever varies between trials (what the sweep chose, these
+# first, in this order), then these when constant, for context (see :func:`key_params`).
 _KEY_PARAMS = ("method", "sparsity", "criterion", "cutoff", "gradual.prune_steps", "gradual.interval",
                "dynamic.alpha0", "dynamic.delta_t", "dynamic.t_end_frac", "dynamic.decay", "dynamic.grow",
                "dynamic.erk_power", "lr", "steps")
 _MAX_KEY_PARAMS = 10
+# Params that differ between trials without describing them (never shown).
+_NOISE_PARAMS = ("seed", "checkpoint_dir", "export_path")
+_NOISE_PREFIX = "baseline_metrics"
 
 
 def _pyplot():
@@ -95,17 +99,28 @@ def _workload_primaries(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return out
 
 
-def key_params(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Params that describe a trial at a glance: the usual ones present, then the ones that vary."""
-    present: dict[str, set[str]] = {}
-    for rec in records:
-        for k, v in (rec.get("params") or {}).items():
-            present.setdefault(k, set()).add(v)
-    keys = [k for k in _KEY_PARAMS if k in present]
-    varying = sorted(k for k, vals in present.items()
-                     if len(vals) > 1 and k not in keys and not k.startswith("baseline_metrics")
-                     and k not in ("seed", "checkpoint_dir", "export_path"))
-    return (keys + varying)[:_MAX_KEY_PARAMS]
+def key_params(records: Sequence[Mapping[str, Any]], among: Sequence[Mapping[str, Any]] | None = None,
+               limit: int | None = _MAX_KEY_PARAMS) -> list[str]:
+    """Params that describe ``records`` at a glance: every param that varies over ``among`` (default
+    ``records``; e.g. all fully trained trials of the sweep, so that a front of one still shows what was
+    sampled), the usual ones (:data:`_KEY_PARAMS`) first in their order, then the rest sorted; then the
+    usual ones that are constant, for context. A param some trials lack varies (trials with no params at
+    all do not count). Seeds, paths and baseline metrics are left out. At most ``limit`` keys (``None``:
+    all)."""
+    pool = [rec for rec in (among or records) if rec.get("params")]     # none: a run with no params
+    values: dict[str, set[str]] = {}
+    count: dict[str, int] = {}
+    for rec in pool:
+        for k, v in rec["params"].items():
+            values.setdefault(k, set()).add(v)
+            count[k] = count.get(k, 0) + 1
+    keys = set(values).union(*((rec.get("params") or {}).keys() for rec in records))
+    keys = {k for k in keys if k not in _NOISE_PARAMS and not k.startswith(_NOISE_PREFIX)}
+    varying = {k for k in keys if len(values.get(k, ())) > 1 or count.get(k, 0) < len(pool)}
+    usual = [k for k in _KEY_PARAMS if k in keys]
+    ordered = ([k for k in usual if k in varying] + sorted(varying.difference(_KEY_PARAMS))
+               + [k for k in usual if k not in varying])
+    return ordered if limit is None else ordered[:limit]
 
 
 def _label(key: str, direction: str) -> str:
@@ -281,11 +296,12 @@ def pareto_html(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], 
                 param_keys: Sequence[str] | None = None) -> Path:
     """One self-contained HTML file: an SVG scatter of every eligible trial (front members highlighted)
     with x/y pickers over the objectives and other shared metrics, hover tooltips (run id, trial key,
-    metrics, key params), and a static table of the front members (readable without JavaScript)."""
+    metrics, params), and a static table of the front members (readable without JavaScript). The params
+    are ``param_keys``, by default every one that varies, then the usual constant ones (:func:`key_params`)."""
     path = Path(path)
     front_ids = set(front_ids)
     records = list(records)
-    params = list(param_keys) if param_keys is not None else key_params(records)
+    params = list(param_keys) if param_keys is not None else key_params(records, limit=None)
     shared = set.intersection(*(set(r.get("metrics") or {}) for r in records)) if records else set()
     extras = [k for k in ("compression", "sparsity", "delta_m", "nonzero_params") if k in shared]
     extras += sorted(k for k in shared if "." in k and k not in extras)

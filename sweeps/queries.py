@@ -19,9 +19,13 @@ __all__ = ["best", "pareto", "report", "format_table", "format_number"]
 
 EXIT_OK, EXIT_NONE_MEETS, EXIT_USAGE = 0, 1, 2
 
-# Config keys that say what a compressed model is (printed with the winner, in this order).
+# Config keys that say what a compressed model is (printed with the winner, in this order, then every other
+# setting the sweep varied).
 _CONFIG_KEYS = ("method", "sparsity", "criterion", "cutoff", "gradual", "dynamic", "arch", "width",
                 "workload", "tasks", "steps", "lr", "seed")
+# Config keys that are bookkeeping, not settings of the model (never printed with the winner).
+_NOT_SETTINGS = ("baseline_metrics", "data_root", "checkpoint_dir", "checkpoint_every", "export_path",
+                 "resume", "device", "num_threads", "trial_key")
 
 
 # --- formatting ----------------------------------------------------------------------------------------------
@@ -135,17 +139,32 @@ def _fetch_hint(uri: str, run_id: str) -> list[str]:
             f"(python: mlflow.MlflowClient({uri!r}).get_run({run_id!r}))"]
 
 
-def _config_summary(rec: Mapping[str, Any]) -> str:
-    config = rec.get("config") or {}
-    parts = []
-    for key in _CONFIG_KEYS:
-        if key not in config or config[key] is None:
-            continue
-        value = config[key]
+def _flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"dynamic.alpha0": 0.3, ...}``: nested dicts as dotted keys, in their order; empty ones dropped."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
         if isinstance(value, dict):
-            parts.extend(f"{key}.{k}={_short(v)}" for k, v in value.items())
+            out.update(_flat_config(value, f"{prefix}{key}."))
         else:
-            parts.append(f"{key}={_short(value)}")
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _config_summary(rec: Mapping[str, Any], among: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The trial's config on one line: its :data:`_CONFIG_KEYS` in that order, then (sorted) every other
+    setting whose value differs between the trials ``among`` (what the sweep sampled: loss weights,
+    score_batches, finetune_lr, ...). Bookkeeping (:data:`_NOT_SETTINGS`) and ``None`` values are left out."""
+    flat = {k: v for k, v in _flat_config(rec.get("config") or {}).items()
+            if v is not None and k.split(".")[0] not in _NOT_SETTINGS}
+    head = [k for top in _CONFIG_KEYS for k in flat if k.split(".")[0] == top]
+    others = [_flat_config(r["config"]) for r in among if r.get("config")]   # none: a run with no params
+    missing = object()
+
+    def varies(key: str) -> bool:
+        return len({_short(o[key]) if key in o else missing for o in others}) > 1
+
+    rest = sorted(k for k in flat if k not in head and varies(k))
+    parts = [f"{k}={_short(flat[k])}" for k in head + rest]
     return " ".join(parts) if parts else "(no config recorded)"
 
 
@@ -220,7 +239,7 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
         print(f"  compression  {format_number(m.get('compression'))}   achieved sparsity "
               f"{format_number(m.get('sparsity'))}" + (f"   delta_m {m['delta_m']:+.2f}%" if _is_number(
                   m.get("delta_m")) else ""), file=out)
-        print(f"  config       {_config_summary(rec)}", file=out)
+        print(f"  config       {_config_summary(rec, trials)}", file=out)
         if winner is None:
             print("  violations   " + closest.describe(), file=out)
         print(file=out)
@@ -276,7 +295,7 @@ def pareto(tracking_uri: str | None, experiment: str | None, sweep: str | None =
         if not front:
             print("no fully trained trial has every objective; nothing on the front yet", file=out)
             return EXIT_OK
-        params = key_params(front)
+        params = key_params(front, among=eligible)         # what the sweep varied first
         rows = [[r["run_id"], r.get("trial_key") or "", *[r["metrics"][o] for o in objs],
                  *[_parsed(r, k) for k in params]] for r in front]
         print(format_table(["run id", "trial", *objs, *params], rows), file=out)

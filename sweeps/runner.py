@@ -248,7 +248,7 @@ def _finish(plan: Plan, summary: SweepSummary, tracker, points: list) -> None:
     summary.front = tracker.finish_sweep(objectives=spec.metric_names, directions=dirs,
                                          reference_point=reference, hypervolume_history=history)
     summary.hypervolume = history[-1] if history else None
-    write_front_csv(plan.results_dir, summary.front, spec.metric_names)
+    write_front_csv(plan.results_dir, tracker.front_csv_text, summary.front, spec.metric_names)
     write_state(plan, "finished")
 
 

@@ -61,9 +61,65 @@ def test_html_is_self_contained_and_holds_every_point(tmp_path):
     assert all(rid in table for rid in front) and "run01" not in table
 
 
-def test_key_params_show_usual_then_varying():
+def test_key_params_show_varying_then_usual_constants():
     keys = plots.key_params(records())
-    assert keys[:2] == ["method", "sparsity"] and "dynamic.alpha0" in keys and "seed" not in keys
+    assert keys == ["sparsity", "dynamic.alpha0", "method"]                 # seed varies, but is noise
+
+
+# The demo space's constants (search_spaces/dynamic.yaml and the usual ones): 14 params the old
+# key_params put first, hiding the sampled loss weight behind its limit.
+CONSTANTS = {"method": "disparse_dynamic", "criterion": "snip", "gradual.prune_steps": "3",
+             "gradual.interval": "10", "dynamic.delta_t": "25", "dynamic.t_end_frac": "0.75",
+             "dynamic.decay": "cosine", "dynamic.grow": "exact", "dynamic.erk_power": "1.0", "steps": "200",
+             "cutoff": "8", "dynamic.alpha0": "0.3", "lr": "0.001", "sparsity": "0.8"}
+
+
+def sampled(n=4, **over):
+    recs = []
+    for i in range(n):
+        params = {**CONSTANTS, "loss_weights.normal": str(1.5 + i), "score_batches": str(2 + i % 2),
+                  "seed": str(i), "checkpoint_dir": f"/tmp/c{i}", "export_path": f"/tmp/e{i}",
+                  "baseline_metrics": f'{{"seg.miou": {i}}}', **over}
+        recs.append({"run_id": f"run{i:02d}", "trial_key": f"t{i}", "params": params,
+                     "metrics": {"compression": 0.5 + i / 10, "seg.miou": 0.6 - i / 30}})
+    return recs
+
+
+def test_key_params_put_every_sampled_param_before_constants():
+    recs = sampled()
+    keys = plots.key_params(recs)
+    assert len(keys) == plots._MAX_KEY_PARAMS
+    assert keys[:2] == ["loss_weights.normal", "score_batches"]              # varying: shown first
+    assert keys[2:] == list(plots._KEY_PARAMS[:8])                           # then usual constants
+    every = plots.key_params(recs, limit=None)
+    assert every == ["loss_weights.normal", "score_batches", *plots._KEY_PARAMS]
+    assert not {"seed", "checkpoint_dir", "export_path", "baseline_metrics"} & set(every)
+
+
+def test_key_params_of_one_front_member_count_variety_over_the_sweep():
+    recs = sampled(sparsity="0.9")
+    recs[0]["params"]["sparsity"] = "0.7"
+    front = recs[:1]
+    assert "loss_weights.normal" not in plots.key_params(front)             # alone, nothing varies
+    keys = plots.key_params(front, among=recs)
+    assert keys[:3] == ["sparsity", "loss_weights.normal", "score_batches"] and keys[3] == "method"
+
+
+def test_key_params_a_conditional_param_varies_and_an_empty_run_changes_nothing():
+    recs = sampled(2)
+    recs[1]["params"]["gradual.initial_sparsity"] = "0.2"                   # sampled for one trial only
+    recs.append({"run_id": "bare", "params": {}, "metrics": {}})            # a run whose params never came
+    keys = plots.key_params(recs, limit=None)
+    assert keys[:3] == ["gradual.initial_sparsity", "loss_weights.normal", "score_batches"]
+    assert keys[3:] == list(plots._KEY_PARAMS)
+
+
+def test_html_table_lists_every_sampled_param_then_the_usual_constants(tmp_path):
+    page = plots.pareto_html(sampled(), {"run00"}, ["compression", "seg.miou"], ["maximize", "maximize"],
+                             tmp_path / "f.html").read_text()
+    head = page.split("<thead>")[1].split("</thead>")[0]
+    params = ["loss_weights.normal", "score_batches", *plots._KEY_PARAMS]
+    assert head.endswith("".join(f"<th>{k}</th>" for k in params) + "</tr>")
 
 
 def test_mask_iou_png(tmp_path):

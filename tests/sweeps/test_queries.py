@@ -11,7 +11,6 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 mlflow = pytest.importorskip("mlflow")
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 from sweeps import queries  # noqa: E402
 from sweeps.tracking import SweepTracker, baseline_key  # noqa: E402
@@ -171,6 +170,67 @@ def test_report_summarises_the_sweep(sweep_store):
     assert "dense run" in out and "seg.miou" in out
 
 
+# -- sampled settings: what the sweep chose is shown, not only the usual keys -------------------------------
+
+def _sampled_config(i):
+    """The demo space's shape (search_spaces/dynamic.yaml): constants, sampled values, bookkeeping."""
+    return {"workload": "scenes", "tasks": ["seg", "normal"], "arch": "small", "width": 16, "batch_size": 16,
+            "steps": 200, "lr": 1e-3, "seed": 0, "method": "disparse_dynamic", "sparsity": 0.6 + i / 10,
+            "cutoff": 8, "dynamic": {"alpha0": 0.3, "decay": "cosine", "grow": "exact", "t_end_frac": 0.75},
+            "loss_weights": {"normal": 1.5 + i}, "score_batches": 2 + i % 2, "num_threads": 1,
+            "checkpoint_dir": f"/tmp/ck{i}", "baseline_metrics": BASE}
+
+
+@pytest.fixture(scope="module")
+def sampled_store(tmp_path_factory, template_db):
+    """A finished sweep of 4 trials whose loss weight and score_batches were sampled; the sparsest trial
+    beats every other on every objective (a front of one); a failed trial whose params never came."""
+    db = tmp_path_factory.mktemp("sampled") / "mlflow.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    tracker = SweepTracker(uri, EXP)
+    tracker.start_sweep(_spec(), sweep_id="sampled", config={"trials": 5}, code_version="test")
+    ids = {}
+    for i in range(4):
+        ids[i] = tracker.trial_started(f"s{i}", _sampled_config(i), optuna_number=i)
+        tracker.trial_completed(f"s{i}", {"compression": 0.6 + i / 10, "seg.miou": 0.45 + i / 100,
+                                          "normal.mean": 22.0 - i})
+    tracker.trial_started("bare", {})
+    tracker.trial_failed("bare", "crashed before its config was logged")
+    tracker.finish_sweep(objectives=OBJ, directions=DIRS)
+    return uri, ids
+
+
+def test_best_config_line_shows_the_sampled_settings(sampled_store):
+    uri, ids = sampled_store
+    code, out, err = call(queries.best, uri, EXP, [], sweep="sampled")
+    assert (code, err) == (0, "") and f"run id       {ids[3]}" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("  config ")]
+    assert line.split(None, 1)[1] == (
+        "method=disparse_dynamic sparsity=0.9 cutoff=8 dynamic.alpha0=0.3 dynamic.decay=cosine "
+        "dynamic.grow=exact dynamic.t_end_frac=0.75 arch=small width=16 workload=scenes "
+        'tasks=["seg","normal"] steps=200 lr=0.001 seed=0 loss_weights.normal=4.5 score_batches=3')
+
+
+def test_pareto_of_one_trial_shows_what_the_sweep_sampled_first(sampled_store):
+    uri, ids = sampled_store
+    code, out, err = call(queries.pareto, uri, EXP, sweep="sampled")
+    assert (code, err) == (0, "") and "1 of 4 fully trained trials" in out
+    header = next(ln for ln in out.splitlines() if ln.startswith("run id"))
+    assert header.split()[6:10] == ["sparsity", "loss_weights.normal", "score_batches", "method"]
+    assert "checkpoint_dir" not in header and "seed" not in header
+
+
+def test_config_summary_skips_bookkeeping_and_runs_without_a_config():
+    rec = {"config": {"method": "snip", "sparsity": 0.8, "finetune_lr": 0.01, "pretrain_steps": 50,
+                      "batch_size": 8, "export_path": "/tmp/a", "gradual": {"prune_steps": 3}}}
+    other = {"config": {"method": "snip", "sparsity": 0.7, "finetune_lr": 0.02, "pretrain_steps": 40,
+                        "batch_size": 8, "export_path": "/tmp/b", "gradual": {"prune_steps": 3}}}
+    assert queries._config_summary(rec, [rec, other, {"config": {}}]) == \
+        "method=snip sparsity=0.8 gradual.prune_steps=3 finetune_lr=0.01 pretrain_steps=50"
+    assert queries._config_summary(rec) == "method=snip sparsity=0.8 gradual.prune_steps=3"
+
+
 def test_format_table_aligns_numbers_right():
     text = queries.format_table(["name", "value"], [["a", 0.5], ["long name", 1234.5678], ["c", None]])
     lines = text.splitlines()
@@ -178,3 +238,19 @@ def test_format_table_aligns_numbers_right():
     assert lines[2].endswith("0.5000") and lines[3].endswith("1234.6")
     assert len(lines[2]) == len(lines[3])
     assert queries.format_number(3) == "3" and queries.format_number(1e-5) == "1.000e-05"
+
+
+def test_a_closed_pipe_ends_a_query_quietly(sweep_store):
+    """`tune.py report | head -1`: the reader leaves early (here before anything is written: `| true`);
+    no BrokenPipeError traceback, exit 0."""
+    import subprocess
+    import sys
+
+    from sweep_helpers import TUNE_PY, cli_env
+
+    uri, _ = sweep_store
+    cmd = (f"{sys.executable} {TUNE_PY} report --tracking-uri {uri} --experiment {EXP} --sweep sw1 "
+           f"| true; echo rc=${{PIPESTATUS[0]}}")
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.stdout.rstrip().endswith("rc=0"), done.stdout

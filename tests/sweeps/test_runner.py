@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import pathlib
 
 import pytest
 
@@ -74,7 +75,11 @@ def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, stor
         assert sorted(m.step for m in history) == [3, 6]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "pareto_front.csv" in artifacts
-    assert (plan.results_dir / "pareto_front.csv").is_file()
+    # the results folder's copy is the logged one: objectives, then the sampled params (method, sparsity)
+    local = (plan.results_dir / "pareto_front.csv").read_text()
+    logged = pathlib.Path(client.download_artifacts(parent.info.run_id, "pareto_front.csv", str(tmp_path)))
+    assert local == logged.read_text()
+    assert local.splitlines()[0].startswith("run_id,trial_key,compression,delta_m,method,sparsity")
     front_keys = {r.data.tags["disparse.trial_key"] for r in runs
                   if r.data.tags.get("disparse.pareto") == "true"}
     assert front_keys and front_keys == {r["trial_key"] for r in summary.front}

@@ -196,3 +196,30 @@ def test_a_second_ctrl_c_stops_only_abort_s_wait_for_the_charts(store, gated_plo
     assert statuses == {"sweep": "KILLED", "t0": "FAILED", "t1": "FINISHED"}
     gated_plots.gate.set()                                                  # the worker carries on
     assert tracker.flush(timeout=30) and "mask_iou.png" in artifacts(store, done)
+
+
+# -- the sweep run's front files: every sampled param, even for a front of one ---------------------------------
+
+def test_front_csv_and_html_list_every_sampled_param_then_the_usual_constants(store):
+    import csv
+    import io
+
+    tracker = start(store)
+    for i in range(4):                                    # t3 beats every other trial: a front of one
+        tracker.trial_started(f"t{i}", config(loss_weights={"normal": 1.5 + i}, score_batches=2 + i % 2,
+                                              checkpoint_dir=f"/tmp/ck{i}", baseline_metrics={"seg.miou": 0.5},
+                                              dynamic={"alpha0": 0.3, "delta_t": 10, "decay": "cosine",
+                                                       "grow": "exact", "t_end_frac": 0.75}))
+        tracker.trial_completed(f"t{i}", {"compression": 0.6 + i / 10, "seg.miou": 0.45 + i / 100,
+                                          "normal.mean": 22.0 - i})
+    (member,) = tracker.finish_sweep(objectives=OBJECTIVES, directions=DIRECTIONS)
+    assert member["trial_key"] == "t3"
+    art = Path(MlflowClient(store).get_run(tracker.parent_run_id).info.artifact_uri.replace("file://", ""))
+    params = ["loss_weights.normal", "score_batches", "method", "sparsity", "criterion", "dynamic.alpha0",
+              "dynamic.delta_t", "dynamic.t_end_frac", "dynamic.decay", "dynamic.grow", "lr", "steps"]
+    (row,) = csv.DictReader(io.StringIO((art / "pareto_front.csv").read_text()))
+    assert list(row) == ["run_id", "trial_key", *OBJECTIVES, *params]              # no seed, paths, baseline
+    assert (row["loss_weights.normal"], row["score_batches"], row["dynamic.t_end_frac"]) == ("4.5", "3", "0.75")
+    page = (art / "pareto_front.html").read_text()
+    head = page.split("<thead>")[1].split("</thead>")[0]
+    assert head.endswith("".join(f"<th>{k}</th>" for k in params) + "</tr>")

@@ -140,6 +140,15 @@ class OutwardHypervolume:
         self.reference = list(ref)
         return hypervolume(points, directions, ref)
 
+    def replay(self, points_in_order: Sequence[Point], directions: Sequence[str]) -> None:
+        """Move the reference as a run that saw these points one by one would have (a resumed sweep
+        goes on from the reference its first run reached, not from one computed over all at once)."""
+        for k in range(1, len(points_in_order) + 1):
+            try:
+                self(points_in_order[:k], directions)
+            except ValueError:  # no finite point yet
+                continue
+
 
 def _reference(points, directions, reference, dims: int) -> tuple[float, ...]:
     if reference is None:

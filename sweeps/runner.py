@@ -206,10 +206,16 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     timings["study_s"] = time.perf_counter() - t0
 
     # the live hypervolume: a reference from the points so far that only moves outward, so the figure
-    # never decreases (the logged history and the final figure use one reference for the whole sweep)
+    # never decreases, over a resume too (the logged history and the final figure use one reference for
+    # the whole sweep)
+    before = sorted(driver.completed(), key=lambda t: (t.datetime_complete is None, t.datetime_complete
+                                                       or 0, t.number))
+    points_before = [tuple(t.values) for t in before]
+    live_hv = OutwardHypervolume()
+    live_hv.replay(points_before, directions(spec))
     progress = SweepProgress(spec.trials, spec.metric_names, directions(spec), stream=out,
-                             hypervolume=OutwardHypervolume(), done_before=len(driver.done_keys()),
-                             points_before=[tuple(t.values) for t in driver.completed()])
+                             hypervolume=live_hv, done_before=len(driver.done_keys()),
+                             points_before=points_before)
     _announce(plan, driver, session, timings, out)
     progress.render()
     outcome = backend.run_tuner(

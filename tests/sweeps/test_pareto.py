@@ -166,3 +166,19 @@ def test_live_hypervolume_never_decreases_while_the_plain_default_reference_can(
             for r, p, d in zip(live.reference, plain, directions):
                 assert (r <= p) if d == "maximize" else (r >= p)
             last = value
+
+
+def test_a_resumed_live_hypervolume_goes_on_from_where_the_first_run_ended():
+    from sweeps.pareto import OutwardHypervolume
+
+    dirs = ["maximize", "maximize"]
+    points = [(0.7, -1.5), (0.71, -1.4), (0.9, -30.0), (0.3, 5.0)]
+    first = OutwardHypervolume()
+    for k in range(1, 3):
+        ended = first(points[:k], dirs)                    # the first run saw two trials, one by one
+    resumed = OutwardHypervolume()
+    resumed.replay(points[:2], dirs)                       # a resume primed with them, in that order
+    assert resumed.reference == first.reference
+    assert resumed(points[:2], dirs) == pytest.approx(ended)
+    assert OutwardHypervolume()(points[:2], dirs) < ended  # computed over both at once: smaller
+    assert resumed(points[:3], dirs) == pytest.approx(first(points[:3], dirs))

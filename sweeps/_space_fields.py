@@ -37,7 +37,11 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        text = repr(value)
+        return text if len(text) <= 200 else text[:40] + f"…(shortened, {len(value)} characters)"
+    if isinstance(value, int) and abs(value) >= 10 ** 30:
+        digits = str(value)
+        return f"{digits[:12]}…(shortened, {len(digits.lstrip('-'))} digits)"
     text = repr(value) if not isinstance(value, (dict, list)) else yaml.safe_dump(
         value, default_flow_style=True, width=10_000).strip()
     return text if len(text) <= 80 else text[:77] + "..."
@@ -71,6 +75,14 @@ def _number(value: Any) -> float | int | None:
     if isinstance(value, str) and _NUMERIC_STRING.match(value.strip()):
         return float(value)
     return None
+
+
+def _finite(num: Any) -> bool:
+    """True for a finite number; False for nan/inf and for integers too large for a float."""
+    try:
+        return math.isfinite(num)
+    except (OverflowError, TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -117,7 +129,7 @@ class _Field:
                 raise _fail(key, value, "is not a number", self.expected())
             if self.kind == "int" and not isinstance(num, int):
                 raise _fail(key, value, "is not an integer", self.expected())
-            if not math.isfinite(num) or not self._in_range(num):
+            if not _finite(num) or not self._in_range(num):
                 raise _fail(key, value, "is out of range", self.expected())
             return num
         if self.kind == "choice":
@@ -161,6 +173,7 @@ def _choice(choices, what, **kw) -> _Field:
 
 
 FRACTION = _float(0, 1, hi_open=True)
+SEED_MAX = 2 ** 32 - 1                  # numpy's limit (np.random.seed)
 
 TRIAL_FIELDS: dict[str, _Field] = {
     "workload": _choice(WORKLOADS, "workload", sweepable=False),
@@ -191,7 +204,7 @@ TRIAL_FIELDS: dict[str, _Field] = {
     "finetune_lr": _float(0, lo_open=True, nullable=True),
     "gradual": _Field("map", nullable=True),
     "dynamic": _Field("map", nullable=True),
-    "seed": _int(0),
+    "seed": _int(0, hi=SEED_MAX),
     "device": _Field("str", sweepable=False),
     "bf16": _Field("bool"),
     "num_threads": _int(1, nullable=True),
@@ -212,7 +225,11 @@ SUB_FIELDS: dict[str, dict[str, _Field]] = {
 }
 LOSS_WEIGHT = _float(0)
 PATH_KEYS = ("data_root", "checkpoint_dir", "export_path")
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")          # use with fullmatch
+# the space's name is a results folder name and the MLflow sweep id
+_NAME = re.compile(r"[A-Za-z0-9_\-.]+")
+NAME_MAX = 100
+NAME_EXPECTED = f"letters, digits, '-', '_', '.' (a folder name), at most {NAME_MAX} characters"
 
 
 # --- keys of a space file -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ._space_fields import (DISTRIBUTIONS, LOSS_WEIGHT, PARAM_KEYS, RANGE_DISTS, SUB_FIELDS, TRIAL_FIELDS,
-                            _SCALAR, _check_task, _fail, _Field, _get_dotted, _number, _show, _unknown)
+                            _SCALAR, _check_task, _fail, _Field, _finite, _get_dotted, _number, _show, _unknown)
 from ._space_spec import Param
 from .errors import SpaceError
 
@@ -177,9 +177,9 @@ class _Parameters:
         step = entry.get("step")
         if step is not None:
             num = _number(step)
-            if num is None or num <= 0 or (is_int and not isinstance(num, int)):
+            if num is None or not _finite(num) or num <= 0 or (is_int and not isinstance(num, int)):
                 raise _fail(f"{key}.step", step, "is not a valid step",
-                            "a positive integer" if is_int else "a positive number")
+                            "a positive integer" if is_int else "a finite number > 0")
             if log and not (is_int and num == 1):
                 raise _fail(f"{key}.step", step, f"cannot be used with {dist}", "no step on a log scale")
             span = (high - low) / num

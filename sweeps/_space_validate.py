@@ -15,9 +15,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._space_fields import (LOSS_WEIGHT, PATH_KEYS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS, SUB_FIELDS, TOP_KEYS,
-                            TRIAL_FIELDS, _check_task, _choice, _DEVICE, _fail, _Field, _float, _int, _mapping,
-                            _number, _show, _unknown)
+from ._space_fields import (LOSS_WEIGHT, NAME_EXPECTED, NAME_MAX, PATH_KEYS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS,
+                            SEED_MAX, SUB_FIELDS, TOP_KEYS, TRIAL_FIELDS, _check_task, _choice, _DEVICE, _fail, _Field,
+                            _finite, _float, _int, _mapping, _NAME, _number, _show, _unknown)
 from ._space_data import check_data_config, check_layout
 from ._space_params import _Parameters
 from ._space_sample import suggest
@@ -55,9 +55,7 @@ class _Validator:
         for key in data:
             if key not in TOP_KEYS:
                 raise _unknown("", str(key), TOP_KEYS)
-        name = data.get("name", self.default_name)
-        if not isinstance(name, str) or not name.strip():
-            raise _fail("name", name, "is not a name", "a non-empty string")
+        name = _check_name(data.get("name", self.default_name))
         description = data.get("description") or ""
         if not isinstance(description, str):
             raise _fail("description", description, "is not a string", "a string")
@@ -103,6 +101,9 @@ class _Validator:
         for key, value in list(base.items()):
             base[key] = self._value(f"workload.{key}", TRIAL_FIELDS[key], value)
         tasks = base.get("tasks")
+        for i, task in enumerate(tasks or ()):
+            if not isinstance(task, str):
+                raise _fail(f"workload.tasks[{i}]", task, "is not a task name", f"a task of {workload} (a string)")
         if tasks is not None and (not tasks or len(set(map(str, tasks))) != len(tasks)):
             raise _fail("workload.tasks", tasks, "is empty or repeats a task",
                         f"a list of distinct tasks of {workload}")
@@ -118,9 +119,13 @@ class _Validator:
         if base.get("loss_weights"):
             base["loss_weights"] = {t: _number(w) for t, w in base["loss_weights"].items()}
         for metric, value in (base.get("baseline_metrics") or {}).items():
+            if not isinstance(metric, str):
+                raise _fail("workload.baseline_metrics", metric, "is not a metric name", "metric names as keys")
             if _number(value) is None:
                 raise _fail(f"workload.baseline_metrics.{metric}", value, "is not a number", "a number")
-        if "device" in base and not _DEVICE.match(str(base["device"])):
+            if not _finite(_number(value)):
+                raise _fail(f"workload.baseline_metrics.{metric}", value, "is not finite", "a finite number")
+        if "device" in base and not _DEVICE.fullmatch(str(base["device"])):
             raise _fail("workload.device", base["device"], "is not a device", "auto, cpu, cuda or cuda:N")
         for key in PATH_KEYS:
             if base.get(key):
@@ -142,7 +147,7 @@ class _Validator:
         if name is None:
             return base
         presets = _core_presets()
-        if name not in presets:
+        if not isinstance(name, str) or name not in presets:
             raise _fail("workload.preset", name, "is not a known preset", f"one of {', '.join(presets)}")
         merged = copy.deepcopy(presets[name])
         for key, value in base.items():
@@ -208,11 +213,17 @@ class _Validator:
 
     def _budgets(self, section: Any) -> list[Budget]:
         budgets = parse_budgets(section, known_metrics=self.known_metrics)
+        given = self.base.get("baseline_metrics") or {}
         for b in budgets:
             if b.relative and not self._has_baseline():
                 raise BudgetError(f"budget {b.text!r}: relative to the dense baseline, but baseline is "
                                   f"false; expected baseline: true or an absolute bound such as "
                                   f"{b.metric}{'>=' if b.higher_is_better else '<='}X")
+            if b.relative and not self.baseline and b.metric not in given:
+                raise BudgetError(f"budgets.{b.metric}: {b.text!r} is relative to the baseline's {b.metric}, "
+                                  f"which workload.baseline_metrics lacks; expected a relative budget to have "
+                                  f"the baseline's value of {b.metric} (baseline: true, or "
+                                  f"workload.baseline_metrics with {b.metric}) or an absolute bound")
         return budgets
 
     def _sampler(self, section: Any, trials: int) -> dict:
@@ -225,7 +236,7 @@ class _Validator:
             if k not in ("type", "seed") and k not in SAMPLER_OPTIONS[kind]:
                 raise SpaceError(f"sampler.{k}: does not apply to type {kind}; expected "
                                  f"{', '.join(('seed',) + SAMPLER_OPTIONS[kind])}")
-        out = {"type": kind, "seed": _int(0, nullable=True).check("sampler.seed", section.get("seed", 0))}
+        out = {"type": kind, "seed": _int(0, hi=SEED_MAX, nullable=True).check("sampler.seed", section.get("seed", 0))}
         if "n_startup_trials" in SAMPLER_OPTIONS[kind]:
             out["n_startup_trials"] = _int(0).check(
                 "sampler.n_startup_trials", section.get("n_startup_trials", min(10, max(2, trials // 3))))
@@ -242,8 +253,15 @@ class _Validator:
         gpu = _float(0).check("resources.gpu", section.get("gpu", 0))
         if gpu > 1 and not float(gpu).is_integer():
             raise _fail("resources.gpu", gpu, "is a fraction above 1", "a fraction up to 1 or a whole number")
+        for key, value in (("cpu", cpu), ("gpu", gpu)):
+            if 0 < value < 0.0001:      # Ray refuses resource fractions finer than 0.0001
+                raise _fail(f"resources.{key}", value, "is too small", "0 or at least 0.0001")
         if cpu == 0 and gpu == 0:
             raise _fail("resources", section, "asks for nothing", "cpu > 0 or gpu > 0 per trial")
+        device = str(self.base.get("device", "auto"))
+        if device.startswith("cuda") and gpu == 0:
+            raise _fail("workload.device", device, "needs resources.gpu > 0",
+                        "resources.gpu > 0 with a cuda device, or device: auto or cpu")
         return {"cpu": cpu, "gpu": gpu}
 
     def _steps_range(self) -> tuple[int | None, int | None]:
@@ -381,3 +399,17 @@ def _check_with_core(spec: SweepSpec) -> None:
                              f"to be a valid trial config (fix workload or parameters)") from None
         check_data_config(cfg, lambda name, t=trial: f"parameters.{name}" if name in t.params
                           else f"workload.{name}")
+
+
+def _check_name(name: Any) -> str:
+    """The space's name: a results folder name and the MLflow sweep id."""
+    if not isinstance(name, str):
+        raise _fail("name", name, "is not a name", NAME_EXPECTED)
+    stripped = name.strip()
+    if not stripped:
+        raise _fail("name", name, "is empty", NAME_EXPECTED)
+    if len(stripped) > NAME_MAX:
+        raise _fail("name", stripped[:40] + "...", f"is too long ({len(stripped)} characters)", NAME_EXPECTED)
+    if stripped in (".", "..") or not _NAME.fullmatch(stripped):
+        raise _fail("name", name, "is not a folder name", NAME_EXPECTED)
+    return stripped

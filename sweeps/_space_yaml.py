@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import yaml
 
-from ._space_fields import SUB_FIELDS, _fail
+from ._space_fields import SUB_FIELDS, _fail, _show
 from .errors import BudgetError, SpaceError
 
 
@@ -27,6 +27,14 @@ def _mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: 
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, (list, dict, set)) or not isinstance(key, Hashable):
+            kind = "mapping" if isinstance(key, dict) else "list" if isinstance(key, list) else "value"
+            start, end = key_node.start_mark, key_node.end_mark
+            text = (start.buffer or "")[start.index:end.index].strip() if start and end else ""
+            text = " " + _show(text) if text and "\n" not in text else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a {kind}{text} is used as a mapping key; mapping keys must be "
+                f"strings or other scalars", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -35,6 +43,18 @@ def _mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: 
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_no_duplicates)
+
+
+def _int_within_limits(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    """YAML ints; one with more digits than Python converts (ValueError) is a YAML error, not a crash."""
+    try:
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer with too many digits ({len(str(node.value))})", node.start_mark) from None
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _int_within_limits)
 
 
 def _parse_yaml(text: str, where: str) -> Any:

@@ -187,6 +187,9 @@ def check_task_subset(name: str, available: Mapping[str, TaskInfo], tasks) -> li
     if not tasks:
         raise ValueError(f"tasks must name at least one task of {name!r} ({', '.join(available)})")
     for t in tasks:
+        if not isinstance(t, str):
+            raise ValueError(f"task {t!r} of workload {name!r} is not a task name; expected a string, "
+                             f"one of {', '.join(available)}")
         if t not in available:
             raise ValueError(f"unknown task {t!r} for workload {name!r}; expected some of "
                              f"{', '.join(available)}")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from .errors import UserInputError
 
@@ -69,7 +70,9 @@ def validate_tracking_uri(uri: str | None, *, create: bool = True) -> str:
     """Check a tracking URI before any training; returns it normalised (absolute sqlite path).
 
     ``create=True`` (a sweep will write): the sqlite file's folder must be creatable and writable and an
-    existing file must be a writable sqlite database. ``create=False`` (queries): the file must exist.
+    existing file must be a writable MLflow sqlite store (an empty file counts as new).
+    ``create=False`` (queries, resume): the file must exist and be an MLflow store. An existing file is
+    only ever read here (never given MLflow's tables).
     A bare ``*.db`` path is taken as sqlite. ``http(s)://`` servers are checked by the first request.
     Raises :class:`UserInputError` with one line naming the URI and what was expected.
     """
@@ -94,18 +97,59 @@ def validate_tracking_uri(uri: str | None, *, create: bool = True) -> str:
         if not path.is_file():
             raise UserInputError(f"tracking URI {uri!r}: no MLflow database at {str(path)!r}; expected the "
                                  "store a sweep wrote (run a sweep first or pass --tracking-uri)")
+        if not _check_existing_store(path, uri):
+            raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} is an empty file, not an MLflow "
+                                 "store; expected the store a sweep wrote (run a sweep first or pass "
+                                 "--tracking-uri)")
         return uri
     _probe_writable(path.parent, uri)
     if path.exists():
+        _check_existing_store(path, uri)  # an empty (0-byte) file is taken as a new store
         try:
-            with open(path, "rb+") as fh:
-                head = fh.read(16)
+            with open(path, "rb+"):
+                pass
         except OSError as exc:
             raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} is not writable "
                                  f"({exc.strerror or exc}); expected a writable sqlite file") from None
-        if head and head != b"SQLite format 3\x00":
-            raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} is not an sqlite database")
     return uri
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_MLFLOW_TABLES = frozenset({"experiments", "alembic_version"})
+
+
+def _check_existing_store(path: Path, uri: str) -> bool:
+    """An existing file must already be an MLflow sqlite store: never create MLflow's tables inside
+    someone else's file. Reads only (the file is opened read-only). Returns False for an empty
+    (0-byte) file, True for an MLflow store; raises :class:`UserInputError` otherwise."""
+    if path.is_dir():
+        raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} is a folder; expected an MLflow "
+                             "sqlite database or a new file path")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} cannot be read "
+                             f"({exc.strerror or exc}); expected a readable sqlite file") from None
+    if not head:
+        return False
+    if head != _SQLITE_MAGIC:
+        raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} is not an sqlite database; expected "
+                             "an MLflow database or a new file path")
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} cannot be read as an sqlite database "
+                             f"({first}); expected an MLflow database or a new file path") from None
+    if not _MLFLOW_TABLES <= tables:
+        raise UserInputError(f"tracking URI {uri!r}: {str(path)!r} is an sqlite database but not an MLflow "
+                             "store; expected an MLflow database or a new file path")
+    return True
 
 
 def _client(uri: str):

@@ -43,10 +43,35 @@ def read_state(results_dir: Path) -> dict:
     """``sweep.json`` of a sweep to resume; a missing or broken one is a user error."""
     path = results_dir / STATE_FILE
     try:
-        return json.loads(path.read_text())
+        state = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise UserInputError(f"--resume: {str(results_dir)!r} holds no readable {STATE_FILE} "
                              f"({type(err).__name__}); expected the results folder of a sweep") from None
+    problem = _state_problem(state)
+    if problem:
+        raise UserInputError(f"{str(path)}: {problem}; expected the state file a sweep wrote (a JSON "
+                             f"object with sweep_id, tracking_uri and overrides)")
+    return state
+
+
+def _state_problem(state) -> str | None:
+    """What makes ``state`` not a ``sweep.json`` written by :func:`write_state`, or None."""
+    if not isinstance(state, dict):
+        return f"holds a JSON {type(state).__name__} ({json.dumps(state)[:60]})"
+    for key in ("sweep_id", "tracking_uri"):
+        value = state.get(key)
+        if key not in state:
+            return f"{key} is missing"
+        if not isinstance(value, str) or not value.strip() or "\n" in value:
+            return f"{key} is {json.dumps(value)[:60]}, not a non-empty one-line string"
+    overrides = state.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        return f"overrides is {json.dumps(overrides)[:60]}, not a list of KEY=VALUE strings"
+    for key in ("space_name", "experiment", "ray_address"):
+        value = state.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            return f"{key} is {json.dumps(value)[:60]}, not a non-empty string"
+    return None
 
 
 def latest_results_dir(root: Path, name: str) -> Path | None:

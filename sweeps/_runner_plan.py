@@ -77,6 +77,23 @@ def _check_flags(opts: RunOptions) -> None:
             raise UserInputError(f"{flag}: {value} is not allowed; expected an integer >= 1")
     if opts.seed is not None and opts.seed < 0:
         raise UserInputError(f"--seed: {opts.seed} is not allowed; expected an integer >= 0")
+    for flag, value in (("--space", opts.space), ("--tracking-uri", opts.tracking_uri),
+                        ("--experiment", opts.experiment), ("--results-dir", opts.results_dir),
+                        ("--ray-address", opts.ray_address)):
+        if value is not None:
+            check_text_flag(flag, value)
+
+
+def check_text_flag(flag: str, value: str) -> str:
+    """A flag's text value: not empty, not only blanks, one line (an empty one would silently mean the
+    default; a newline would end up in a folder, an MLflow experiment or a store URI)."""
+    text = str(value)
+    if not text.strip():
+        raise UserInputError(f"{flag}: {text!r} is empty; expected a non-empty value (or leave the "
+                             f"option out for the default)")
+    if "\n" in text or "\r" in text or "\x00" in text:
+        raise UserInputError(f"{flag}: {text!r} contains a line break or NUL; expected a value on one line")
+    return text
 
 
 def _overrides(opts: RunOptions) -> list[str]:
@@ -95,8 +112,12 @@ def _check_address(address: str | None) -> None:
     if address is None:
         return
     text = address.strip()
-    if text == "auto" or text.startswith("ray://"):
+    if text == "auto":
         return
+    if "://" in text:
+        raise UserInputError(f"--ray-address: {address!r} is not supported (Ray Client addresses such as "
+                             f"ray://HOST:PORT need ray[client] and are not used by disparse-tune); "
+                             f"expected 'auto' or HOST:PORT of a Ray cluster's GCS (e.g. 127.0.0.1:6379)")
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserInputError(f"--ray-address: {address!r} is not valid; expected 'auto' or HOST:PORT "
@@ -206,6 +227,11 @@ def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     spec = load_space(str(space_file), all_overrides)
     spec.name = state.get("space_name", spec.name)
     sweep_id = state["sweep_id"]
+    _check_same_objectives(spec, load_space(str(space_file), list(state.get("overrides", []))),
+                           results_dir, sweep_id)
+    address = state.get("ray_address")
+    if not opts.ray_address and address:
+        _check_saved_address(address, results_dir)
     tracking_uri = validate_tracking_uri(opts.tracking_uri or state["tracking_uri"], create=False)
     _check_machine(opts if opts.ray_address else RunOptions(ray_address=state.get("ray_address")), spec)
     probe_http_store(tracking_uri)
@@ -215,6 +241,54 @@ def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
                 experiment=opts.experiment or state.get("experiment", DEFAULT_EXPERIMENT),
                 ray_address=opts.ray_address or state.get("ray_address"), resume=True,
                 overrides=all_overrides, space_file=space_file, verbose=opts.verbose)
+
+
+def _objectives_text(objectives) -> str:
+    return "[" + ", ".join(f"{name} ({direction})" for name, direction in objectives) + "]"
+
+
+def _check_same_objectives(spec, started, results_dir: Path, sweep_id: str) -> None:
+    """A resume continues the sweep's study: its objectives (names, directions, order) are fixed. A
+    change found only once Ray runs would already have rewritten sweep.json, the study and MLflow."""
+    given = [(o.name, o.direction.lower()) for o in spec.objectives]
+    before = [(o.name, o.direction.lower()) for o in started.objectives]
+    if given != before:
+        raise UserInputError(f"objectives: {_objectives_text(given)} differs from the objectives this "
+                             f"sweep started with; expected {_objectives_text(before)} (a resumed sweep "
+                             f"keeps its objectives: start a new sweep to change them)")
+    study = _saved_study(results_dir, sweep_id)
+    if study is None:
+        return
+    saved = [d.name.lower() for d in study.directions]
+    if [d for _, d in given] != saved:
+        raise UserInputError(f"objectives: {_objectives_text(given)} do not match the study in "
+                             f"{str(study_file(results_dir))!r}; expected {len(saved)} objective(s) with "
+                             f"directions {saved}")
+
+
+def _saved_study(results_dir: Path, sweep_id: str):
+    """The sweep's study if it was created already (a sweep stopped during its baseline has none)."""
+    if not study_file(results_dir).exists():
+        return None
+    from ._runner_study import load_sweep_study
+
+    try:
+        return load_sweep_study(results_dir, sweep_id)
+    except KeyError:  # optuna: no study of that name yet
+        return None
+    except UserInputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - an unreadable study file is the user's folder
+        raise UserInputError(f"--resume: {str(study_file(results_dir))!r} cannot be read "
+                             f"({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}); "
+                             f"expected the study file the sweep wrote") from None
+
+
+def _check_saved_address(address, results_dir: Path) -> None:
+    if not isinstance(address, str) or "://" in address or not address.strip():
+        raise UserInputError(f"{str(results_dir / STATE_FILE)!r}: ray_address {address!r} is not "
+                             f"supported; expected 'auto' or HOST:PORT of a Ray cluster's GCS (give "
+                             f"--ray-address to override it)")
 
 
 def _resume_dir(opts: RunOptions, root: Path) -> Path:

@@ -74,7 +74,7 @@ def load_sweep(tracking_uri: str | None, experiment: str | None = None,
         sweeps = [r for r in sweeps if r.data.tags.get(TAG_SWEEP_ID) == sweep_id]
     if not sweeps:
         known = sorted({r.data.tags.get(TAG_SWEEP_ID, "?") for r in _sweep_runs(client, exp.experiment_id)})
-        what = f"sweep {sweep_id!r}" if sweep_id else "any sweep"
+        what = f"sweep {sweep_id!r}" if sweep_id else "sweep"
         raise UserInputError(f"no {what} in experiment {exp.name!r} of {uri!r}; expected one of "
                              f"{known or '(none: run a sweep first)'}")
     run = sweeps[0]

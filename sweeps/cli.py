@@ -64,9 +64,20 @@ def _int_arg(flag: str, low: int):
     return parse
 
 
+def _text_arg(text: str) -> str:
+    """A text option: not empty or blank (which would silently mean the default), on one line."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; expected a non-empty value (or leave the "
+                                         f"option out for the default)")
+    if "\n" in text or "\r" in text or "\x00" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} contains a line break or NUL; expected a value on "
+                                         f"one line")
+    return text
+
+
 def _store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///<cwd>/mlflow.db)")
-    p.add_argument("--experiment", help="MLflow experiment (default: disparse-tune)")
+    p.add_argument("--tracking-uri", type=_text_arg, help="MLflow store (default: sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--experiment", type=_text_arg, help="MLflow experiment (default: disparse-tune)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,17 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = sub.choices  # name -> its parser (for messages naming the options it takes)
 
     run = sub.add_parser("run", help="run (or --resume) a sweep (the default command)")
-    run.add_argument("--space", help="search space: a name from search_spaces/ or a YAML path "
+    run.add_argument("--space", type=_text_arg, help="search space: a name from search_spaces/ or a YAML path "
                      "(default: dynamic)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a space entry, e.g. --set trials=4 (repeatable)")
     run.add_argument("--trials", type=_int_arg("--trials", 1), help="number of trials")
     run.add_argument("--concurrency", type=_int_arg("--concurrency", 1), help="trials at a time")
     run.add_argument("--seed", type=_int_arg("--seed", 0), help="sampler seed")
-    run.add_argument("--ray-address", help="join a Ray cluster: 'auto' or HOST:PORT "
+    run.add_argument("--ray-address", type=_text_arg, help="join a Ray cluster: 'auto' or HOST:PORT "
                      "(default: start a local Ray on 127.0.0.1)")
     _store_options(run)
-    run.add_argument("--results-dir", help="where the sweep keeps its state "
+    run.add_argument("--results-dir", type=_text_arg, help="where the sweep keeps its state "
                      "(default: ./disparse_results/<space name>)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")

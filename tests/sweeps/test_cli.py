@@ -93,3 +93,37 @@ def test_help_lists_commands_and_flags():
     with pytest.raises(SystemExit) as exit_:
         main(["--help"], out=out)
     assert exit_.value.code == 0
+
+
+# empty, blank or multi-line text flags would silently mean the default (or name odd MLflow experiments)
+EMPTY = [(cmd + [flag, value], flag)
+         for flag in ("--space", "--tracking-uri", "--results-dir", "--experiment", "--ray-address")
+         for value in ("", "   ", "a\nb")
+         for cmd in (["--dry-run"],)] + [
+    (["best", "--budget", "seg.miou=-2%", "--experiment", ""], "--experiment"),
+    (["pareto", "--tracking-uri", " "], "--tracking-uri"),
+    (["report", "--experiment", "x\ny"], "--experiment"),
+]
+
+
+@pytest.mark.parametrize("args,flag", EMPTY, ids=[repr(a) for a, _ in EMPTY])
+def test_empty_or_multi_line_flag_values_are_one_line(cwd, monkeypatch, args, flag):
+    monkeypatch.chdir(cwd)
+    before = _listing(cwd)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(args, out=out, err=err) == 2, out.getvalue()
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag}: "), err.getvalue()
+    value = args[args.index(flag) + 1]
+    assert "expected" in lines[0] and (repr(value) in lines[0] if value.strip() else "empty" in lines[0])
+    assert _listing(cwd) == before
+
+
+def test_empty_text_options_are_refused_by_the_plan_too(tmp_path):
+    from sweeps._runner_plan import RunOptions, make_plan
+    from sweeps.errors import UserInputError
+
+    for field, flag in (("space", "--space"), ("tracking_uri", "--tracking-uri"),
+                        ("results_dir", "--results-dir"), ("experiment", "--experiment")):
+        with pytest.raises(UserInputError, match=f"^{flag}: "):
+            make_plan(RunOptions(**{field: " "}))

@@ -127,3 +127,109 @@ class _Sink:
 
     def flush(self):
         pass
+
+
+# ---------------------------------------------------------------- a rejected --resume damages nothing
+def _started_sweep(tmp_path, monkeypatch):
+    """The results folder a started sweep leaves (sweep.json, space.yaml, the study), made without Ray."""
+    from sweep_helpers import write_space
+
+    from sweeps._runner_files import write_state
+    from sweeps._runner_plan import make_plan
+    from sweeps._runner_study import open_study
+
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path, name="tiny")
+    results = tmp_path / "D"
+    plan = make_plan(RunOptions(space=str(space), results_dir=str(results),
+                                tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    write_state(plan, "interrupted")
+    open_study(plan)
+    # the MLflow store the sweep wrote: not made here (its schema takes seconds); the plan takes it as given
+    monkeypatch.setattr("sweeps.tracking.validate_tracking_uri", lambda uri, create=False: uri)
+    return results
+
+
+def _snapshot(results):
+    return {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("override", ["objectives=[compression, seg.miou, normal.mean]",
+                                      "objectives=[compression]",
+                                      "objectives=[{name: compression, direction: minimize}, "
+                                      "{name: delta_m, direction: maximize}]"])
+def test_a_resume_with_other_objectives_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                             override):
+    results = _started_sweep(tmp_path, monkeypatch)
+    before = _snapshot(results)
+    assert {"sweep.json", "space.yaml", "optuna.journal"} <= set(before)
+    err = _Sink()
+    code = cli.main(["--resume", "--results-dir", str(results), "--trials", "2", "--set", override],
+                    out=_Sink(), err=err)
+    assert code == 2, err.text
+    lines = err.text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: objectives: ") and "expected" in lines[0], err.text
+    assert _snapshot(results) == before
+    # and the sweep still resumes: a plain --resume plans fine
+    from sweeps._runner_plan import make_plan
+    plan = make_plan(RunOptions(resume=True, results_dir=str(results), trials=2))
+    assert [o.name for o in plan.spec.objectives] == ["compression", "delta_m"]
+
+
+def test_a_resume_whose_study_has_other_directions_is_refused(tmp_path, monkeypatch):
+    """The study file is the reference: a sweep.json/space.yaml that disagree with it are refused too."""
+    import optuna
+
+    from sweeps._runner_plan import make_plan
+    from sweeps._runner_study import study_storage
+
+    results = _started_sweep(tmp_path, monkeypatch)
+    (results / "optuna.journal").unlink()
+    sweep_id = json.loads((results / "sweep.json").read_text())["sweep_id"]
+    optuna.create_study(storage=study_storage(results / "optuna.journal"), study_name=sweep_id,
+                        directions=["minimize", "maximize", "maximize"])
+    before = _snapshot(results)
+    with pytest.raises(UserInputError, match=r"objectives: .*expected 3 objective\(s\)"):
+        make_plan(RunOptions(resume=True, results_dir=str(results)))
+    assert _snapshot(results) == before
+
+
+@pytest.mark.parametrize("text,named", [("[1, 2]", "JSON list"), ("{}", "sweep_id is missing"),
+                                        ('{"sweep_id": "x"}', "tracking_uri is missing"),
+                                        ('{"tracking_uri": "sqlite:///m.db"}', "sweep_id is missing"),
+                                        ('{"sweep_id": 3, "tracking_uri": "sqlite:///m.db"}', "sweep_id"),
+                                        ('"text"', "JSON str"),
+                                        ('{"sweep_id": "x", "tracking_uri": "sqlite:///m.db", '
+                                         '"overrides": "trials=3"}', "overrides")])
+def test_a_corrupt_sweep_json_is_one_line(tmp_path, monkeypatch, text, named):
+    results = _started_sweep(tmp_path, monkeypatch)
+    (results / "sweep.json").write_text(text)
+    before = _snapshot(results)
+    err = _Sink()
+    assert cli.main(["--resume", "--results-dir", str(results)], out=_Sink(), err=err) == 2
+    lines = err.text.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err.text, err.text
+    assert f"{results / 'sweep.json'}: " in lines[0] and named in lines[0], lines[0]
+    assert "expected the state file a sweep wrote" in lines[0]
+    assert _snapshot(results) == before
+
+
+@pytest.mark.parametrize("address", ["ray://127.0.0.1:10001", "ray://head:10001", " ray://h:1"])
+def test_a_ray_client_address_is_refused_at_plan_time(address):
+    err = _Sink()
+    assert cli.main(["--dry-run", "--ray-address", address], out=_Sink(), err=err) == 2
+    line = err.text.strip()
+    assert "\n" not in line and "--ray-address" in line and address.strip() in line, line
+    assert "HOST:PORT" in line and "Ray Client" in line
+
+
+def test_a_ray_client_address_saved_in_sweep_json_is_refused(tmp_path, monkeypatch):
+    from sweeps._runner_plan import make_plan
+
+    results = _started_sweep(tmp_path, monkeypatch)
+    state = json.loads((results / "sweep.json").read_text())
+    (results / "sweep.json").write_text(json.dumps({**state, "ray_address": "ray://h:10001"}))
+    before = _snapshot(results)
+    with pytest.raises(UserInputError, match="ray_address 'ray://h:10001'"):
+        make_plan(RunOptions(resume=True, results_dir=str(results)))
+    assert _snapshot(results) == before

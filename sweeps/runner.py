@@ -112,9 +112,9 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         tracker = opened["tracker"]
         if lock is None:
             lock = lock_results_dir(plan.results_dir)
-        write_state(plan, "running")
         if not check_first:  # checked by the plan against os.cpu_count(); Ray's own count has the last word
             _check_cluster(plan.spec, session)
+        write_state(plan, "running")
         summary.baseline, timings["baseline_s"] = run_baseline(plan, tracker, backend, out)
         _run_trials(plan, summary, session, tracker, backend, out)
         return summary

@@ -2,7 +2,8 @@
 
 :class:`_Validator` checks the sections in this order: workload (the fixed trial config), parameters
 (delegated to :mod:`sweeps._space_params`), objectives, budgets, sampler and run settings; then
-every sampled combination is checked by the core's own ``TrialConfig`` (:func:`_check_with_core`).
+every sampled combination is checked by the core's own ``TrialConfig``
+(:func:`sweeps._space_probe.check_with_core`).
 Raises one-line :class:`~sweeps.errors.SpaceError` / BudgetError at the first problem. Private to
 :mod:`sweeps.space`.
 """
@@ -11,17 +12,16 @@ from __future__ import annotations
 
 import copy
 import difflib
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ._space_fields import (LOSS_WEIGHT, NAME_EXPECTED, NAME_MAX, PATH_KEYS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS,
                             SEED_MAX, SUB_FIELDS, TOP_KEYS, TRIAL_FIELDS, _check_task, _choice, _DEVICE, _fail, _Field,
                             _finite, _float, _int, _mapping, _NAME, _number, _show, _unknown)
-from ._space_data import check_data_config, check_layout
+from ._space_data import check_layout
 from ._space_params import _Parameters
-from ._space_sample import suggest
-from ._space_spec import Objective, Param, SweepSpec
+from ._space_probe import check_with_core
+from ._space_spec import Objective, SweepSpec
 from ._space_yaml import _expand_dotted
 from .budgets import GLOBAL_METRICS, Budget, higher_is_better, parse_budgets
 from .errors import BudgetError, SpaceError
@@ -81,7 +81,7 @@ class _Validator:
             trials=trials, concurrency=concurrency, resources=self._resources(data.get("resources")),
             early_stopping=early,
             baseline=self.baseline, max_retries=max_retries, tasks=dict(self.tasks))
-        _check_with_core(spec)
+        check_with_core(spec)
         return spec
 
     # workload ---------------------------------------------------------------------------------
@@ -325,80 +325,6 @@ class _Validator:
             return "delta_m"
         task, primary = next(iter(self.primary.items()))
         return next((o.name for o in objectives if "." in o.name), f"{task}.{primary}")
-
-
-# --- combinations, checked by the core's own validator ----------------------------------------------
-
-class _PickTrial:
-    """A stand-in for ``optuna.Trial`` that answers from ``pick(param_name, candidates)``."""
-
-    def __init__(self, spec: SweepSpec, pick):
-        self._param = spec.param
-        self._pick = pick
-        self.params: dict[str, Any] = {}
-
-    def _answer(self, name: str) -> Any:
-        self.params[name] = value = self._pick(self._param[name])
-        return value
-
-    def suggest_float(self, name, low, high, *, step=None, log=False):
-        return self._answer(name)
-
-    def suggest_int(self, name, low, high, *, step=1, log=False):
-        return self._answer(name)
-
-    def suggest_categorical(self, name, choices):
-        return self._answer(name)
-
-
-def _candidates(p: Param) -> tuple:
-    return p.possible_values() or (p.low, p.high)
-
-
-def _random_value(p: Param, rng) -> Any:
-    if p.possible_values() is not None:
-        return rng.choice(p.possible_values())
-    if p.distribution.endswith("log_uniform"):
-        value = math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
-    else:
-        value = rng.uniform(p.low, p.high)
-    if p.step:
-        value = p.low + round((value - p.low) / p.step) * p.step
-    return int(round(value)) if p.distribution.startswith("int_") else min(max(value, p.low), p.high)
-
-
-def _probe_picks(spec: SweepSpec, n_random: int = 16):
-    """Pickers covering every candidate of every parameter (others at their first), both corners, and
-    ``n_random`` seeded random combinations."""
-    import random
-    yield lambda p: _candidates(p)[0]
-    yield lambda p: _candidates(p)[-1]
-    for target in spec.parameters:
-        for value in _candidates(target)[1:]:
-            yield lambda p, t=target.name, v=value: v if p.name == t else _candidates(p)[0]
-    rng = random.Random(0)
-    for _ in range(n_random):
-        seed = rng.random()
-        yield lambda p, r=random.Random(seed): _random_value(p, r)
-
-
-def _check_with_core(spec: SweepSpec) -> None:
-    """Every combination probed must pass ``disparse_core.trial.TrialConfig.from_dict`` (criterion vs
-    method, pretrain_steps vs steps, width vs arch, ...), so a bad space fails before any trial starts."""
-    from disparse_core.trial import TrialConfig
-    for pick in _probe_picks(spec):
-        trial = _PickTrial(spec, pick)
-        config = suggest(spec, trial)
-        try:
-            cfg = TrialConfig.from_dict(config)
-        except ValueError as err:
-            chosen = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
-            where = f" (sampling {chosen})" if chosen else ""
-            text = str(err).rstrip(".")
-            raise SpaceError(f"trial config {text}{where}; expected every combination the space can sample "
-                             f"to be a valid trial config (fix workload or parameters)") from None
-        check_data_config(cfg, lambda name, t=trial: f"parameters.{name}" if name in t.params
-                          else f"workload.{name}")
 
 
 def _check_name(name: Any) -> str:

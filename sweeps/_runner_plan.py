@@ -227,8 +227,8 @@ def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     spec = load_space(str(space_file), all_overrides)
     spec.name = state.get("space_name", spec.name)
     sweep_id = state["sweep_id"]
-    _check_same_objectives(spec, load_space(str(space_file), list(state.get("overrides", []))),
-                           results_dir, sweep_id)
+    started = load_space(str(space_file), list(state.get("overrides", []))) if overrides else spec
+    _check_same_objectives(spec, started, results_dir, sweep_id)
     address = state.get("ray_address")
     if not opts.ray_address and address:
         _check_saved_address(address, results_dir)

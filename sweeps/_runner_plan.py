@@ -17,7 +17,7 @@ from ._runner_checks import (check_creatable, check_free_space, check_local_cpus
                              probe_http_store)
 from ._runner_files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir,
                             latest_results_dir, read_state, study_file)
-from .errors import UserInputError
+from .errors import UserInputError, text_value_problem
 
 __all__ = ["RunOptions", "Plan", "make_plan", "describe_plan"]
 
@@ -85,15 +85,11 @@ def _check_flags(opts: RunOptions) -> None:
 
 
 def check_text_flag(flag: str, value: str) -> str:
-    """A flag's text value: not empty, not only blanks, one line (an empty one would silently mean the
-    default; a newline would end up in a folder, an MLflow experiment or a store URI)."""
-    text = str(value)
-    if not text.strip():
-        raise UserInputError(f"{flag}: {text!r} is empty; expected a non-empty value (or leave the "
-                             f"option out for the default)")
-    if "\n" in text or "\r" in text or "\x00" in text:
-        raise UserInputError(f"{flag}: {text!r} contains a line break or NUL; expected a value on one line")
-    return text
+    """A flag's text value, checked as the CLI checks it (:func:`sweeps.errors.text_value_problem`)."""
+    problem = text_value_problem(str(value))
+    if problem:
+        raise UserInputError(f"{flag}: {problem}")
+    return str(value)
 
 
 def _overrides(opts: RunOptions) -> list[str]:

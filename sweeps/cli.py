@@ -21,7 +21,7 @@ import sys
 from typing import Sequence
 
 from . import _signals
-from .errors import RunError, UserInputError
+from .errors import RunError, UserInputError, text_value_problem
 
 __all__ = ["main", "build_parser"]
 
@@ -65,13 +65,10 @@ def _int_arg(flag: str, low: int):
 
 
 def _text_arg(text: str) -> str:
-    """A text option: not empty or blank (which would silently mean the default), on one line."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is empty; expected a non-empty value (or leave the "
-                                         f"option out for the default)")
-    if "\n" in text or "\r" in text or "\x00" in text:
-        raise argparse.ArgumentTypeError(f"{text!r} contains a line break or NUL; expected a value on "
-                                         f"one line")
+    """A text option: not empty or blank, on one line (:func:`sweeps.errors.text_value_problem`)."""
+    problem = text_value_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 

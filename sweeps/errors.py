@@ -31,3 +31,13 @@ class RunError(RuntimeError):
 
     def __init__(self, message: object) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+def text_value_problem(text: str) -> str | None:
+    """Why a flag's text value is refused, or None: empty or blank (it would silently mean the default),
+    or not on one line (a newline would end up in a folder, an MLflow experiment or a store URI)."""
+    if not text.strip():
+        return f"{text!r} is empty; expected a non-empty value (or leave the option out for the default)"
+    if "\n" in text or "\r" in text or "\x00" in text:
+        return f"{text!r} contains a line break or NUL; expected a value on one line"
+    return None

@@ -118,6 +118,7 @@ def _apply_override(data: dict, key: str, value: Any, text: str) -> dict:
     if head == "budgets":
         section = _budget_dict(section) or {}
         if value is None:
+            _check_removable(section, rest, "budgets", text)
             section.pop(rest, None)
         else:
             section[rest] = value
@@ -132,6 +133,8 @@ def _apply_override(data: dict, key: str, value: Any, text: str) -> dict:
             entry[sub] = value
             section[name] = entry
         else:
+            if value is None:
+                _check_removable(section, rest, "parameters", text)
             # shorthand: a list is a categorical, a scalar a fixed value
             section[rest] = (value if isinstance(value, dict) or value is None
                              else {"values": value} if isinstance(value, list) else {"value": value})
@@ -147,16 +150,32 @@ def _apply_override(data: dict, key: str, value: Any, text: str) -> dict:
         section = _expand_dotted(section, "workload")
     node = section
     parts = rest.split(".")
+    if value is None and head == "workload":
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                _check_removable(node, part, ".".join(["workload", *parts[:i]]), text)
+            node = node[part]
+        _check_removable(node, parts[-1], ".".join(["workload", *parts[:-1]]), text)
+        node.pop(parts[-1])                # null removes a fixed key (the core's default applies)
+        data[head] = section
+        return data
     for part in parts[:-1]:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
-    if value is None and head == "workload":
-        node.pop(parts[-1], None)          # null removes a fixed key (the core's default applies)
-    else:
-        node[parts[-1]] = value
+    node[parts[-1]] = value
     data[head] = section
     return data
+
+
+def _check_removable(section: Any, key: str, where: str, text: str) -> None:
+    """``--set KEY=null`` removes a key the space sets; naming one it does not set is a mistake (a typo
+    would otherwise remove nothing and say nothing)."""
+    if isinstance(section, dict) and key in section:
+        return
+    present = ", ".join(sorted(map(str, section))) if isinstance(section, dict) and section else "none"
+    raise SpaceError(f"--set {text!r}: {where}.{key} is not set in the space, so null has nothing to "
+                     f"remove; {where} sets: {present}")
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

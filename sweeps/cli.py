@@ -21,6 +21,7 @@ import sys
 from typing import Sequence
 
 from . import _signals
+from ._space_fields import SEED_MAX
 from .errors import RunError, UserInputError, text_value_problem
 
 __all__ = ["main", "build_parser"]
@@ -52,14 +53,18 @@ class _Parser(argparse.ArgumentParser):
                               f"{self.prog}: {', '.join(known)} (see {self.prog} --help)")
 
 
-def _int_arg(flag: str, low: int):
+def _int_arg(flag: str, low: int, high: int | None = None):
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= {low}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected {expected}")
         if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is too small; expected an integer >= {low}")
+            raise argparse.ArgumentTypeError(f"{value} is too small; expected {expected}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} is too large; expected {expected}")
         return value
     return parse
 
@@ -93,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a space entry, e.g. --set trials=4 (repeatable)")
     run.add_argument("--trials", type=_int_arg("--trials", 1), help="number of trials")
     run.add_argument("--concurrency", type=_int_arg("--concurrency", 1), help="trials at a time")
-    run.add_argument("--seed", type=_int_arg("--seed", 0), help="sampler seed")
+    run.add_argument("--seed", type=_int_arg("--seed", 0, SEED_MAX), help="sampler seed")
     run.add_argument("--ray-address", type=_text_arg, help="join a Ray cluster: 'auto' or HOST:PORT "
                      "(default: start a local Ray on 127.0.0.1)")
     _store_options(run)

@@ -107,11 +107,11 @@ def _float_dict(key, v):
     return {str(k): _float(f"{key}.{k}", x) for k, x in v.items()}
 
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")          # use with fullmatch ("cpu\n" is no device)
 
 
 def _device(key, v):
-    if not isinstance(v, str) or not _DEVICE.match(v):
+    if not isinstance(v, str) or not _DEVICE.fullmatch(v):
         raise ValueError(f"{key}: expected auto, cpu, cuda, cuda:<index> or mps, got {v!r}")
     return v
 

@@ -220,6 +220,7 @@ def test_export_writes_a_folded_model_with_the_reported_sparsity(tmp_path):
     ({"arch": "resnet"}, "arch"),
     ({"bf16": "yes"}, "bf16"),
     ({"device": "gpu"}, "device"),
+    ({"device": "cpu\n"}, "device"),
     ({"dynamic": {"alpha": 0.3}}, "dynamic.alpha0"),
     ({"dynamic.t_end_frac": 0.0}, "dynamic.t_end_frac"),
     ({"loss_weights": {"sgm": 1.0}}, "loss_weights"),

@@ -40,6 +40,7 @@ __all__ = [
     "make_meter",
     "higher_is_better",
     "metric_directions",
+    "metric_range",
     "delta_m",
     "evaluate",
 ]
@@ -266,6 +267,28 @@ def higher_is_better(key: str) -> bool:
         return False
     raise ValueError(f"unknown metric {key!r}: direction not known (known: "
                      f"{sorted(_HIGHER | _LOWER)})")
+
+
+_FRACTIONS = {"miou", "pixel_acc", "within_11", "within_22", "within_30", "delta1", "delta2", "delta3",
+              "acc", "sparsity"}
+_ANGLES = {"mean", "median"}
+
+
+def metric_range(key: str) -> tuple[float, float]:
+    """The values a metric can take, ``(low, high)``: fractions ``[0, 1]``, angles ``[0, 180]`` degrees,
+    errors, counts and times ``[0, inf)``, ``compression`` ``(-inf, 1]`` (a branched net can hold more
+    weights than the dense one), ``delta_m`` unbounded. Unknown metrics raise ``ValueError``."""
+    metric = str(key).rsplit(".", 1)[-1]
+    higher_is_better(key)
+    if metric in _FRACTIONS:
+        return 0.0, 1.0
+    if metric in _ANGLES:
+        return 0.0, 180.0
+    if metric == "compression":
+        return -math.inf, 1.0
+    if metric == "delta_m":
+        return -math.inf, math.inf
+    return 0.0, math.inf
 
 
 def metric_directions(keys: Iterable[str]) -> dict[str, str]:

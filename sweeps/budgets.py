@@ -187,7 +187,21 @@ def parse_budget(expr: str, value: Any = None, *, known_metrics: Iterable[str] |
                           f"expected {metric}{right}{match['num']}{'%' if pct else ''}")
     if pct:
         return _relative(text, metric, match["num"], number, higher)
+    _check_reachable(text, metric, number, higher)
     return Budget(metric=metric, relative=False, amount=number, higher_is_better=higher)
+
+
+def _check_reachable(text: str, metric: str, number: float, higher: bool) -> None:
+    """An absolute bound outside the metric's range can never be met: say so now, not after the sweep."""
+    from disparse_core.metrics import metric_range
+
+    low, high = metric_range(metric)
+    if (number > high) if higher else (number < low):
+        edge = _fmt(high if higher else low)
+        raise BudgetError(f"budget {text!r}: {metric} takes values in [{_fmt(low)}, {_fmt(high)}], so no "
+                          f"trial can meet {'>=' if higher else '<='}{_fmt(number)}; expected a bound "
+                          f"{'<=' if higher else '>='} {edge}"
+                          f"{' (fractions are in [0, 1], not percent)' if high == 1.0 and number <= 100 else ''}")
 
 
 def _relative(text: str, metric: str, num_text: str, number: float, higher: bool) -> Budget:

@@ -114,6 +114,10 @@ CASES = [
      ["=5%", "expected"]),
     ("best-budget-wrong-sign", ["best", "--budget", "normal.mean=-5%", "--tracking-uri",
                                 "sqlite:///{store}/mlflow.db"], {}, ["normal.mean=-5%", "+5%"]),
+    ("budget-out-of-range", RUN, {"space.yaml": space(budgets={"seg.miou": ">=1.5"})},
+     ["seg.miou", "1.5", "[0, 1]", "<= 1"]),
+    ("best-budget-percent-as-fraction", ["best", "--budget", "seg.miou>=75", "--tracking-uri",
+                                         "sqlite:///{store}/mlflow.db"], {}, ["seg.miou>=75", "not percent"]),
     ("best-budget-percent-twice", ["best", "--budget", "seg.miou=-2%%", "--tracking-uri",
                                    "sqlite:///{store}/mlflow.db"], {}, ["seg.miou=-2%%"]),
     # --- unknown workload / method / sampler --------------------------------------------------------

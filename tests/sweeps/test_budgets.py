@@ -62,7 +62,17 @@ INVALID = [
     ("=-2%", "cannot parse"),
     ("seg.mIoU=-2%", "unknown metric 'seg.mIoU' (did you mean seg.miou?); expected one of compression"),
     ("normal.angle<=20", "unknown metric 'normal.angle'"),
+    ("seg.miou>=1.5", "seg.miou takes values in [0, 1], so no trial can meet >=1.5; expected a bound <= 1"),
+    ("seg.miou=75", "no trial can meet >=75; expected a bound <= 1 (fractions are in [0, 1], not percent)"),
+    ("normal.mean<=-1", "normal.mean takes values in [0, 180], so no trial can meet <=-1; expected a bound >= 0"),
+    ("compression>=1.01", "no trial can meet >=1.01; expected a bound <= 1"),
 ]
+
+
+@pytest.mark.parametrize("expr", ["seg.miou>=1", "seg.miou>=0", "normal.mean<=0", "normal.mean<=400",
+                                  "compression>=1", "compression>=-3", "delta_m>=250", "delta_m>=-1000"])
+def test_bounds_at_the_edge_of_a_metric_range_are_accepted(expr):
+    assert parse_budget(expr, known_metrics=KNOWN).text == expr
 
 
 @pytest.mark.parametrize("expr, part", INVALID, ids=[i[0] or "empty" for i in INVALID])

@@ -13,7 +13,8 @@ from ._runner_baseline import absolute_paths
 from ._runner_spec import trial_threads
 from .errors import UserInputError
 
-__all__ = ["open_study", "load_sweep_study", "study_storage", "make_driver", "reconcile", "state_counts"]
+__all__ = ["open_study", "load_sweep_study", "study_storage", "make_driver", "trial_file_paths", "reconcile",
+           "state_counts"]
 
 
 def open_study(plan):
@@ -117,19 +118,42 @@ def _sqlite_storage(optuna, url: str, tries: int = 3):
             time.sleep(0.5)
 
 
-def make_driver(spec, study, baseline: dict | None):
+def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None):
     """A :class:`~sweeps.searcher.StudyDriver` sampling full trial configs from ``spec``, with the
-    baseline metrics (for ``delta_m``) and the thread count added, and the space's budgets as constraints."""
+    baseline metrics (for ``delta_m``) and the thread count added, and the space's budgets as constraints.
+    With ``sweep_id``, each trial's checkpoints and export go to its own folder (:func:`trial_file_paths`)."""
     from .budgets import constraint_values
-    from .searcher import StudyDriver
+    from .searcher import TRIAL_KEY, StudyDriver
     from .space import suggest
 
     extra = {"num_threads": trial_threads(spec)}
     if baseline:
         extra["baseline_metrics"] = baseline
     constraints = (lambda m: constraint_values(spec.budgets, m, baseline)) if spec.budgets else None
-    return StudyDriver(study, lambda trial: absolute_paths(suggest(spec, trial)), spec.metric_names,
-                       spec.trials, constraints=constraints, extra_config=extra)
+
+    def sample(trial) -> dict:
+        config = absolute_paths(suggest(spec, trial))
+        key = trial.user_attrs.get(TRIAL_KEY)
+        return trial_file_paths(config, sweep_id, key) if sweep_id and key else config
+
+    return StudyDriver(study, sample, spec.metric_names, spec.trials, constraints=constraints,
+                       extra_config=extra)
+
+
+def trial_file_paths(config: dict, sweep_id: str, trial_key: str) -> dict:
+    """A trial's own place for the files the space names: ``checkpoint_dir: D`` becomes
+    ``D/<sweep_id>/<trial_key>`` and ``export_path: P/model.pt`` becomes ``P/<sweep_id>/<trial_key>/model.pt``.
+
+    Without this every trial would write the same files (and ``resume: true`` would load another trial's
+    checkpoint). The key stays with a trial over Ray's retries and ``--resume``, so with ``resume: true`` a
+    retried or interrupted trial goes on from its last checkpoint."""
+    out = dict(config)
+    if out.get("checkpoint_dir"):
+        out["checkpoint_dir"] = str(Path(out["checkpoint_dir"]) / sweep_id / trial_key)
+    if out.get("export_path"):
+        path = Path(out["export_path"])
+        out["export_path"] = str(path.parent / sweep_id / trial_key / path.name)
+    return out
 
 
 def reconcile(driver, tracker) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from .errors import UserInputError
@@ -240,6 +241,9 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
               f"{format_number(m.get('sparsity'))}" + (f"   delta_m {m['delta_m']:+.2f}%" if _is_number(
                   m.get("delta_m")) else ""), file=out)
         print(f"  config       {_config_summary(rec, trials)}", file=out)
+        weights = (rec.get("config") or {}).get("export_path")
+        if isinstance(weights, str) and weights:
+            print(f"  weights      {weights}" + ("" if Path(weights).is_file() else "   (not there now)"), file=out)
         if winner is None:
             print("  violations   " + closest.describe(), file=out)
         print(file=out)

@@ -197,7 +197,7 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     spec, timings = plan.spec, summary.timings
     t0 = time.perf_counter()
     study = open_study(plan)
-    driver = make_driver(spec, study, summary.baseline)
+    driver = make_driver(spec, study, summary.baseline, plan.sweep_id)
     if plan.resume:
         again = driver.recover_interrupted()
         if again:

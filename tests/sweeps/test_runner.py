@@ -287,3 +287,30 @@ def test_a_resumed_study_draws_new_configurations_not_the_first_runs_again(tmp_p
     from sweeps._space_sample import sampler_seed
     assert sampler_seed(7, 2) == sampler_seed(7, 2) != sampler_seed(7, 3) and sampler_seed(7, 0) == 7
     assert sampler_seed(None, 5) is None
+
+
+def test_trial_files_go_to_one_folder_per_trial_that_a_rerun_finds_again(tmp_path):
+    """``checkpoint_dir`` / ``export_path`` of the space, per trial: ``<sweep_id>/<trial_key>/``; the trial
+    rerun after a kill gets the folder of the attempt that was interrupted (so ``resume: true`` goes on)."""
+    from optuna.trial import TrialState
+
+    from sweeps._runner_study import make_driver
+
+    space = write_space(tmp_path, budgets={}, trials=3, workload={
+        "checkpoint_dir": "ck", "checkpoint_every": 2, "resume": True, "export_path": "out/net.pt"})
+    plan = make_plan(RunOptions(space=str(space), results_dir=str(tmp_path / "r"),
+                                tracking_uri=sqlite_uri(tmp_path / "mlflow.db")))
+    plan.results_dir.mkdir(parents=True)
+    driver = make_driver(plan.spec, open_study(plan), None, plan.sweep_id)
+    first, killed = driver.ask(), driver.ask()
+    root = pathlib.Path.cwd()
+    assert first.config["checkpoint_dir"] == str(root / "ck" / plan.sweep_id / first.key)
+    assert first.config["export_path"] == str(root / "out" / plan.sweep_id / first.key / "net.pt")
+    assert killed.config["checkpoint_dir"] != first.config["checkpoint_dir"]
+    driver.study.tell(first.number, state=TrialState.FAIL)
+
+    resumed = make_driver(plan.spec, open_study(plan), None, plan.sweep_id)
+    assert killed.key in resumed.recover_interrupted()
+    again = next(a for a in (resumed.ask(), resumed.ask()) if a.key == killed.key)
+    assert again.config["checkpoint_dir"] == killed.config["checkpoint_dir"]
+    assert again.config["export_path"] == killed.config["export_path"]

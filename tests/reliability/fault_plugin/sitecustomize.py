@@ -13,7 +13,12 @@ appends one line to ``<markers>/seed<N>.attempts`` (one line per attempt) and th
 * ``raise``: raises ``RuntimeError("injected fault ...")``;
 * ``sigkill_once``: kills its own process with SIGKILL on the first attempt only, then trains normally;
 * ``sigkill_always``: kills its own process with SIGKILL on every attempt;
-* ``count``: only counts the attempt.
+* ``count``: only counts the attempt;
+* ``sigkill_after_checkpoint``: on the first attempt, kills its process at the first report after a
+  checkpoint file exists in the config's ``checkpoint_dir``, then trains normally.
+
+Each attempt also appends the step of its first report to ``<markers>/seed<N>.first_steps`` (a resumed
+attempt starts past step 1).
 
 Any other seed (and the dense baseline) runs untouched. Without ``DISPARSE_TEST_FAULTS`` this file does
 nothing.
@@ -48,9 +53,27 @@ def _wrap(module):
                 raise RuntimeError(f"injected fault: trial with seed {seed} raised (attempt {attempt})")
             if action == "sigkill_always" or (action == "sigkill_once" and attempt == 1):
                 os.kill(os.getpid(), signal.SIGKILL)
+            report = _watched(report, config, os.path.join(markers, f"seed{seed}.first_steps"),
+                              kill=action == "sigkill_after_checkpoint" and attempt == 1)
         return original(config, report)
 
     module.run_trial = run_trial
+
+
+def _watched(report, config, steps_file, kill):
+    seen = []
+    checkpoint = os.path.join(str(config.get("checkpoint_dir") or ""), "checkpoint.pt")
+
+    def watched(metrics):
+        if not seen:
+            seen.append(metrics.get("step"))
+            with open(steps_file, "a", encoding="utf-8") as fh:
+                fh.write(f"{metrics.get('step')}\n")
+        if kill and config.get("checkpoint_dir") and os.path.exists(checkpoint):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if report is not None:
+            report(metrics)
+    return watched
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):

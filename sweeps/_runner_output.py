@@ -1,6 +1,6 @@
 """Text the command line prints after a sweep: the front as a table, the command that opens MLflow's UI.
 
-Private to :mod:`sweeps.runner`, which re-exports both names. Standard library only.
+Private to :mod:`sweeps.runner`, which re-exports both names.
 """
 
 from __future__ import annotations
@@ -22,28 +22,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int = 30) -> str:
-    """The front as a plain-text table: trial, objectives, method, sparsity, key params."""
+def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int = 30,
+                 among: Sequence[dict] | None = None) -> str:
+    """The front as a plain-text table: trial, objectives, then the params that describe it, those that
+    vary over ``among`` (the sweep's fully trained trials; default the front) first, as ``tune.py
+    pareto`` shows them (:func:`sweeps.plots.key_params`)."""
+    from .plots import key_params
+    from .queries import _parsed, format_table
+
     if not front:
         return "(empty Pareto front: no trial completed its full training)"
-    param_cols = [name for name in ("method", "sparsity", "cutoff", "criterion")
-                  if any(name in (r.get("config") or {}) for r in front)]
-    header = ["trial"] + list(objectives) + param_cols
-    rows = []
-    for r in front[:max_rows]:
-        cfg = r.get("config") or {}
-        rows.append([str(r.get("trial_key") or r.get("run_id", "")[:8])]
-                    + [_fmt(r["metrics"].get(o)) for o in objectives]
-                    + [_fmt(cfg.get(c)) for c in param_cols])
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    text = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    params = key_params(front, among=among or front)
+    rows = [[str(r.get("trial_key") or r.get("run_id", "")[:8]), *[r["metrics"].get(o) for o in objectives],
+             *[_parsed(r, k) for k in params]] for r in front[:max_rows]]
+    text = format_table(["trial", *objectives, *params], rows)
     if len(front) > max_rows:
-        text.append(f"... {len(front) - max_rows} more (see {FRONT_CSV})")
-    return "\n".join(text)
+        text += f"\n... {len(front) - max_rows} more (see {FRONT_CSV})"
+    return text
 
 
 def mlflow_ui_command(tracking_uri: str) -> str:

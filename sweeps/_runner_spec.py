@@ -71,13 +71,14 @@ def watched_metrics(spec) -> list[str]:
     return names
 
 
-def final_hypervolume(points: list, dirs: list) -> tuple[list | None, list | None]:
-    """(reference point, hypervolume after each fully trained trial) with one fixed reference."""
+def final_hypervolume(points: list, dirs: list, reference: list | None = None) -> tuple[list | None, list | None]:
+    """(reference point, hypervolume after each fully trained trial) with one fixed reference: the live
+    figure's last one when given (so the final value is the last one printed), else the points' default."""
     if not points:
         return None, None
     from .pareto import default_reference, hypervolume_history
 
-    ref = default_reference(points, dirs)
+    ref = reference if reference is not None and len(reference) == len(dirs) else default_reference(points, dirs)
     try:
         return list(ref), hypervolume_history(points, dirs, ref)
     except ValueError:

@@ -49,6 +49,7 @@ class SweepTracker:
         self.sweep_id: str | None = None
         self.parent_run_id: str | None = None
         self.front_csv_text: str | None = None    # the pareto_front.csv that finish_sweep logged
+        self.eligible: list[dict[str, Any]] = []  # finish_sweep's fully trained trials (records)
         self._trials: dict[str, str] = {}          # trial key -> run id
         self._status: dict[str, str] = {}          # trial key -> status as we know it
         self._last_step: dict[str, int] = {}       # run id -> highest step logged in this session
@@ -263,7 +264,7 @@ class SweepTracker:
         objectives = [str(o) for o in objectives]
         dirs = normalize_directions(objectives, directions)
         records = [_record(r) for r in self._sweep_trial_runs()]
-        eligible = eligible_for_front(records, objectives)
+        eligible = self.eligible = eligible_for_front(records, objectives)
         points = [[r["metrics"][o] for o in objectives] for r in eligible]
         front_idx = front_indices(pareto_front, points, dirs) if points else []
         front = [eligible[i] for i in front_idx]

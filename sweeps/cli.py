@@ -159,7 +159,7 @@ def _run(args, out) -> int:
     print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s{states}", file=out)
     hv = f", hypervolume {summary.hypervolume:.4g}" if summary.hypervolume is not None else ""
     print(f"Pareto front ({len(summary.front)} trials, fully trained only{hv}):", file=out)
-    print(format_front(summary.front, objectives), file=out)
+    print(format_front(summary.front, objectives, among=summary.eligible), file=out)
     for msg in summary.tracking_errors[:5]:
         print(f"warning: {msg}", file=out)
     print(f"\nresults: {summary.results_dir}", file=out)

@@ -61,6 +61,7 @@ class SweepSummary:
     total: int
     states: dict = field(default_factory=dict)          # COMPLETE / PRUNED / FAIL counts
     front: list = field(default_factory=list)           # MLflow records of the front
+    eligible: list = field(default_factory=list)        # MLflow records of every fully trained trial
     nodes: dict = field(default_factory=dict)           # trial key -> Ray node id
     baseline: dict | None = None
     timings: dict = field(default_factory=dict)
@@ -206,8 +207,8 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     timings["study_s"] = time.perf_counter() - t0
 
     # the live hypervolume: a reference from the points so far that only moves outward, so the figure
-    # never decreases, over a resume too (the logged history and the final figure use one reference for
-    # the whole sweep)
+    # never decreases, over a resume too; its last reference is the one of the logged history and the
+    # final figure (which therefore equals the last live one)
     before = sorted(driver.completed(), key=lambda t: (t.datetime_complete is None, t.datetime_complete
                                                        or 0, t.number))
     points_before = [tuple(t.values) for t in before]
@@ -231,7 +232,7 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
         summary.interrupted = True
         _stop(plan, tracker, _INTERRUPTED, "interrupted")
         return
-    _finish(plan, summary, tracker, progress.points)
+    _finish(plan, summary, tracker, progress.points, live_hv.reference)
 
 
 def _announce(plan: Plan, driver, session, timings: dict, out: TextIO) -> None:
@@ -244,15 +245,16 @@ def _announce(plan: Plan, driver, session, timings: dict, out: TextIO) -> None:
           + (f", {session.nodes} nodes" if session.nodes > 1 else ""), file=out, flush=True)
 
 
-def _finish(plan: Plan, summary: SweepSummary, tracker, points: list) -> None:
+def _finish(plan: Plan, summary: SweepSummary, tracker, points: list, reference: list | None) -> None:
     """Close the MLflow sweep run with the front and hypervolume; write the CSV and the final state."""
     from .space import directions
 
     spec = plan.spec
     dirs = directions(spec)
-    reference, history = final_hypervolume(points, dirs)
+    reference, history = final_hypervolume(points, dirs, reference)
     summary.front = tracker.finish_sweep(objectives=spec.metric_names, directions=dirs,
                                          reference_point=reference, hypervolume_history=history)
+    summary.eligible = tracker.eligible
     summary.hypervolume = history[-1] if history else None
     write_front_csv(plan.results_dir, tracker.front_csv_text, summary.front, spec.metric_names)
     write_state(plan, "finished")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import pathlib
 
@@ -65,8 +66,8 @@ def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, stor
         assert run.info.status == "FINISHED"
         assert run.data.params["method"] in ("disparse_static", "disparse_dynamic", "snip")
         assert 0.5 <= float(run.data.params["sparsity"]) <= 0.9
-        assert "baseline_metrics.seg.miou" in run.data.params or any(
-            k.startswith("baseline_metrics") for k in run.data.params)
+        assert json.loads(run.data.params["baseline_metrics"])["seg.miou"] == pytest.approx(
+            summary.baseline["seg.miou"])
         assert math.isfinite(run.data.metrics["delta_m"])
         assert run.data.metrics["compression"] > 0.4
         assert run.data.metrics["step"] == 6
@@ -91,6 +92,15 @@ def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, stor
         assert len(t.user_attrs[CONSTRAINTS]) == 1       # the one budget, told before tell()
     assert len(_baseline_runs(plan.tracking_uri)) == 1
     assert "trials 4/4 done" in printed and "pareto" in printed
+    # the final hypervolume (printed, tagged) is the last live figure, not one with another reference
+    last_live = [line.rsplit("hv ", 1)[1] for line in printed.splitlines() if "| hv " in line][-1]
+    assert f"{summary.hypervolume:.4g}" == last_live.strip()
+    assert float(parent.data.tags["disparse.hypervolume"]) == pytest.approx(summary.hypervolume)
+    # the table printed at the end shows what the sweep sampled, as `tune.py pareto` does
+    from sweeps.runner import format_front
+    table = format_front(summary.front, plan.spec.metric_names, among=summary.eligible)
+    header = table.splitlines()[0].split()
+    assert header[:3] == ["trial", "compression", "delta_m"] and {"method", "sparsity"} <= set(header[3:])
 
 
 @pytest.mark.slow

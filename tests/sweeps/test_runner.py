@@ -132,6 +132,7 @@ def test_failing_trial_is_failed_everywhere_and_sweep_completes(ray_local, tmp_p
     assert "non-finite" in bad.data.tags["disparse.failure"]
     assert bad.data.tags.get("disparse.pareto") != "true"
     assert all(r.info.status == "FINISHED" for k, r in runs.items() if r is not bad)
+    assert summary.front
     assert {r["trial_key"] for r in summary.front} <= set(runs) - {failed[0].user_attrs[TRIAL_KEY]}
     _, parent = sweep_run(plan.tracking_uri, plan.sweep_id)
     assert parent.info.status == "FINISHED"
@@ -148,23 +149,24 @@ def test_asha_stopped_trial_is_pruned_and_off_the_front(ray_local, tmp_path, sto
                     "sparsity": {"values": [0.3, 0.98]}},
         objectives=[{"name": "compression", "direction": "maximize"},
                     {"name": "seg.miou", "direction": "maximize"}],
-        early_stopping={"type": "asha", "metric": "seg.miou", "grace_steps": 2,
+        early_stopping={"type": "asha", "metric": "compression", "grace_steps": 2,
                         "reduction_factor": 2},
         budgets={}, baseline=False, trials=3, concurrency=1)
     plan = _plan(space, tmp_path / name_of(tmp_path), store)
     plan.results_dir.mkdir(parents=True)
     study = open_study(plan)
-    # one at a time: a good trial sets the rung, then a much sparser one falls below it
-    study.enqueue_trial({"method": "snip", "sparsity": 0.3})
+    # one at a time: a sparse trial sets the rung, then a much denser one falls below it (compression is
+    # fixed by the mask from step 0 on, so the decision does not depend on how training goes)
     study.enqueue_trial({"method": "random", "sparsity": 0.98})
     study.enqueue_trial({"method": "snip", "sparsity": 0.3})
+    study.enqueue_trial({"method": "random", "sparsity": 0.98})
 
     summary, _ = _run(plan)
 
     study = load_study(plan.results_dir, plan.sweep_id)
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
-    assert pruned, [(t.number, t.state.name, t.user_attrs.get("metrics", {}).get("step"))
-                    for t in study.trials]
+    assert [t.params for t in pruned] == [{"method": "snip", "sparsity": 0.3}], [
+        (t.number, t.state.name, t.user_attrs.get("metrics", {}).get("step")) for t in study.trials]
     for t in pruned:
         assert t.values is None and t.user_attrs[EARLY_STOPPED] is True
         assert t.user_attrs["metrics"]["step"] < 8
@@ -280,22 +282,25 @@ def test_a_resumed_study_draws_new_configurations_not_the_first_runs_again(tmp_p
 
     from sweeps._runner_study import make_driver
 
-    space = write_space(tmp_path, sampler={"type": sampler, "seed": 7}, budgets={}, baseline=False, trials=6,
-                        objectives=["compression", "nonzero_params"])
-    plan = make_plan(RunOptions(space=str(space), results_dir=str(tmp_path / "r"),
-                                tracking_uri=sqlite_uri(tmp_path / "mlflow.db")))
-    plan.results_dir.mkdir(parents=True)
-    driver = make_driver(plan.spec, open_study(plan), None)
-    first = [driver.ask() for _ in range(2)]
-    for asked in first:
-        driver.study.tell(asked.number, state=TrialState.FAIL)   # as after a kill: stopped, to be rerun
+    def first_and_resumed(folder):
+        space = write_space(folder, sampler={"type": sampler, "seed": 7}, budgets={}, baseline=False,
+                            trials=6, objectives=["compression", "nonzero_params"])
+        plan = make_plan(RunOptions(space=str(space), results_dir=str(folder / "r"),
+                                    tracking_uri=sqlite_uri(folder / "mlflow.db")))
+        plan.results_dir.mkdir(parents=True)
+        driver = make_driver(plan.spec, open_study(plan), None)
+        first = [driver.ask() for _ in range(2)]
+        for asked in first:
+            driver.study.tell(asked.number, state=TrialState.FAIL)   # as after a kill: stopped, to be rerun
+        resumed = make_driver(plan.spec, open_study(plan), None)     # what --resume does
+        return [a.params for a in first], resumed.ask().params
 
-    resumed = make_driver(plan.spec, open_study(plan), None)     # what --resume does
-    again = resumed.ask().params
-    assert again and again not in [a.params for a in first], (again, first)
-    # reproducible: the same count of asked trials gives the same seed
+    first, again = first_and_resumed(tmp_path / "a")
+    assert again and again not in first, (again, first)
+    # reproducible: the same sweep interrupted at the same point resumes with the same draw
+    assert first_and_resumed(tmp_path / "b") == (first, again)
     from sweeps._space_sample import sampler_seed
-    assert sampler_seed(7, 2) == sampler_seed(7, 2) != sampler_seed(7, 3) and sampler_seed(7, 0) == 7
+    assert sampler_seed(7, 2) != sampler_seed(7, 3) and sampler_seed(7, 0) == 7
     assert sampler_seed(None, 5) is None
 
 
@@ -324,3 +329,23 @@ def test_trial_files_go_to_one_folder_per_trial_that_a_rerun_finds_again(tmp_pat
     again = next(a for a in (resumed.ask(), resumed.ask()) if a.key == killed.key)
     assert again.config["checkpoint_dir"] == killed.config["checkpoint_dir"]
     assert again.config["export_path"] == killed.config["export_path"]
+
+
+@pytest.mark.slow
+def test_a_second_sweep_with_the_same_fixed_workload_reuses_the_dense_baseline(ray_local, tmp_path):
+    """Two sweeps on one fresh store: the first trains the dense baseline, the second (other sampled
+    params, same fixed workload) reuses that MLflow run and compares against the same metrics."""
+    fresh = tmp_path / "store"
+    fresh.mkdir()
+    summaries, outputs = [], []
+    for name, low in (("one", 0.5), ("two", 0.6)):
+        space = write_space(tmp_path / name, name=name, trials=1, concurrency=1,
+                            parameters={"method": {"value": "snip"},
+                                        "sparsity": {"distribution": "uniform", "low": low, "high": 0.9}})
+        summary, printed = _run(_plan(space, tmp_path / name / "results", fresh))
+        summaries.append(summary)
+        outputs.append(printed)
+    assert "dense baseline: training" in outputs[0] and "reusing" not in outputs[0]
+    assert "dense baseline: reusing MLflow run" in outputs[1] and "dense baseline: training" not in outputs[1]
+    assert len(_baseline_runs(sqlite_uri(fresh / "mlflow.db"))) == 1
+    assert summaries[0].baseline == summaries[1].baseline

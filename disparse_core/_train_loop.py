@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
-from .masks import get_masks, sparsity_report
+from .masks import buffers_kept, get_masks, sparsity_report
 from .metrics import delta_m, evaluate
 from .tasks import build_losses, check_loss_weights, weighted_total
 from .trial_config import DYNAMIC, ONE_SHOT_AT_INIT, PRETRAINED, TrialConfig
@@ -194,14 +194,9 @@ class _Trial:
         alive = get_masks(self.model)
         live = sum(int(alive[n].sum()) for n in ownership)
         total = sum(alive[n].numel() for n in ownership)
-        saved = [b.detach().clone() for b in self.model.buffers()]
-        try:
+        with buffers_kept(self.model):
             scores = task_scores(self.model, self._score_batches(self.cfg.score_batches), self.losses,
                                  criterion="taylor", ownership=ownership)
-        finally:
-            with torch.no_grad():
-                for buffer, value in zip(self.model.buffers(), saved):
-                    buffer.copy_(value)
         target = 1.0 - (1.0 - self.cfg.sparsity) * live / total
         with warnings.catch_warnings():   # unowned live weights can make the union miss by a few
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -90,7 +90,8 @@ import torch
 from torch import Tensor, nn
 
 from .erk import erk_densities, mask_counts, random_masks
-from .masks import _mask_param, attach_masks, get_masks, prunable_modules, prunable_weights, record_effective_weights
+from .masks import (_mask_param, attach_masks, buffers_kept, get_masks, prunable_modules, prunable_weights,
+                    record_effective_weights)
 from .ownership import check_losses, forward_tasks, task_ownership
 from .schedules import DECAYS, drop_fraction, is_update_step
 from .scoring import per_task_gradients
@@ -111,13 +112,18 @@ def _sample_inputs(batch):
 def _ownership_without_side_effects(model: nn.Module, inputs) -> dict[str, frozenset[str]]:
     """``task_ownership``, with buffers (BatchNorm running statistics) restored afterwards: the
     inference forward runs in train mode and must not count as a step of training."""
-    saved = [b.detach().clone() for b in model.buffers()]
-    try:
+    with buffers_kept(model):
         return task_ownership(model, inputs)
-    finally:
-        with torch.no_grad():
-            for buffer, value in zip(model.buffers(), saved):
-                buffer.copy_(value)
+
+
+def _first_convs(model: nn.Module, ownership: Mapping[str, frozenset[str]]) -> set[str]:
+    """The first conv of every task's path (module order): the shared stem, or each task's own copy of
+    it when the net branches before it (``cutoff=0``), so that no task starts with a sparse stem."""
+    convs = [n for n, m in prunable_modules(model).items() if isinstance(m, nn.Conv2d)]
+    tasks = sorted(set().union(*ownership.values())) if ownership else []
+    first = {next(n for n in convs if t in ownership.get(n, ())) for t in tasks
+             if any(t in ownership.get(n, ()) for n in convs)}
+    return first or set(convs[:1])
 
 
 def merge_round_robin(proposals: list[Tensor], k: int, numel: int) -> Tensor:
@@ -174,8 +180,7 @@ class DynamicSparsifier:
                              for n, o in self.ownership.items()} if collapse else self.ownership)
 
         shapes = {n: tuple(p.shape) for n, p in weights.items()}
-        convs = [n for n, m in prunable_modules(model).items() if isinstance(m, nn.Conv2d)]
-        dense = {convs[0]} if dense_first and convs else set()
+        dense = _first_convs(model, self.ownership) if dense_first else set()
         self.densities = erk_densities(shapes, 1.0 - sparsity, power=erk_power, dense=dense)
         self.target_density = 1.0 - sparsity
         generator = torch.Generator().manual_seed(int(seed))

@@ -201,3 +201,16 @@ def record_effective_weights(model: nn.Module) -> Iterator[Callable[[], dict[str
         for mp in masked.values():
             mp._recording = False
             mp.recorded = None
+
+
+@contextmanager
+def buffers_kept(model: nn.Module) -> Iterator[None]:
+    """Run forwards that are not training (scoring, ownership) and put every buffer back afterwards:
+    BatchNorm's running statistics and batch counters stay what training made them."""
+    saved = [b.detach().clone() for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(model.buffers(), saved):
+                buffer.copy_(value)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .decision import calibrated_keep
 from .erk import erk_densities, random_masks, uniform_densities
-from .masks import attach_masks, get_masks, prunable_weights
+from .masks import attach_masks, buffers_kept, get_masks, prunable_weights
 from .ownership import check_losses, forward_tasks, ownership_from_outputs
 from .schedules import cubic_sparsity
 from .scoring import COLLAPSED_TASK, _check_batch, _to_device, collapse_ownership, task_scores
@@ -126,7 +126,9 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
     ``options['score_batches']`` are used (default: all of them — pass an int for an endless
     loader). Score-free criteria and methods (``magnitude``, ``random``, ``dense``) read only the first
     batch, to learn the tasks and ownership. ``loss_weights`` (``{task: λ}``, default 1) weigh the
-    summed loss of the collapsed ``snip`` baseline; they cannot change a per-task ranking.
+    summed loss of the collapsed ``snip`` baseline; they cannot change a per-task ranking. Only the
+    masks change: the scoring forwards run in train mode, and the buffers they touch (BatchNorm running
+    statistics) are put back afterwards.
 
     Options: ``score_batches`` (int), ``distribution`` (``random``: ``'uniform'`` or ``'erk'``),
     ``erk_power`` (default 1.0; the DiSparse reference uses 0.9), ``dense_layers`` (names kept dense
@@ -146,7 +148,7 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
     if not params:
         raise ValueError("model has no prunable tensors (weights of Conv2d or Linear layers)")
     device = next(iter(params.values())).device
-    with torch.enable_grad():  # one forward: the tasks, and ownership from the graph
+    with buffers_kept(model), torch.enable_grad():  # one forward: the tasks, and ownership from the graph
         outputs = forward_tasks(model, _to_device(inputs, device))
         ownership = ownership_from_outputs(model, outputs)
     check_losses(outputs, losses)
@@ -162,8 +164,9 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
         achieved = _sparsity(masks)
     else:
         collapse = method in _COLLAPSED
-        scores = task_scores(model, taken, losses, criterion=criterion, ownership=ownership,
-                             collapse=collapse, loss_weights=loss_weights)
+        with buffers_kept(model):      # scoring forwards are not training: BatchNorm statistics stay
+            scores = task_scores(model, taken, losses, criterion=criterion, ownership=ownership,
+                                 collapse=collapse, loss_weights=loss_weights)
         own = collapse_ownership(ownership) if collapse else ownership
         masks, task_keep, k, achieved = calibrated_keep(
             scores, own, float(sparsity), tol=float(options.get("tol", 0.001)), alive=get_masks(model))

@@ -119,6 +119,24 @@ def test_dense_first_keeps_first_conv_dense():
     assert sp2.densities["trunk.0.weight"] < 1.0
 
 
+def test_dense_first_keeps_every_task_s_first_conv_dense_when_the_net_branches_at_the_stem():
+    """cutoff=0: each task has its own copy of the first conv; all copies stay dense, not just one."""
+    from disparse_core.models import build_model
+
+    model = build_model("small", {"seg": 3, "normal": 3}, cutoff=0, seed=0, width=8,
+                        task_kinds={"seg": "segmentation", "normal": "normals"})
+    losses = {"seg": lambda o, t: o.mean(), "normal": lambda o, t: o.mean()}
+    sp = DynamicSparsifier(model, torch.optim.Adam(model.parameters()), losses, sparsity=0.9, t_end=10,
+                           sample_batch=torch.randn(2, 3, 16, 16))
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    firsts = {t: next(n for n in convs if t in sp.ownership[n + ".weight"]) for t in ("seg", "normal")}
+    assert firsts["seg"] != firsts["normal"]
+    assert all(sp.densities[n + ".weight"] == 1.0 for n in firsts.values())
+    without = DynamicSparsifier(model, torch.optim.Adam(model.parameters()), losses, sparsity=0.9, t_end=10,
+                                sample_batch=torch.randn(2, 3, 16, 16), dense_first=False)
+    assert all(without.densities[n + ".weight"] < 1.0 for n in firsts.values())   # ERK alone would thin them
+
+
 def test_union_mode_overshoots_target_when_tasks_disagree():
     model, opt, sp = make(grow="union")
     snaps = train(model, opt, sp, batches(), 26)

@@ -138,6 +138,23 @@ def test_random_hits_the_target_and_is_seeded(distribution, sparsity):
         assert layer["trunk.0.0.weight"] < layer["trunk.2.0.weight"]
 
 
+@pytest.mark.parametrize("method, criterion", [("disparse_pretrained", "magnitude"), ("disparse_static", "snip"),
+                                               ("snip", None), ("random", None)])
+def test_sparsify_changes_masks_only_not_batchnorm_statistics(method, criterion):
+    """The scoring and ownership forwards run in train mode; a pretrained net's BatchNorm running
+    statistics (and batch counters) must be what training left, before finetuning and evaluation."""
+    tasks = ("seg", "cls", "reg")
+    model = BranchedNet(tasks)
+    model.train()
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    assert any("running_mean" in n for n in before)
+    sparsify(model, make_batches(tasks, n=3), losses_for(tasks), sparsity=0.8, method=method,
+             criterion=criterion)
+    after = dict(model.named_buffers())
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert get_masks(model)
+
+
 def test_dense_keeps_everything():
     model = _model()
     result = sparsify(model, make_batches(TASKS, n=1), losses_for(TASKS), sparsity=0.0, method="dense")

@@ -66,8 +66,10 @@ class SegmentationMeter:
 
     @torch.no_grad()
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        pred = output.argmax(dim=1) if output.dim() == target.dim() + 1 else output
         target = target.long()
+        if target.dim() == output.dim() and target.dim() >= 2 and target.shape[1] == 1 < output.shape[1]:
+            target = target.squeeze(1)            # (N, 1, H, W) labels against (N, C, H, W) logits
+        pred = output.argmax(dim=1) if output.dim() == target.dim() + 1 else output
         if target.dim() == pred.dim() + 1:
             target = target.squeeze(1)
         keep = (target >= 0) & (target < self.num_classes)

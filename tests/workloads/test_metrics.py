@@ -29,6 +29,16 @@ def test_miou_excludes_ignore_and_absent_classes():
     assert out["pixel_acc"] == pytest.approx(2 / 3)
 
 
+def test_segmentation_labels_with_a_channel_dimension_count_like_plain_labels():
+    """(N, 1, H, W) labels, as the segmentation loss accepts them, give the same mIoU as (N, H, W)."""
+    target = torch.tensor([[[0, 0, 1, 255]]])
+    logits = onehot_logits(torch.tensor([[[0, 1, 1, 2]]]), 4)
+    plain, channel = M.SegmentationMeter(4), M.SegmentationMeter(4)
+    plain.update(logits, target)
+    channel.update(logits, target[:, None])
+    assert channel.compute() == plain.compute() and plain.compute()["miou"] == pytest.approx(0.5)
+
+
 def test_miou_is_over_the_whole_set_not_a_mean_of_batches():
     meter = M.SegmentationMeter(num_classes=2, ignore_index=None)
     meter.update(onehot_logits(torch.tensor([[[0, 0, 0, 0]]]), 2), torch.tensor([[[0, 0, 0, 0]]]))

@@ -23,16 +23,16 @@ def _fmt(value: Any) -> str:
 
 
 def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int = 30,
-                 among: Sequence[dict] | None = None) -> str:
-    """The front as a plain-text table: trial, objectives, then the params that describe it, those that
-    vary over ``among`` (the sweep's fully trained trials; default the front) first, as ``tune.py
-    pareto`` shows them (:func:`sweeps.plots.key_params`)."""
+                 among: Sequence[dict] | None = None, max_params: int = 6) -> str:
+    """The front as a plain-text table: trial, objectives, then up to ``max_params`` params that describe
+    it, those that vary over ``among`` (the sweep's fully trained trials; default the front) first, as
+    ``tune.py pareto`` orders them (:func:`sweeps.plots.key_params`); the CSV has every one."""
     from .plots import key_params
     from .queries import _parsed, format_table
 
     if not front:
         return "(empty Pareto front: no trial completed its full training)"
-    params = key_params(front, among=among or front)
+    params = key_params(front, among=among or front, limit=max_params)
     rows = [[str(r.get("trial_key") or r.get("run_id", "")[:8]), *[r["metrics"].get(o) for o in objectives],
              *[_parsed(r, k) for k in params]] for r in front[:max_rows]]
     text = format_table(["trial", *objectives, *params], rows)

@@ -13,7 +13,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 def template_db(request, tmp_path_factory):
     """A migrated, empty MLflow database. Creating one runs MLflow's migrations (~6-15 s here), so it is
     made once and kept in pytest's cache (keyed by the MLflow version); tests copy it."""
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     name = f"mlflow-template-{mlflow.__version__}.db"

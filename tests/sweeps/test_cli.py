@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
@@ -88,11 +89,25 @@ def test_dry_run_prints_the_plan_and_writes_nothing(cwd):
     assert _listing(cwd) == before
 
 
-def test_help_lists_commands_and_flags():
-    out = io.StringIO()
+def _help(argv, capsys) -> str:
     with pytest.raises(SystemExit) as exit_:
-        main(["--help"], out=out)
+        main(argv)
     assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_lists_commands_and_flags(capsys):
+    top = _help(["--help"], capsys)
+    commands = top.split("positional arguments:")[1].split("options:")[0]
+    for command in ("run", "best", "pareto", "report"):          # each listed with its one-line summary
+        assert re.search(rf"^\s+{command}\s+\S", commands, re.M), (command, top)
+    run = _help(["run", "--help"], capsys)
+    for flag in ("--space", "--set", "--trials", "--seed", "--resume", "--dry-run", "--tracking-uri",
+                 "--results-dir"):
+        assert re.search(rf"^\s+{flag}\b", run, re.M), (flag, run)       # described, not only in usage
+    best = _help(["best", "--help"], capsys)
+    assert re.search(r"^\s+--budget METRIC=LIMIT", best, re.M), best
+    assert _help(["--space", "x", "--help"], capsys) == run        # no command: the run command's help
 
 
 # empty, blank or multi-line text flags would silently mean the default (or name odd MLflow experiments)

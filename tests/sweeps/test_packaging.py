@@ -1,6 +1,6 @@
 """A wheel (``pip install disparse-tune``, not the checkout) carries the built-in search spaces.
 
-Builds the project's wheel with the installed setuptools, unpacks it into a folder with pip
+Builds the project's wheel with the installed setuptools from a copy of the sources (no build outputs), unpacks it into a folder with pip
 ``--target`` and loads the default space from a working directory that has no ``search_spaces/``.
 """
 
@@ -18,11 +18,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILT_IN = sorted(p.name for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
 
 
+def _source_copy(dest: Path) -> Path:
+    """The project's sources copied to ``dest`` without build outputs: a build there cannot reuse the
+    checkout's leftover ``build/`` or ``*.egg-info`` (nor write into the checkout)."""
+    import shutil
+
+    skip = shutil.ignore_patterns("build", "dist", "*.egg-info", ".git", "__pycache__", ".pytest_cache",
+                                  "disparse_results", "mlartifacts", "mlruns", "*.db", ".whl")
+    shutil.copytree(REPO_ROOT, dest, ignore=skip, dirs_exist_ok=True)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = _source_copy(tmp_path_factory.mktemp("source"))
+    assert not (source / "build").exists()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(REPO_ROOT)], check=True, capture_output=True, text=True)
+                    "-w", str(out), str(source)], check=True, capture_output=True, text=True)
     (whl,) = out.glob("disparse_tune-*.whl")
     return whl
 

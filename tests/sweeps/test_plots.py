@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
-pytest.importorskip("matplotlib")
-from sweeps import plots  # noqa: E402
+from sweeps import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 OBJ = ["compression", "seg.miou", "normal.mean"]

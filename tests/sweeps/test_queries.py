@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-mlflow = pytest.importorskip("mlflow")
 
 from sweeps import queries  # noqa: E402
 from sweeps.tracking import SweepTracker, baseline_key  # noqa: E402

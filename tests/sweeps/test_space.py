@@ -103,29 +103,46 @@ def test_shipped_space_loads_and_round_trips(name, tmp_path):
     assert again.to_dict() == spec.to_dict()
 
 
+_ABSENT = object()
+
+
+def _dotted(config, name):
+    node = config
+    for part in name.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _when_holds(param, config) -> bool:
+    """Every ``when:`` condition of ``param`` holds for the values in ``config`` (type-exact: 1 is not true)."""
+    for ref, allowed in param.when.items():
+        value = _dotted(config, ref)
+        if value is _ABSENT or not any(value == a and type(value) is type(a) for a in allowed):
+            return False
+    return True
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_space_samples_valid_configs(name, tmp_path):
+    from disparse_core.trial import TrialConfig
+
     spec = _load(name, tmp_path=tmp_path)
     configs = _sample(spec, 12)
-    try:
-        from disparse_core.trial import TrialConfig
-    except ImportError:
-        TrialConfig = None
     for config in configs:
         assert set(config) <= set(TRIAL_FIELDS)
         assert config["workload"] == spec.workload["workload"]
         for p in spec.parameters:
-            node = config
-            for part in p.name.split("."):
-                node = node.get(part, {}) if isinstance(node, dict) else {}
-            if node == {}:
-                continue                           # inactive conditional
+            if not _when_holds(p, config):
+                continue                           # its condition is false for this config
+            value = _dotted(config, p.name)
+            assert value is not _ABSENT, f"{p.name} is active (when: {p.when}) but missing from {config}"
             if p.possible_values() is not None:
-                assert node in p.possible_values()
+                assert value in p.possible_values()
             else:
-                assert p.low <= node <= p.high
-        if TrialConfig is not None and hasattr(TrialConfig, "from_dict"):
-            TrialConfig.from_dict(config)
+                assert p.low <= value <= p.high
+        TrialConfig.from_dict(config)
 
 
 def test_dynamic_demo_fits_the_two_core_budget():

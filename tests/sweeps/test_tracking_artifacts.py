@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from sweeps import tracking  # noqa: E402
@@ -56,13 +55,10 @@ def gated_plots(monkeypatch):
 
 def test_trial_completed_does_not_wait_for_the_chart(store, gated_plots):
     import threading
-    import time
 
     tracker = start(store)
     run_id = tracker.trial_started("t0", config())
-    t = time.perf_counter()
-    tracker.trial_completed("t0", {"compression": 0.5}, mask_iou=IOU)
-    assert time.perf_counter() - t < 9                      # the chart is held for 10 s
+    tracker.trial_completed("t0", {"compression": 0.5}, mask_iou=IOU)   # returns while the chart is held
     run = MlflowClient(store).get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["compression"] == 0.5
     assert "mask_iou.json" in artifacts(store, run_id) and "mask_iou.png" not in artifacts(store, run_id)
@@ -190,7 +186,7 @@ def test_a_second_ctrl_c_stops_only_abort_s_wait_for_the_charts(store, gated_plo
         tracker.abort("interrupted")                                        # does not raise
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert began and time.perf_counter() - began[0] < 5                     # the chart was held 10 s
+    assert began and "mask_iou.png" not in artifacts(store, done)           # returned before the chart
     assert "stopped waiting for 1 mask-IoU chart" in capsys.readouterr().err
     statuses = {r.data.tags.get("disparse.trial_key", "sweep"): r.info.status for r in runs(store)}
     assert statuses == {"sweep": "KILLED", "t0": "FAILED", "t1": "FINISHED"}

@@ -78,3 +78,10 @@ def test_best_names_the_weights_of_the_trial_it_picks(sweep):
     path = line.split()[1]
     assert path.startswith(str(folder / "models" / sweep["sweep"])) and path.endswith("/model.pt")
     assert "not there" not in line
+
+
+def test_best_exits_1_and_shows_the_closest_when_no_trial_meets_the_budget(sweep):
+    done = run_cli(["best", "--budget", "compression>=1", "--tracking-uri", sweep["uri"]], cwd=sweep["folder"])
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "no trial" in done.stdout.lower() and "compression" in done.stdout

@@ -35,3 +35,19 @@ def test_the_checker_sees_every_import_form(tmp_path):
     sample.write_text("import ray.tune\nfrom optuna import samplers\n"
                       "def f():\n    import mlflow\n    return importlib.import_module('yaml')\n")
     assert _imported_roots(sample) >= FORBIDDEN
+
+
+def test_importing_every_core_module_loads_none_of_them():
+    """At run time too (an import hidden behind a helper the AST walk cannot follow would show here)."""
+    import subprocess
+    import sys
+
+    code = ("import pkgutil, sys, importlib, disparse_core\n"
+            "names = [m.name for m in pkgutil.walk_packages(disparse_core.__path__, 'disparse_core.')]\n"
+            "for name in names: importlib.import_module(name)\n"
+            f"print(len(names), sorted(set({sorted(FORBIDDEN)!r}) & {{m.split('.')[0] for m in sys.modules}}))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    count, loaded = done.stdout.split(" ", 1)
+    assert int(count) >= 10 and loaded.strip() == "[]", done.stdout

@@ -78,6 +78,12 @@ def _assert_each_trial_once(uri: str, results_dir: Path, sweep_id: str, trials: 
     return {t.user_attrs["trial_key"]: t.number for t in study.trials if t.state.name == "COMPLETE"}
 
 
+def _front_table(stdout: str) -> str:
+    """The ``Pareto front (...)`` header and table a finished sweep prints (up to the ``results:`` line)."""
+    assert "Pareto front (" in stdout, stdout
+    return "Pareto front (" + stdout.split("Pareto front (", 1)[1].split("\nresults:", 1)[0]
+
+
 @pytest.fixture(scope="module")
 def killed_in_baseline(tmp_path_factory):
     """A sweep SIGKILLed while its dense baseline trains, then resumed (shared with the resume-again test)."""
@@ -89,6 +95,7 @@ def killed_in_baseline(tmp_path_factory):
     # started without the loopback settings in its environment (the tests' own helpers set them): the
     # project must keep its Ray on 127.0.0.1 by itself, as for a user who never heard of them
     bare = {k: v for k, v in cli_env().items() if k not in LOOPBACK_ENV}
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in bare and "RAY_AUTH_MODE" not in bare
     proc, log = _start(["--space", space, "--results-dir", results_dir, "--tracking-uri", uri], folder,
                        "first", env=bare)
     try:
@@ -128,13 +135,20 @@ def test_resume_of_a_finished_sweep_runs_nothing(killed_in_baseline):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 of 2 trials to run" in again.stdout
     assert "dense baseline: reusing" in again.stdout
+    # it prints the finished sweep's front again, the same table as when the sweep finished
+    front = _front_table(again.stdout)
+    assert front == _front_table(k["resumed"].stdout), again.stdout
+    assert "(empty Pareto front" not in front
+    assert any(key in front for key in study_keys(k["results"], "results")), front
     assert [(t.number, t.state.name) for t in load_study(k["results"], "results").trials] == study_before
     assert {r.info.run_id: r.info.end_time for r in mlflow_runs(k["uri"], "trial", "results")} == runs_before
     assert len(mlflow_runs(k["uri"], "baseline")) == 1
 
 
 def test_sigterm_then_sigint_then_resume_with_two_trials_in_flight(tmp_path):
-    trials = 5          # 2 at a time: at most 2 done at the SIGTERM, at most 4 at the SIGINT
+    # 2 at a time; SIGTERM once 1 trial completed (<= 3 complete when its 2 in flight finish too), SIGINT
+    # as soon as one more completes (<= 5): the SIGINT always lands on trials still to run
+    trials = 6
     space = write_space(tmp_path, name="tt", trials=trials, concurrency=2,
                         workload={"steps": 12, "eval_every": 4})
     results_dir, uri = tmp_path / "results", sqlite_uri(tmp_path / "mlflow.db")

@@ -13,6 +13,7 @@ test_driver_kill.py; Ray's node IP of every trial result is checked in test_tria
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -125,25 +126,17 @@ def test_no_shell():
     assert not bad, "shell use: " + "; ".join(bad)
 
 
-def test_local_ray_is_kept_on_loopback():
-    import os
-
+def test_local_ray_is_kept_on_loopback(monkeypatch):
     from sweeps import ray_backend
 
     assert ray_backend.LOOPBACK_ENV["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
     assert ray_backend.LOOPBACK_ENV["RAY_USAGE_STATS_ENABLED"] == "0"
     # the tests' conftest sets these too, so look at what set_loopback_env does in an environment without
     # them (test_driver_kill.py starts a real sweep that way and checks its listening sockets)
-    saved = {name: os.environ.pop(name, None) for name in ray_backend.LOOPBACK_ENV}
-    try:
-        ray_backend.set_loopback_env()
-        assert {name: os.environ.get(name) for name in ray_backend.LOOPBACK_ENV} == ray_backend.LOOPBACK_ENV
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    for name in ray_backend.LOOPBACK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    ray_backend.set_loopback_env()
+    assert {name: os.environ.get(name) for name in ray_backend.LOOPBACK_ENV} == ray_backend.LOOPBACK_ENV
     source = (REPO_ROOT / "sweeps" / "ray_backend.py").read_text()
     assert source.index("set_loopback_env()\n") < source.index("\nimport ray")
     tree = ast.parse(source)

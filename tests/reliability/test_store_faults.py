@@ -2,13 +2,15 @@
 full. Each must be one line ``error: ...`` naming the path, exit code 2, before any training starts
 (no "dense baseline" line), with nothing written to the working directory.
 
-Read-only and full file systems are real: a tmpfs mounted read-only, or 64 KiB small (needs root and mount
-permission; the tests skip, saying which was missing, where ``mount`` is not allowed). All cases run as ``tune.py`` subprocesses, in parallel.
+Read-only and full file systems are real: a tmpfs mounted read-only, or 64 KiB small (needs root and
+permission to mount; each test skips with the reason where that is missing). All cases run as ``tune.py``
+subprocesses, in parallel.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -31,6 +33,8 @@ def _mount_tmpfs(target: Path, size: str, read_only: bool = False, seed=None) ->
     target.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         return f"mounting a tmpfs needs root (running as uid {os.geteuid()})"
+    if shutil.which("mount") is None:
+        return "no mount command on this machine"
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -79,8 +83,8 @@ def store_faults(tmp_path_factory):
     space = write_space(root / "in", name="sf", baseline=True,
                         objectives=["compression", "delta_m"])
     unmounted = {"ro": _mount_tmpfs(root / "ro", "1m", read_only=True, seed=_sqlite_file),
-              "full_results": _mount_tmpfs(root / "full_results", "64k"),
-              "full_store": _mount_tmpfs(root / "full_store", "64k")}
+                 "full_results": _mount_tmpfs(root / "full_results", "64k"),
+                 "full_store": _mount_tmpfs(root / "full_store", "64k")}
     cases = {
         "mlflow-unreachable": ["--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
         "mlflow-read-only": ["--tracking-uri", f"sqlite:///{root}/ro/mlflow.db"],

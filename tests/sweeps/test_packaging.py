@@ -1,12 +1,14 @@
 """A wheel (``pip install disparse-tune``, not the checkout) carries the built-in search spaces.
 
-Builds the project's wheel with the installed setuptools from a copy of the sources (no build outputs), unpacks it into a folder with pip
-``--target`` and loads the default space from a working directory that has no ``search_spaces/``.
+Builds the project's wheel with the installed setuptools from a copy of the tracked files (a stale build/
+or *.egg-info of the checkout cannot stand in for the package-data mapping), unpacks it into a folder
+with pip ``--target`` and loads the default space from a working directory that has no ``search_spaces/``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,22 +20,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILT_IN = sorted(p.name for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
 
 
-def _source_copy(dest: Path) -> Path:
-    """The project's sources copied to ``dest`` without build outputs: a build there cannot reuse the
-    checkout's leftover ``build/`` or ``*.egg-info`` (nor write into the checkout)."""
-    import shutil
-
-    skip = shutil.ignore_patterns("build", "dist", "*.egg-info", ".git", "__pycache__", ".pytest_cache",
-                                  "disparse_results", "mlartifacts", "mlruns", "*.db", ".whl")
-    shutil.copytree(REPO_ROOT, dest, ignore=skip, dirs_exist_ok=True)
+def _tracked_copy(dest: Path) -> Path:
+    """The checkout's tracked files (as they are in the working tree) copied to ``dest``: no build/ or
+    *.egg-info left by an earlier build, and nothing written into the checkout."""
+    listed = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "-z"], check=True, capture_output=True,
+                            text=True).stdout.split("\0")
+    files = [name for name in listed if name and (REPO_ROOT / name).is_file()]
+    assert "pyproject.toml" in files and any(n.startswith("search_spaces/") for n in files), files[:20]
+    for name in files:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, dest / name)
+    assert not (dest / "build").exists() and not list(dest.glob("*.egg-info"))
     return dest
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    source = _tracked_copy(tmp_path_factory.mktemp("source"))
     out = tmp_path_factory.mktemp("wheel")
-    source = _source_copy(tmp_path_factory.mktemp("source"))
-    assert not (source / "build").exists()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(out), str(source)], check=True, capture_output=True, text=True)
     (whl,) = out.glob("disparse_tune-*.whl")

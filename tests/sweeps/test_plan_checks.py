@@ -9,7 +9,6 @@ import signal
 import socket
 import sqlite3
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

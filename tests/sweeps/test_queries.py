@@ -121,9 +121,13 @@ def test_bad_budget_is_one_line_exit_2(sweep_store, budget, words):
 
 def test_unknown_store_experiment_or_sweep_is_exit_2(sweep_store, tmp_path):
     uri, _ = sweep_store
-    for args in [(uri, "nope", []), (f"sqlite:///{tmp_path}/none.db", EXP, [])]:
+    missing_db = tmp_path / "none.db"
+    for args, named in [((uri, "nope", []), "experiment 'nope' not found"),
+                        ((f"sqlite:///{missing_db}", EXP, []), f"no MLflow database at '{missing_db}'")]:
         code, out, err = call(queries.best, *args)
-        assert code == 2 and out == "" and err.count("\n") == 1
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith("error: ") and named in err, err
+    assert not missing_db.exists()                       # asking did not create an empty store
     code, _, err = call(queries.best, uri, EXP, [], sweep="missing")
     assert code == 2 and "no sweep 'missing'" in err
     code, _, err = call(queries.report, uri, "nope")

@@ -31,17 +31,18 @@ def png_of(run):
 @pytest.fixture
 def gated_plots(monkeypatch):
     """``plots.mask_iou_png`` held until ``gate`` is set (10 s at most, so that a tracker that drew the
-    chart on the caller's thread fails on time instead of hanging); records where and what it drew."""
+    chart on the caller's thread fails instead of hanging); records where and what it drew, and in
+    ``released`` each drawing that got past the hold (by the gate or the 10 s running out)."""
     import threading
 
     from sweeps import _tracking_artifacts, plots
 
     real_plot, real_client = plots.mask_iou_png, _tracking_artifacts._client
-    gate, calls, clients = threading.Event(), [], []
+    gate, calls, clients, released = threading.Event(), [], [], []
 
     def held(mask_iou, path, title=None):
         calls.append((threading.current_thread(), title, list(mask_iou)))
-        gate.wait(10)
+        released.append(gate.wait(10))
         return real_plot(mask_iou, path, title=title)
 
     def client(uri):
@@ -50,7 +51,7 @@ def gated_plots(monkeypatch):
 
     monkeypatch.setattr(plots, "mask_iou_png", held)
     monkeypatch.setattr(_tracking_artifacts, "_client", client)
-    return SimpleNamespace(gate=gate, calls=calls, clients=clients)
+    return SimpleNamespace(gate=gate, calls=calls, clients=clients, released=released)
 
 
 def test_trial_completed_does_not_wait_for_the_chart(store, gated_plots):
@@ -58,7 +59,8 @@ def test_trial_completed_does_not_wait_for_the_chart(store, gated_plots):
 
     tracker = start(store)
     run_id = tracker.trial_started("t0", config())
-    tracker.trial_completed("t0", {"compression": 0.5}, mask_iou=IOU)   # returns while the chart is held
+    tracker.trial_completed("t0", {"compression": 0.5}, mask_iou=IOU)
+    assert gated_plots.released == [], "trial_completed waited for the chart"     # returned while held
     run = MlflowClient(store).get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["compression"] == 0.5
     assert "mask_iou.json" in artifacts(store, run_id) and "mask_iou.png" not in artifacts(store, run_id)
@@ -66,6 +68,7 @@ def test_trial_completed_does_not_wait_for_the_chart(store, gated_plots):
 
     gated_plots.gate.set()
     assert tracker.flush(timeout=30) is True
+    assert gated_plots.released == [True]                   # drawn once the gate opened
     png = png_of(MlflowClient(store).get_run(run_id))       # logged to the FINISHED run
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     ((thread, title, layers),) = gated_plots.calls
@@ -186,7 +189,8 @@ def test_a_second_ctrl_c_stops_only_abort_s_wait_for_the_charts(store, gated_plo
         tracker.abort("interrupted")                                        # does not raise
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert began and "mask_iou.png" not in artifacts(store, done)           # returned before the chart
+    assert began and gated_plots.released == [], "abort waited for the chart despite the second Ctrl+C"
+    assert "mask_iou.png" not in artifacts(store, done)
     assert "stopped waiting for 1 mask-IoU chart" in capsys.readouterr().err
     statuses = {r.data.tags.get("disparse.trial_key", "sweep"): r.info.status for r in runs(store)}
     assert statuses == {"sweep": "KILLED", "t0": "FAILED", "t1": "FINISHED"}

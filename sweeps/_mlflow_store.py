@@ -30,6 +30,7 @@ TAG_OPTUNA_NUMBER = "disparse.optuna_number"
 TAG_EARLY_STOPPED = "disparse.early_stopped"
 TAG_FAILURE = "disparse.failure"
 TAG_PARETO = "disparse.pareto"
+TAG_NOT_FINITE = "disparse.not_finite"     # final metrics that were NaN/inf (MLflow keeps an older value)
 TAG_BASELINE_KEY = "disparse.baseline_key"
 TAG_BASELINE_RUN = "disparse.baseline_run_id"   # on a sweep run: the dense run its Δm refers to
 TAG_CODE_VERSION = "disparse.code_version"

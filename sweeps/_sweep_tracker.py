@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION,
-                            TAG_EARLY_STOPPED, TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE,
+                            TAG_EARLY_STOPPED, TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE,
                             TAG_SWEEP_ID, TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search,
                             validate_tracking_uri)
 from ._tracking_artifacts import PlotQueue
@@ -27,7 +27,7 @@ from ._tracking_front import (_history_pairs, eligible_for_front, front_indices,
                               hypervolume_tags, normalize_directions, write_front_files)
 from ._tracking_read import _baseline_record, _record
 from ._tracking_values import (_MAX_METRICS_PER_BATCH, _MAX_PARAMS_PER_BATCH, _MAX_TAG_VALUE, _code_version_text,
-                               _finite_numbers, _one_line, _spec_attr, _truncate, flatten_params, sweep_params)
+                               _finite_numbers, _not_finite_keys, _one_line, _spec_attr, _truncate, flatten_params, sweep_params)
 from ._tracking_values import code_version as _code_version     # start_sweep's argument shadows the name
 from .errors import UserInputError
 
@@ -208,6 +208,9 @@ class SweepTracker:
         metrics = dict(metrics)
         mask_iou = mask_iou if mask_iou is not None else metrics.pop("mask_iou", None)
         self._log_metrics(run_id, metrics, None)
+        not_finite = _not_finite_keys(metrics)
+        if not_finite:    # MLflow keeps no NaN final value: readers must not take an earlier one for it
+            self.client.set_tag(run_id, TAG_NOT_FINITE, ",".join(not_finite))
         self.client.set_tag(run_id, TAG_EARLY_STOPPED, "true" if early_stopped else "false")
         if isinstance(mask_iou, Mapping) and mask_iou:
             self._log_texts(run_id, {"mask_iou.json": json.dumps(mask_iou, indent=2, sort_keys=True,

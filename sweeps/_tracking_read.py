@@ -7,10 +7,12 @@ Private to :mod:`sweeps.tracking`, which re-exports the public names.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Mapping, Sequence
 
 from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED,
-                            TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
+                            TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
                             _client, _QuickHttp, _quote, _search, _store_error, validate_tracking_uri)
 from ._tracking_values import baseline_key, unflatten_params
 from .errors import UserInputError
@@ -31,12 +33,21 @@ def _record(run) -> dict[str, Any]:
         "optuna_number": int(number) if number and number.lstrip("-").isdigit() else None,
         "params": params,
         "config": unflatten_params(params),
-        "metrics": dict(run.data.metrics),
+        "metrics": _final_metrics(run.data.metrics, tags.get(TAG_NOT_FINITE)),
         "run_name": run.info.run_name,
         "start_time": run.info.start_time,
         "end_time": run.info.end_time,
         "artifact_uri": run.info.artifact_uri,
     }
+
+
+def _final_metrics(latest: Mapping[str, float], not_finite: str | None) -> dict[str, float]:
+    """The run's metrics as it ended: MLflow's latest value of each key, except those whose final value
+    was NaN/inf (not logged, so MLflow would show an earlier evaluation's value): NaN."""
+    out = dict(latest)
+    for key in filter(None, (not_finite or "").split(",")):
+        out[key] = math.nan
+    return out
 
 
 def _open_for_reading(tracking_uri: str | None, experiment: str | None):

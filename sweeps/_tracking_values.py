@@ -117,6 +117,21 @@ def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def _not_finite_keys(metrics: Mapping[str, Any]) -> list[str]:
+    """Names (as logged) of the numeric metrics that are NaN or infinite."""
+    out = []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or isinstance(value, str):
+            continue
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(value):
+            out.append(sanitize_name(key))
+    return sorted(out)
+
+
 def _one_line(text: Any, limit: int = 1000) -> str:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     return _truncate(lines[-1] if lines and lines[0].startswith("Traceback") else (lines[0] if lines else

@@ -257,3 +257,25 @@ def test_a_closed_pipe_ends_a_query_quietly(sweep_store):
     done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=cli_env(), timeout=120)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
     assert done.stdout.rstrip().endswith("rc=0"), done.stdout
+
+
+def test_a_final_nan_metric_is_not_replaced_by_an_earlier_evaluation(tmp_path, template_db):
+    """MLflow keeps no NaN: without care, a trial whose seg.miou went NaN at the end would be judged on
+    its step-3 value. It must count as missing (a budget on it is violated), as it does for Optuna."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    tracker = SweepTracker(uri, EXP)
+    tracker.start_sweep(_spec(), sweep_id="nan", config={"trials": 2}, code_version="test", sampler="tpe", seed=0)
+    dense = _config("dense", 0.0) | {"method": "dense"}
+    tracker.log_baseline(baseline_key(dense), dense, {**BASE, "compression": 0.0})
+    tracker.trial_started("t-nan", _config("nan", 0.9), optuna_number=0)
+    tracker.trial_result("t-nan", {"compression": 0.9, "seg.miou": 0.55, "normal.mean": 19.0, "step": 3}, 3)
+    tracker.trial_completed("t-nan", {"compression": 0.9, "seg.miou": float("nan"), "normal.mean": 19.0,
+                                      "step": 6})
+    tracker.trial_started("t-ok", _config("ok", 0.6), optuna_number=1)
+    tracker.trial_completed("t-ok", {"compression": 0.6, "seg.miou": 0.52, "normal.mean": 19.5, "step": 6})
+    tracker.finish_sweep(objectives=["compression", "normal.mean"], directions=["maximize", "minimize"])
+    code, out, _ = call(queries.best, uri, EXP, ["seg.miou>=0.5"], sweep="nan")
+    assert code == 0
+    assert "(trial t-ok)" in out and "(trial t-nan)" not in out

@@ -346,3 +346,19 @@ def test_a_resumed_sweep_ranks_new_trials_against_the_rungs_of_the_first_run(ray
     assert set(by_sparsity[0.9].user_attrs[RUNGS]) == {"2", "4"}
     assert list(by_sparsity[0.3].user_attrs[RUNGS]) == ["2"]
     assert "4 rung records of the earlier runs" in out.getvalue()
+
+
+def test_best_so_far_on_one_objective_continues_without_the_non_dominated_clause():
+    """keep_non_dominated=False with fewer than reduction_factor trials at the rung: rank 1 of 2 fails the
+    rank test (1 * 3 > 2), yet a trial that dominates the only other one must go on, as it would in ASHA."""
+    d = decide([(0.5, -10.0)], (0.9, 5.0), MAXMAX, 3, keep_non_dominated=False)
+    assert d.action == CONTINUE and d.position == 1 and "best so far" in d.reason
+    # best on one objective but not ranked first (the other boundary point of front 0 is)
+    recorded = [(0.2, 9.0), (0.5, 1.0), (0.6, 0.0), (0.4, 2.0)]
+    d = decide(recorded, (0.95, -5.0), MAXMAX, 4, keep_non_dominated=False)
+    assert d.action == CONTINUE and "objective 1" in d.reason
+    # neither best on an objective nor within the top 1/rf: stopped
+    assert decide(recorded, (0.3, 0.5), MAXMAX, 4, keep_non_dominated=False).action == STOP
+    # one objective: the best so far continues at any count (Ray's ASHA keeps it too)
+    assert decide([(0.1,)], (0.2,), ["maximize"], 4).action == CONTINUE
+    assert decide([(0.1,)], (0.05,), ["maximize"], 4).action == STOP

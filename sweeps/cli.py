@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("pareto", "the Pareto front of a sweep"), ("report", "a sweep at a glance")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--sweep", help="sweep id (default: the latest)")
+        if name == "pareto":
+            p.add_argument("--objective", dest="objectives", action="append", default=[], metavar="METRIC",
+                           help="repeatable: the front of these metrics (each in its own direction) "
+                                "instead of the sweep's objectives, e.g. --objective compression "
+                                "--objective seg.miou")
         _store_options(p)
     return parser
 
@@ -178,8 +183,10 @@ def _query(args, out, err) -> int:
         if not args.budgets:
             raise UserInputError("best: --budget is required; expected e.g. --budget seg.miou=-2%")
         return queries.best(args.tracking_uri, args.experiment, args.budgets, args.sweep, **common)
-    fn = queries.pareto if args.command == "pareto" else queries.report
-    return fn(args.tracking_uri, args.experiment, args.sweep, **common)
+    if args.command == "pareto":
+        return queries.pareto(args.tracking_uri, args.experiment, args.sweep,
+                              objectives=args.objectives or None, **common)
+    return queries.report(args.tracking_uri, args.experiment, args.sweep, **common)
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EDQUOT}

@@ -263,9 +263,17 @@ def _front(tracking, sweep_rec, trials, objectives: Sequence[str] | None):
     objs, dirs = _objectives_of(sweep_rec)
     if objectives:
         objs, dirs = list(objectives), None
+        logged = sorted({k for t in trials for k in t["metrics"]} - {"final", "step"})
+        unknown = [o for o in objs if o not in logged]
+        if unknown:
+            import difflib
+            close = difflib.get_close_matches(unknown[0], logged, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserInputError(f"--objective: {unknown[0]!r} is not a metric of sweep "
+                                 f"{sweep_rec['sweep_id']!r}{hint}; expected one of {', '.join(logged)}")
     if not objs:
         raise UserInputError(f"sweep {sweep_rec['sweep_id']!r} records no objectives; expected "
-                             "--objective METRIC (e.g. compression)")
+                             "pareto --objective METRIC, repeated (e.g. --objective compression --objective seg.miou)")
     dirs = tracking.normalize_directions(objs, dirs)
     eligible = tracking.eligible_for_front(trials, objs)
     tagged = [t for t in eligible if t.get("pareto")]

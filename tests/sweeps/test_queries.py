@@ -162,6 +162,23 @@ def test_pareto_with_other_objectives_is_computed_from_mlflow(sweep_store):
     assert {ids[n] for n in ids if ids[n] in out} == {ids["A"], ids["D"], ids["B"], ids["C"]}
 
 
+def test_pareto_objective_flag_gives_a_task_front_and_names_a_typo(sweep_store):
+    from sweeps.cli import main
+
+    uri, ids = sweep_store
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["pareto", "--tracking-uri", uri, "--experiment", EXP, "--objective", "compression",
+                 "--objective", "normal.mean"], out=out, err=err) == 0
+    assert "compression (max), normal.mean (min)" in out.getvalue()
+    # normal.mean is lower-is-better: C (0.70, 20.5) is on this front, H (0.60, 25.0) is not
+    assert ids["C"] in out.getvalue() and ids["H"] not in out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["pareto", "--tracking-uri", uri, "--experiment", EXP, "--objective", "seg.mio"],
+                out=out, err=err) == 2
+    line = err.getvalue().strip()
+    assert "\n" not in line and "'seg.mio'" in line and "did you mean 'seg.miou'" in line
+
+
 def test_report_summarises_the_sweep(sweep_store):
     uri, ids = sweep_store
     code, out, err = call(queries.report, uri, EXP)

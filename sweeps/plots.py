@@ -134,7 +134,9 @@ def _safe_file(key: str) -> str:
 def pareto_pngs(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], objectives: Sequence[str],
                 directions: Sequence[str], out_dir: str | Path) -> list[Path]:
     """``pareto_compression_vs_<task.metric>.png`` per task (its primary metric) and
-    ``pareto_compression_vs_delta_m.png`` when Δm was measured. All trials grey, front members red.
+    ``pareto_compression_vs_delta_m.png`` when Δm was measured. Red, joined: the front of the two plotted
+    metrics (:func:`plane_front`, each in its direction: what that task can have at each compression);
+    ringed: the members of the sweep's front over all its objectives (``front_ids``); the rest grey.
     The x axis is ``compression`` (or the first objective when compression was not recorded)."""
     out_dir = Path(out_dir)
     front_ids = set(front_ids)
@@ -152,9 +154,11 @@ def pareto_pngs(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], 
     for y_key in y_keys:
         fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
         try:
-            rest = [r for r in records if r["run_id"] not in front_ids]
-            front = sorted((r for r in records if r["run_id"] in front_ids),
-                           key=lambda r: r["metrics"][x_key])
+            dirs = [_direction_of(x_key, objectives, directions), _direction_of(y_key, objectives, directions)]
+            on_plane = plane_front(records, x_key, y_key, dirs)
+            rest = [r for r in records if r["run_id"] not in on_plane]
+            front = sorted((r for r in records if r["run_id"] in on_plane), key=lambda r: r["metrics"][x_key])
+            ringed = [r for r in records if r["run_id"] in front_ids]
             if rest:
                 ax.scatter([r["metrics"][x_key] for r in rest], [r["metrics"][y_key] for r in rest],
                            s=22, c="#9aa0a6", label="trials", zorder=2)
@@ -163,10 +167,14 @@ def pareto_pngs(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], 
                 ys = [r["metrics"][y_key] for r in front]
                 ax.plot(xs, ys, color="#d93025", lw=0.8, alpha=0.5, zorder=3)
                 ax.scatter(xs, ys, s=40, c="#d93025", edgecolors="black", linewidths=0.5,
-                           label="Pareto front", zorder=4)
-            ax.set_xlabel(_label(x_key, _direction_of(x_key, objectives, directions)))
-            ax.set_ylabel(_label(y_key, _direction_of(y_key, objectives, directions)))
-            ax.set_title(f"{x_key} vs {y_key}  ({len(front)} on the front of {len(records)})", fontsize=10)
+                           label=f"Pareto front of {x_key} and {y_key}", zorder=4)
+            if ringed and set(front_ids) != on_plane:
+                ax.scatter([r["metrics"][x_key] for r in ringed], [r["metrics"][y_key] for r in ringed],
+                           s=110, facecolors="none", edgecolors="#1a73e8", linewidths=1.2,
+                           label="on the sweep's front (all objectives)", zorder=5)
+            ax.set_xlabel(_label(x_key, dirs[0]))
+            ax.set_ylabel(_label(y_key, dirs[1]))
+            ax.set_title(f"{x_key} vs {y_key}  ({len(front)} on this front of {len(records)})", fontsize=10)
             ax.grid(True, alpha=0.3)
             ax.legend(loc="best", fontsize=8)
             fig.tight_layout()
@@ -176,6 +184,18 @@ def pareto_pngs(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], 
         finally:
             plt.close(fig)
     return made
+
+
+def plane_front(records: Sequence[Mapping[str, Any]], x_key: str, y_key: str,
+                directions: Sequence[str]) -> set[str]:
+    """Run ids of the trials no other trial beats on both ``x_key`` and ``y_key`` (each in its direction);
+    trials without finite values for both are left out."""
+    from .pareto import pareto_front
+
+    usable = [r for r in records if all(isinstance((r.get("metrics") or {}).get(k), (int, float))
+                                        and math.isfinite(r["metrics"][k]) for k in (x_key, y_key))]
+    points = [(r["metrics"][x_key], r["metrics"][y_key]) for r in usable]
+    return {usable[i]["run_id"] for i in pareto_front(points, list(directions))} if points else set()
 
 
 def mask_iou_png(mask_iou: Mapping[str, Any], path: str | Path, title: str | None = None) -> Path | None:

@@ -125,3 +125,14 @@ def test_mask_iou_png(tmp_path):
     nested = plots.mask_iou_png({"a": {"seg-normal": 0.4}}, tmp_path / "n.png")
     assert nested.read_bytes()[:8] == PNG
     assert plots.mask_iou_png({}, tmp_path / "e.png") is None
+
+
+def test_each_task_plot_highlights_the_front_of_its_own_two_metrics():
+    """The sweep's front over (compression, delta_m) is not the front of compression against one task:
+    B is on the sweep's front but C beats it on both compression and seg.miou."""
+    recs = [{"run_id": name, "metrics": {"compression": c, "seg.miou": m, "normal.mean": n}}
+            for name, c, m, n in (("A", 0.9, 0.30, 30.0), ("B", 0.8, 0.50, 20.0), ("C", 0.85, 0.60, 25.0))]
+    assert plots.plane_front(recs, "compression", "seg.miou", ["maximize", "maximize"]) == {"A", "C"}
+    assert plots.plane_front(recs, "compression", "normal.mean", ["maximize", "minimize"]) == {"A", "B", "C"}
+    recs.append({"run_id": "N", "metrics": {"compression": 0.99, "seg.miou": float("nan")}})
+    assert plots.plane_front(recs, "compression", "seg.miou", ["maximize", "maximize"]) == {"A", "C"}

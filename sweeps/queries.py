@@ -214,9 +214,10 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
         base_rec = tracking.load_baseline_for(trials)
         baseline = base_rec["metrics"] if base_rec else None
         skipped = len(trials) - len(finished)
-        if not finished:
-            raise UserInputError(f"sweep {sweep_rec['sweep_id']!r} has no finished, fully trained trials "
-                                 f"({skipped} failed, early-stopped or running); expected at least one")
+        if not finished:    # an answer (no model to offer), not bad input: exit 1 like "none meets"
+            print(f"NO TRIAL MEETS EVERY BUDGET: sweep {sweep_rec['sweep_id']} has no finished, fully trained "
+                  f"trial ({skipped} failed, early-stopped or running)", file=out)
+            return EXIT_NONE_MEETS
         winner, closest = best_under_budget(finished, parsed, baseline)
         uri = sweep_rec["tracking_uri"]
         print(f"sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): "

@@ -296,3 +296,18 @@ def test_a_final_nan_metric_is_not_replaced_by_an_earlier_evaluation(tmp_path, t
     code, out, _ = call(queries.best, uri, EXP, ["seg.miou>=0.5"], sweep="nan")
     assert code == 0
     assert "(trial t-ok)" in out and "(trial t-nan)" not in out
+
+
+def test_best_of_a_sweep_whose_trials_all_failed_is_none_meets_not_bad_input(tmp_path, template_db):
+    db = tmp_path / "mlflow.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    tracker = SweepTracker(uri, EXP)
+    tracker.start_sweep(_spec(), sweep_id="allfail", config={"trials": 1}, code_version="test", sampler="tpe",
+                        seed=0)
+    tracker.trial_started("t0", _config("t0", 0.9), optuna_number=0)
+    tracker.trial_failed("t0", "loss is NaN")
+    tracker.finish_sweep(objectives=OBJ, directions=DIRS)
+    code, out, err = call(queries.best, uri, EXP, ["seg.miou=-2%"], sweep="allfail")
+    assert code == 1 and err == ""
+    assert "NO TRIAL MEETS EVERY BUDGET" in out and "1 failed" in out

@@ -101,7 +101,8 @@ def unflatten_params(params: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Every value that is a number (numpy / torch scalars too) as a float, under its logged name."""
     out = {}
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -111,25 +112,17 @@ def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
                 value = None
             if value is None:
                 continue
-        value = float(value)
-        if math.isfinite(value):
-            out[sanitize_name(key)] = value
+        out[sanitize_name(key)] = float(value)
     return out
+
+
+def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in _numbers(metrics).items() if math.isfinite(v)}
 
 
 def _not_finite_keys(metrics: Mapping[str, Any]) -> list[str]:
     """Names (as logged) of the numeric metrics that are NaN or infinite."""
-    out = []
-    for key, value in metrics.items():
-        if isinstance(value, bool) or isinstance(value, str):
-            continue
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            continue
-        if not math.isfinite(value):
-            out.append(sanitize_name(key))
-    return sorted(out)
+    return sorted(k for k, v in _numbers(metrics).items() if not math.isfinite(v))
 
 
 def _one_line(text: Any, limit: int = 1000) -> str:

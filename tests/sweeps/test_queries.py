@@ -276,16 +276,23 @@ def test_a_closed_pipe_ends_a_query_quietly(sweep_store):
     assert done.stdout.rstrip().endswith("rc=0"), done.stdout
 
 
-def test_a_final_nan_metric_is_not_replaced_by_an_earlier_evaluation(tmp_path, template_db):
-    """MLflow keeps no NaN: without care, a trial whose seg.miou went NaN at the end would be judged on
-    its step-3 value. It must count as missing (a budget on it is violated), as it does for Optuna."""
+def _new_sweep(tmp_path, template_db, sweep_id):
+    """A fresh store with a started sweep ``sweep_id`` and the dense baseline BASE logged."""
     db = tmp_path / "mlflow.db"
     shutil.copy(template_db, db)
     uri = f"sqlite:///{db}"
     tracker = SweepTracker(uri, EXP)
-    tracker.start_sweep(_spec(), sweep_id="nan", config={"trials": 2}, code_version="test", sampler="tpe", seed=0)
+    tracker.start_sweep(_spec(), sweep_id=sweep_id, config={"trials": 2}, code_version="test", sampler="tpe",
+                        seed=0)
     dense = _config("dense", 0.0) | {"method": "dense"}
     tracker.log_baseline(baseline_key(dense), dense, {**BASE, "compression": 0.0})
+    return uri, tracker
+
+
+def test_a_final_nan_metric_is_not_replaced_by_an_earlier_evaluation(tmp_path, template_db):
+    """MLflow keeps no NaN: without care, a trial whose seg.miou went NaN at the end would be judged on
+    its step-3 value. It must count as missing (a budget on it is violated), as it does for Optuna."""
+    uri, tracker = _new_sweep(tmp_path, template_db, "nan")
     tracker.trial_started("t-nan", _config("nan", 0.9), optuna_number=0)
     tracker.trial_result("t-nan", {"compression": 0.9, "seg.miou": 0.55, "normal.mean": 19.0, "step": 3}, 3)
     tracker.trial_completed("t-nan", {"compression": 0.9, "seg.miou": float("nan"), "normal.mean": 19.0,
@@ -299,12 +306,7 @@ def test_a_final_nan_metric_is_not_replaced_by_an_earlier_evaluation(tmp_path, t
 
 
 def test_best_of_a_sweep_whose_trials_all_failed_is_none_meets_not_bad_input(tmp_path, template_db):
-    db = tmp_path / "mlflow.db"
-    shutil.copy(template_db, db)
-    uri = f"sqlite:///{db}"
-    tracker = SweepTracker(uri, EXP)
-    tracker.start_sweep(_spec(), sweep_id="allfail", config={"trials": 1}, code_version="test", sampler="tpe",
-                        seed=0)
+    uri, tracker = _new_sweep(tmp_path, template_db, "allfail")
     tracker.trial_started("t0", _config("t0", 0.9), optuna_number=0)
     tracker.trial_failed("t0", "loss is NaN")
     tracker.finish_sweep(objectives=OBJ, directions=DIRS)

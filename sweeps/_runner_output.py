@@ -5,21 +5,12 @@ Private to :mod:`sweeps.runner`, which re-exports both names.
 
 from __future__ import annotations
 
-import math
 import shlex
-from typing import Any, Sequence
+from typing import Sequence
 
 from ._runner_files import FRONT_CSV
 
 __all__ = ["format_front", "mlflow_ui_command"]
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}"
-    return str(value)
 
 
 def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int = 30,

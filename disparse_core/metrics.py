@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import torch
 from torch import nn
 
+from ._metric_keys import higher_is_better, metric_directions, metric_range
 from .tasks import canonical_kind, valid_depth, valid_normals, valid_regression
 
 __all__ = [
@@ -250,53 +251,7 @@ def make_meter(info):
     return ClassificationMeter()
 
 
-# --- directions -----------------------------------------------------------------------------------
-
-_HIGHER = {"miou", "pixel_acc", "within_11", "within_22", "within_30", "delta1", "delta2", "delta3",
-           "acc", "compression", "delta_m", "sparsity"}
-_LOWER = {"mean", "median", "abs_err", "rel_err", "rmse", "loss", "nonzero_params", "wall_time_s"}
-
-
-def higher_is_better(key: str) -> bool:
-    """Direction of a metric key: ``seg.miou`` → True, ``normal.mean`` → False, ``compression`` → True.
-
-    The last dotted component decides, so any task name works. Unknown metrics raise ``ValueError``.
-    """
-    metric = str(key).rsplit(".", 1)[-1]
-    if metric in _HIGHER:
-        return True
-    if metric in _LOWER:
-        return False
-    raise ValueError(f"unknown metric {key!r}: direction not known (known: "
-                     f"{sorted(_HIGHER | _LOWER)})")
-
-
-_FRACTIONS = {"miou", "pixel_acc", "within_11", "within_22", "within_30", "delta1", "delta2", "delta3",
-              "acc", "sparsity"}
-_ANGLES = {"mean", "median"}
-
-
-def metric_range(key: str) -> tuple[float, float]:
-    """The values a metric can take, ``(low, high)``: fractions ``[0, 1]``, angles ``[0, 180]`` degrees,
-    errors, counts and times ``[0, inf)``, ``compression`` ``(-inf, 1]`` (a branched net can hold more
-    weights than the dense one), ``delta_m`` unbounded. Unknown metrics raise ``ValueError``."""
-    metric = str(key).rsplit(".", 1)[-1]
-    higher_is_better(key)
-    if metric in _FRACTIONS:
-        return 0.0, 1.0
-    if metric in _ANGLES:
-        return 0.0, 180.0
-    if metric == "compression":
-        return -math.inf, 1.0
-    if metric == "delta_m":
-        return -math.inf, math.inf
-    return 0.0, math.inf
-
-
-def metric_directions(keys: Iterable[str]) -> dict[str, str]:
-    """``{key: "maximize" | "minimize"}`` (Optuna's words) for each key."""
-    return {k: "maximize" if higher_is_better(k) else "minimize" for k in keys}
-
+# --- directions and ranges: disparse_core/_metric_keys.py (re-exported here) ----------------------------
 
 # --- Δm ---------------------------------------------------------------------------------------------
 

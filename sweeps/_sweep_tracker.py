@@ -11,7 +11,6 @@ which calls :meth:`SweepTracker.trial_completed`, is not held up by matplotlib. 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -19,20 +18,21 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION,
-                            TAG_EARLY_STOPPED, TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE,
-                            TAG_SWEEP_ID, TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search,
+                            TAG_EARLY_STOPPED, TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO,
+                            TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search,
                             validate_tracking_uri)
 from ._tracking_artifacts import PlotQueue
 from ._tracking_front import (_history_pairs, eligible_for_front, front_indices, front_summary,
                               hypervolume_tags, normalize_directions, write_front_files)
 from ._tracking_read import _baseline_record, _record
-from ._tracking_values import (_MAX_METRICS_PER_BATCH, _MAX_PARAMS_PER_BATCH, _MAX_TAG_VALUE, _code_version_text,
-                               _finite_numbers, _not_finite_keys, _one_line, _spec_attr, _truncate, flatten_params, sweep_params)
+from ._tracking_values import (_code_version_text, _not_finite_keys, _one_line, _spec_attr, flatten_params,
+                               sweep_params)
 from ._tracking_values import code_version as _code_version     # start_sweep's argument shadows the name
+from ._tracking_write import RunWriter
 from .errors import UserInputError
 
 
-class SweepTracker:
+class SweepTracker(RunWriter):
     """Writes one sweep to MLflow from one process (the Ray Tune driver). Call it from one thread.
 
     Use as a context manager (or call :meth:`abort` in a ``finally``) so that an interrupted sweep
@@ -366,39 +366,3 @@ class SweepTracker:
         if key not in self._trials:
             self.trial_started(key, {})
         return self._trials[key]
-
-    def _log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None) -> None:
-        from mlflow.entities import Metric
-        if step is None:                   # final values: never at a step below the last one logged
-            raw = metrics.get("step")
-            step = int(raw) if isinstance(raw, (int, float)) and math.isfinite(raw) else 0
-            step = max(step, self._last_step.get(run_id, 0))
-        self._last_step[run_id] = max(int(step), self._last_step.get(run_id, 0))
-        now = int(time.time() * 1000)
-        values = {k: v for k, v in _finite_numbers(metrics).items() if k != "final"}
-        self._log_metric_objects(run_id, [Metric(k, v, now, int(step)) for k, v in values.items()])
-
-    def _log_metric_objects(self, run_id: str, items: list) -> None:
-        for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=items[i:i + _MAX_METRICS_PER_BATCH])
-
-    def _log_batch(self, run_id: str, params: Mapping[str, str] | None = None,
-                   tags: Mapping[str, str] | None = None) -> None:
-        from mlflow.entities import Param, RunTag
-        ps = [Param(k, v) for k, v in (params or {}).items()]
-        ts = [RunTag(k, _truncate(str(v), _MAX_TAG_VALUE)) for k, v in (tags or {}).items()]
-        for i in range(0, max(len(ps), len(ts)), _MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=ps[i:i + _MAX_PARAMS_PER_BATCH],
-                                  tags=ts[i:i + _MAX_PARAMS_PER_BATCH])
-
-    def _log_texts(self, run_id: str, files: Mapping[str, str]) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            for rel, text in files.items():
-                path = Path(tmp) / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-            for entry in sorted(Path(tmp).iterdir()):
-                if entry.is_dir():
-                    self.client.log_artifacts(run_id, str(entry), artifact_path=entry.name)
-                else:
-                    self.client.log_artifact(run_id, str(entry))

@@ -3,7 +3,7 @@
 ::
 
     python tune.py [run] [--space dynamic.yaml] [--trials N] [--set key=value ...] [--dry-run | --resume]
-    python tune.py best --budget seg.miou=-2% --budget normal.mean=+5% [--sweep ID]
+    python tune.py best [--budget seg.miou=-2% --budget normal.mean=+5%] [--sweep ID]
     python tune.py pareto [--sweep ID]
     python tune.py report [--sweep ID]
 
@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="the sparsest trial within per-task budgets")
     best.add_argument("--budget", dest="budgets", action="append", default=[], metavar="METRIC=LIMIT",
-                      help="e.g. seg.miou=-2%% (relative to the dense baseline) or seg.miou>=0.3")
+                      help="repeatable, e.g. seg.miou=-2%% (relative to the dense baseline) or "
+                           "seg.miou>=0.3 (default: the budgets of the sweep's space)")
     best.add_argument("--sweep", help="sweep id (default: the latest)")
     _store_options(best)
 
@@ -169,10 +170,31 @@ def _run(args, out) -> int:
         print(f"warning: {msg}", file=out)
     print(f"\nresults: {summary.results_dir}", file=out)
     print(f"browse:  {mlflow_ui_command(summary.tracking_uri)}", file=out)
-    print(f"choose:  python tune.py best --budget seg.miou=-2% --sweep {summary.sweep_id}"
+    print(f"choose:  python tune.py best {_budget_hint(plan.spec, summary)}--sweep {summary.sweep_id}"
           + ("" if plan.tracking_uri.endswith(f"/{'mlflow.db'}") else
              f" --tracking-uri {plan.tracking_uri}"), file=out)
     return 0
+
+
+def _budget_hint(spec, summary) -> str:
+    """``--budget`` for the "choose:" line: none when the space declares budgets (``best`` uses them),
+    else on the first task's primary metric: a 2 % loss against the dense baseline, or an absolute bound
+    to fill in when the sweep has no baseline."""
+    if spec.budgets:
+        return ""
+    from .budgets import higher_is_better
+    from .plots import task_primary_metrics
+    primaries = task_primary_metrics(summary.eligible, spec.metric_names)
+    order = next(((r.get("config") or {}).get("tasks") for r in summary.eligible
+                  if isinstance((r.get("config") or {}).get("tasks"), list)), [])
+    metric = next((primaries[t] for t in order if t in primaries), next(iter(primaries.values()), "METRIC"))
+    try:
+        higher = higher_is_better(metric)
+    except ValueError:
+        higher = True
+    if summary.baseline:
+        return f"--budget {metric}={'-' if higher else '+'}2% "
+    return f"--budget '{metric}{'>=' if higher else '<='}<value>' "
 
 
 def _query(args, out, err) -> int:
@@ -180,9 +202,7 @@ def _query(args, out, err) -> int:
 
     common = dict(out=out, err=err)
     if args.command == "best":
-        if not args.budgets:
-            raise UserInputError("best: --budget is required; expected e.g. --budget seg.miou=-2%")
-        return queries.best(args.tracking_uri, args.experiment, args.budgets, args.sweep, **common)
+        return queries.best(args.tracking_uri, args.experiment, args.budgets or None, args.sweep, **common)
     if args.command == "pareto":
         return queries.pareto(args.tracking_uri, args.experiment, args.sweep,
                               objectives=args.objectives or None, **common)

@@ -199,18 +199,45 @@ def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | N
 
 # --- best ----------------------------------------------------------------------------------------------------
 
-def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str], sweep: str | None = None,
-         *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def _sweep_budgets(sweep_rec: Mapping[str, Any]) -> list[str]:
+    """The budgets the sweep's space declared (its ``budgets`` param), as budget expressions."""
+    text = str((sweep_rec.get("params") or {}).get("budgets") or "").strip()
+    if text.startswith("{"):                                    # a mapping logged as JSON
+        try:
+            return [f"{k}={v}" for k, v in json.loads(text).items()]
+        except (ValueError, AttributeError):
+            pass
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str] | None = None,
+         sweep: str | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """The sparsest trial (highest ``compression``) meeting every budget, with its metrics vs the dense
-    baseline, its config and how to fetch it. Exit 0 found, 1 none meets (closest shown), 2 bad input."""
+    baseline, its config and how to fetch it. Exit 0 found, 1 none meets (closest shown), 2 bad input.
+
+    ``budgets=None``: the budgets the sweep's space declared (bad input if it declared none);
+    ``[]``: no budget, the sparsest fully trained trial."""
     def go(out: TextIO) -> int:
-        from .budgets import best_under_budget, parse_budgets
-        parsed = parse_budgets(list(budgets or []))             # syntax errors before touching the store
+        from .budgets import BudgetError, best_under_budget, parse_budgets
+        given = None if budgets is None else list(budgets)
+        parsed = parse_budgets(given or [])                     # syntax errors before touching the store
         tracking, sweep_rec, trials = _load(tracking_uri, experiment, sweep)
+        source = ""
+        if given is None:
+            given = _sweep_budgets(sweep_rec)
+            if not given:
+                raise UserInputError(f"best: sweep {sweep_rec['sweep_id']!r} declares no budgets; expected "
+                                     f"--budget METRIC=LIMIT, e.g. --budget seg.miou=-2%")
+            try:
+                parsed = parse_budgets(given)
+            except BudgetError as exc:
+                raise UserInputError(f"sweep {sweep_rec['sweep_id']!r}'s own budgets: {exc}; expected "
+                                     f"--budget METRIC=LIMIT to give them here") from None
+            source = " (the sweep's own, from its space; --budget METRIC=LIMIT asks for others)"
         finished = _finished(trials)
         known = set().union(*(t["metrics"] for t in finished)) if finished else set()
         if known:
-            parse_budgets(list(budgets or []), known_metrics=known)
+            parse_budgets(given, known_metrics=known)
         base_rec = tracking.load_baseline_for(trials)
         baseline = base_rec["metrics"] if base_rec else None
         skipped = len(trials) - len(finished)
@@ -223,7 +250,7 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
         print(f"sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): "
               f"{len(finished)} fully trained trials considered, {skipped} failed/early-stopped/running skipped",
               file=out)
-        print(f"budgets: {', '.join(b.text for b in parsed) or '(none: the sparsest trial)'}", file=out)
+        print(f"budgets: {', '.join(b.text for b in parsed) or '(none: the sparsest trial)'}{source}", file=out)
         print("baseline: " + (f"dense run {base_rec['run_id']}" if base_rec and base_rec.get("run_id")
                                else "the baseline_metrics the trials were given" if base_rec
                                else "none found (relative changes not shown)"), file=out)

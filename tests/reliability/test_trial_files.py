@@ -46,6 +46,9 @@ def _first_steps(folder, seed):
 def test_the_sweep_completes_both_trials(sweep):
     assert sweep["done"].returncode == 0, sweep["done"].stdout + sweep["done"].stderr
     assert sorted(t.state.name for t in sweep["study"].trials) == ["COMPLETE", "COMPLETE"]
+    # no budgets and no dense baseline in this space: the hint is an absolute bound to fill in
+    choose = next(x for x in sweep["done"].stdout.splitlines() if x.startswith("choose:"))
+    assert f"tune.py best --budget 'seg.miou>=<value>' --sweep {sweep['sweep']}" in choose
 
 
 def test_each_trial_has_its_own_checkpoint_and_exported_weights(sweep):

@@ -45,7 +45,7 @@ BAD_IN_PROCESS = [
     (["--space", "tiny.yaml", "--ray-address", "not an address"], "--ray-address"),
     (["--resume"], "--resume"),
     (["--space", "tiny.yaml", "--results-dir", "tiny.yaml"], "--results-dir"),
-    (["best"], "--budget"),
+    (["best", "--budget"], "--budget"),
     (["pareto", "--tracking-uri", "sqlite:///nowhere/mlflow.db"], "nowhere"),
     (["report", "--sweep"], "--sweep"),
     (["run", "--concurrency", "-1"], "--concurrency: -1 is too small"),

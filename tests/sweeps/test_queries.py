@@ -86,6 +86,59 @@ def test_best_picks_the_sparsest_trial_within_budgets(sweep_store, budgets, winn
     assert f"mlflow runs describe --run-id {ids[winner]}" in out
 
 
+@pytest.fixture(scope="module")
+def budgeted_store(tmp_path_factory, template_db):
+    """The trials of ``sweep_store`` in a sweep whose space declared budgets (seg -2 %, normal +5 %)."""
+    from sweeps.budgets import parse_budgets
+
+    db = tmp_path_factory.mktemp("budgeted") / "mlflow.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    tracker = SweepTracker(uri, EXP)
+    spec = _spec()
+    spec.budgets = parse_budgets({"seg.miou": "-2%", "normal.mean": "+5%"})
+    tracker.start_sweep(spec, sweep_id="budgeted", config={"trials": 5}, code_version="test")
+    dense = _config("dense", 0.0) | {"method": "dense"}
+    tracker.log_baseline(baseline_key(dense), dense, {**BASE, "compression": 0.0})
+    ids = {}
+    for i, (name, (comp, miou, mean)) in enumerate(TRIALS.items()):
+        ids[name] = tracker.trial_started(f"trial-{name}", _config(name, comp), optuna_number=i)
+        tracker.trial_completed(f"trial-{name}", {"compression": comp, "seg.miou": miou, "normal.mean": mean})
+    tracker.finish_sweep(objectives=OBJ, directions=DIRS)
+    return uri, ids
+
+
+def test_best_without_budgets_uses_the_ones_the_sweep_declared(budgeted_store):
+    uri, ids = budgeted_store
+    code, out, err = call(queries.best, uri, EXP, None)
+    assert (code, err) == (0, "")
+    assert "budgets: seg.miou=-2%, normal.mean=+5% (the sweep's own, from its space" in out
+    assert f"run id       {ids['B']}" in out                    # as with both budgets given by hand
+    code, out, err = call(queries.best, uri, EXP, ["seg.miou=-2%"])   # given budgets replace them
+    assert (code, err) == (0, "") and f"run id       {ids['D']}" in out and "sweep's own" not in out
+
+
+def test_best_without_budgets_on_a_sweep_that_declared_none_is_one_line(sweep_store):
+    uri, _ = sweep_store
+    code, out, err = call(queries.best, uri, EXP, None)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "sweep 'sw1' declares no budgets" in err and "--budget METRIC=LIMIT" in err
+
+
+def test_the_choose_hint_fits_the_sweep():
+    from sweeps.cli import _budget_hint
+
+    def hint(budgets, baseline, metrics):
+        spec = SimpleNamespace(budgets=budgets, metric_names=["compression", "delta_m"])
+        record = {"metrics": metrics, "config": {"tasks": [k.split(".")[0] for k in metrics if "." in k]}}
+        return _budget_hint(spec, SimpleNamespace(baseline=baseline, eligible=[record]))
+
+    assert hint(["seg.miou=-5%"], BASE, {"seg.miou": 0.5}) == ""       # best uses the space's budgets
+    assert hint([], BASE, {"depth.abs_err": 0.3, "compression": 0.8}) == "--budget depth.abs_err=+2% "
+    assert hint([], BASE, {"seg.miou": 0.5, "normal.mean": 20}) == "--budget seg.miou=-2% "
+    assert hint([], None, {"normal.mean": 20}) == "--budget 'normal.mean<=<value>' "   # no baseline
+
+
 def test_best_prints_metrics_against_the_baseline_and_the_config(sweep_store):
     uri, ids = sweep_store
     code, out, _ = call(queries.best, uri, EXP, ["seg.miou=-2%", "normal.mean=+5%"])

@@ -101,6 +101,12 @@ def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, stor
     table = format_front(summary.front, plan.spec.metric_names, among=summary.eligible)
     header = table.splitlines()[0].split()
     assert header[:3] == ["trial", "compression", "delta_m"] and {"method", "sparsity"} <= set(header[3:])
+    # `best` with no --budget answers under the budget the space declared, and says so
+    from sweeps import queries
+    answer = io.StringIO()
+    code = queries.best(plan.tracking_uri, None, None, plan.sweep_id, out=answer, err=answer)
+    assert code in (0, 1), answer.getvalue()
+    assert "budgets: seg.miou=-50% (the sweep's own, from its space" in answer.getvalue()
 
 
 @pytest.mark.slow

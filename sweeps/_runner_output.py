@@ -19,13 +19,13 @@ def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int
     it, those that vary over ``among`` (the sweep's fully trained trials; default the front) first, as
     ``tune.py pareto`` orders them (:func:`sweeps.plots.key_params`); the CSV has every one."""
     from .plots import key_params
-    from .queries import _parsed, format_table
+    from .queries import format_table, param_value
 
     if not front:
         return "(empty Pareto front: no trial completed its full training)"
     params = key_params(front, among=among or front, limit=max_params)
     rows = [[str(r.get("trial_key") or r.get("run_id", "")[:8]), *[r["metrics"].get(o) for o in objectives],
-             *[_parsed(r, k) for k in params]] for r in front[:max_rows]]
+             *[param_value(r, k) for k in params]] for r in front[:max_rows]]
     text = format_table(["trial", *objectives, *params], rows)
     if len(front) > max_rows:
         text += f"\n... {len(front) - max_rows} more (see {FRONT_CSV})"

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from .errors import UserInputError
 
-__all__ = ["best", "pareto", "report", "format_table", "format_number"]
+__all__ = ["best", "pareto", "report", "format_table", "format_number", "param_value"]
 
 EXIT_OK, EXIT_NONE_MEETS, EXIT_USAGE = 0, 1, 2
 
@@ -337,13 +337,14 @@ def pareto(tracking_uri: str | None, experiment: str | None, sweep: str | None =
             return EXIT_OK
         params = key_params(front, among=eligible)         # what the sweep varied first
         rows = [[r["run_id"], r.get("trial_key") or "", *[r["metrics"][o] for o in objs],
-                 *[_parsed(r, k) for k in params]] for r in front]
+                 *[param_value(r, k) for k in params]] for r in front]
         print(format_table(["run id", "trial", *objs, *params], rows), file=out)
         return EXIT_OK
     return _run(go, out, err)
 
 
-def _parsed(rec: Mapping[str, Any], key: str) -> Any:
+def param_value(rec: Mapping[str, Any], key: str) -> Any:
+    """A trial record's logged param ``key`` for a table: the number it holds, else its text."""
     raw = (rec.get("params") or {}).get(key, "")
     try:
         value = json.loads(raw)

@@ -19,7 +19,7 @@ def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int
     it, those that vary over ``among`` (the sweep's fully trained trials; default the front) first, as
     ``tune.py pareto`` orders them (:func:`sweeps.plots.key_params`); the CSV has every one."""
     from .plots import key_params
-    from .queries import format_table, param_value
+    from ._tables import format_table, param_value
 
     if not front:
         return "(empty Pareto front: no trial completed its full training)"

@@ -39,14 +39,8 @@ def _spec():
                            budgets=[], to_dict=lambda: {"name": "q"})
 
 
-@pytest.fixture(scope="module")
-def sweep_store(tmp_path_factory, template_db):
-    """One finished sweep: 5 fully trained trials, one early-stopped that beats all, one failed."""
-    db = tmp_path_factory.mktemp("queries") / "mlflow.db"
-    shutil.copy(template_db, db)
-    uri = f"sqlite:///{db}"
-    tracker = SweepTracker(uri, EXP)
-    tracker.start_sweep(_spec(), sweep_id="sw1", config={"trials": 7}, code_version="test", sampler="tpe", seed=0)
+def _baseline_and_trials(tracker):
+    """The dense baseline (BASE) and the fully trained TRIALS, logged to the tracker's sweep; their run ids."""
     dense = _config("dense", 0.0) | {"method": "dense"}
     tracker.log_baseline(baseline_key(dense), dense, {**BASE, "compression": 0.0})
     ids = {}
@@ -55,6 +49,18 @@ def sweep_store(tmp_path_factory, template_db):
         ids[name] = tracker.trial_started(key, _config(name, comp), optuna_number=i)
         tracker.trial_completed(key, {"compression": comp, "sparsity": comp + 0.01, "seg.miou": miou,
                                       "normal.mean": mean, "seg.pixel_acc": 0.8})
+    return ids
+
+
+@pytest.fixture(scope="module")
+def sweep_store(tmp_path_factory, template_db):
+    """One finished sweep: 5 fully trained trials, one early-stopped that beats all, one failed."""
+    db = tmp_path_factory.mktemp("queries") / "mlflow.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    tracker = SweepTracker(uri, EXP)
+    tracker.start_sweep(_spec(), sweep_id="sw1", config={"trials": 7}, code_version="test", sampler="tpe", seed=0)
+    ids = _baseline_and_trials(tracker)
     ids["E"] = tracker.trial_started("trial-E", _config("E", 0.95))
     tracker.trial_completed("trial-E", {"compression": 0.95, "seg.miou": 0.6, "normal.mean": 10.0},
                             early_stopped=True)
@@ -98,12 +104,7 @@ def budgeted_store(tmp_path_factory, template_db):
     spec = _spec()
     spec.budgets = parse_budgets({"seg.miou": "-2%", "normal.mean": "+5%"})
     tracker.start_sweep(spec, sweep_id="budgeted", config={"trials": 5}, code_version="test")
-    dense = _config("dense", 0.0) | {"method": "dense"}
-    tracker.log_baseline(baseline_key(dense), dense, {**BASE, "compression": 0.0})
-    ids = {}
-    for i, (name, (comp, miou, mean)) in enumerate(TRIALS.items()):
-        ids[name] = tracker.trial_started(f"trial-{name}", _config(name, comp), optuna_number=i)
-        tracker.trial_completed(f"trial-{name}", {"compression": comp, "seg.miou": miou, "normal.mean": mean})
+    ids = _baseline_and_trials(tracker)
     tracker.finish_sweep(objectives=OBJ, directions=DIRS)
     return uri, ids
 

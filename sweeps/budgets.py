@@ -44,6 +44,7 @@ __all__ = [
     "constraint_values",
     "violations",
     "best_under_budget",
+    "lost_task_metrics",
     "higher_is_better",
 ]
 
@@ -311,6 +312,21 @@ def _float(x: Any) -> float:
     return x
 
 
+def lost_task_metrics(metrics: Mapping[str, Any]) -> list[str]:
+    """The task metrics (``<task>.<metric>`` keys of known metrics) whose value is not finite: a task the
+    model lost (diverged head, NaN evaluation), budgeted or not."""
+    lost = []
+    for key, value in metrics.items():
+        if "." not in str(key) or math.isfinite(_float(value)):
+            continue
+        try:
+            higher_is_better(key)
+        except ValueError:
+            continue                    # not a task metric (mask_iou.<layer>, dynamic.<stat>, ...)
+        lost.append(str(key))
+    return sorted(lost)
+
+
 def violations(budgets: Any, metrics: Mapping[str, Any],
                baseline: Mapping[str, float] | None = None) -> list[Violation]:
     """The budgets that ``metrics`` does not meet, with values, thresholds and normalised shortfalls."""
@@ -331,7 +347,8 @@ def best_under_budget(records: Iterable[Mapping[str, Any]], budgets: Any,
 
     ``records``: mappings with ``metrics`` (flat ``{key: value}``; the record itself if absent) and
     optionally ``config``/``params`` and ``run_id``. Dense baseline records (``method: dense`` or a
-    truthy ``baseline``/``is_baseline``) and records without a finite ``compression`` are skipped.
+    truthy ``baseline``/``is_baseline``), records without a finite ``compression`` and records with a
+    non-finite task metric (:func:`lost_task_metrics`, budgeted or not) are skipped.
 
     Returns ``(best, None)`` where ``best`` has the highest ``compression`` among the records meeting
     every budget (ties: more total slack, then higher ``delta_m``, then the smallest ``run_id``), or
@@ -343,7 +360,7 @@ def best_under_budget(records: Iterable[Mapping[str, Any]], budgets: Any,
     for index, rec in enumerate(records):
         metrics = _metrics_of(rec)
         compression = _float(metrics.get("compression"))
-        if _is_baseline(rec) or not math.isfinite(compression):
+        if _is_baseline(rec) or not math.isfinite(compression) or lost_task_metrics(metrics):
             continue
         values = [b.violation(metrics.get(b.metric), baseline) for b in parsed]
         delta = _float(metrics.get("delta_m"))

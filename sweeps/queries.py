@@ -165,7 +165,7 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
     ``budgets=None``: the budgets the sweep's space declared (bad input if it declared none);
     ``[]``: no budget, the sparsest fully trained trial."""
     def go(out: TextIO) -> int:
-        from .budgets import BudgetError, best_under_budget, parse_budgets
+        from .budgets import BudgetError, best_under_budget, lost_task_metrics, parse_budgets
         given = None if budgets is None else list(budgets)
         parsed = parse_budgets(given or [])                     # syntax errors before touching the store
         tracking, sweep_rec, trials = _load(tracking_uri, experiment, sweep)
@@ -193,10 +193,16 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
                   f"trial ({skipped} failed, early-stopped or running)", file=out)
             return EXIT_NONE_MEETS
         winner, closest = best_under_budget(finished, parsed, baseline)
+        lost = {t["trial_key"] or t["run_id"]: lost_task_metrics(t["metrics"]) for t in finished
+                if lost_task_metrics(t["metrics"])}
         uri = sweep_rec["tracking_uri"]
         print(f"sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): "
-              f"{len(finished)} fully trained trials considered, {skipped} failed/early-stopped/running skipped",
-              file=out)
+              f"{len(finished) - len(lost)} fully trained trials considered, {skipped} "
+              f"failed/early-stopped/running skipped", file=out)
+        if lost:
+            shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in list(lost.items())[:3])
+            print(f"{len(lost)} fully trained trial(s) skipped: a task metric is not finite (the task is lost): "
+                  f"{shown}" + (" ..." if len(lost) > 3 else ""), file=out)
         print(f"budgets: {', '.join(b.text for b in parsed) or '(none: the sparsest trial)'}{source}", file=out)
         print("baseline: " + (f"dense run {base_rec['run_id']}" if base_rec and base_rec.get("run_id")
                                else "the baseline_metrics the trials were given" if base_rec

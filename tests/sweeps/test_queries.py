@@ -359,6 +359,22 @@ def test_a_final_nan_metric_is_not_replaced_by_an_earlier_evaluation(tmp_path, t
     assert "(trial t-ok)" in out and "(trial t-nan)" not in out
 
 
+def test_a_trial_that_lost_an_unbudgeted_task_is_never_the_answer(tmp_path, template_db):
+    """Budgets on seg only: the sparsest trial, whose normals went NaN, meets them, but it lost a task."""
+    uri, tracker = _new_sweep(tmp_path, template_db, "lost")
+    tracker.trial_started("t-lost", _config("lost", 0.9), optuna_number=0)
+    tracker.trial_completed("t-lost", {"compression": 0.9, "seg.miou": 0.55, "normal.mean": float("nan")})
+    tracker.trial_started("t-ok", _config("ok", 0.6), optuna_number=1)
+    tracker.trial_completed("t-ok", {"compression": 0.6, "seg.miou": 0.52, "normal.mean": 19.5})
+    tracker.finish_sweep(objectives=OBJ, directions=DIRS)
+    code, out, _ = call(queries.best, uri, EXP, ["seg.miou>=0.5"], sweep="lost")
+    assert code == 0 and "(trial t-ok)" in out and "(trial t-lost)" not in out
+    assert "1 fully trained trials considered" in out
+    assert "1 fully trained trial(s) skipped: a task metric is not finite (the task is lost): t-lost: normal.mean" in out
+    code, out, _ = call(queries.best, uri, EXP, ["seg.miou>=0.54"], sweep="lost")   # not even as the closest
+    assert code == 1 and "(trial t-ok)" in out and "(trial t-lost)" not in out
+
+
 def test_best_of_a_sweep_whose_trials_all_failed_is_none_meets_not_bad_input(tmp_path, template_db):
     uri, tracker = _new_sweep(tmp_path, template_db, "allfail")
     tracker.trial_started("t0", _config("t0", 0.9), optuna_number=0)

@@ -83,6 +83,7 @@ them at the trial's sparsity (see :mod:`disparse_core.trial`), comparable to the
 from __future__ import annotations
 
 import math
+import numbers
 from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping
 
@@ -94,7 +95,7 @@ from .masks import (_mask_param, attach_masks, buffers_kept, get_masks, prunable
                     record_effective_weights)
 from .ownership import check_losses, forward_tasks, task_ownership
 from .schedules import DECAYS, drop_fraction, is_update_step
-from .scoring import per_task_gradients
+from .scoring import batch_task_losses, check_scalar_loss, per_task_gradients
 
 __all__ = ["DynamicSparsifier", "COLLAPSED_TASK", "GROW_MODES"]
 
@@ -147,8 +148,11 @@ class DynamicSparsifier:
                  alpha0: float = 0.5, delta_t: int = 50, decay: str = "cosine", grow: str = "exact",
                  erk_power: float = 0.9, dense_first: bool = True,
                  loss_weights: Mapping[str, float] | None = None, collapse: bool = False, seed: int = 0):
-        if not 0.0 <= sparsity < 1.0:
+        if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got sparsity={sparsity!r}")
+        for key, value in (("t_end", t_end), ("delta_t", delta_t)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+                raise ValueError(f"{key} must be a positive integer, got {key}={value!r}")
         if grow not in GROW_MODES:
             raise ValueError(f"grow must be one of {GROW_MODES}, got grow={grow!r}")
         if decay not in DECAYS:
@@ -171,6 +175,8 @@ class DynamicSparsifier:
                            delta_t=int(delta_t), decay=decay, grow=grow, erk_power=float(erk_power),
                            dense_first=bool(dense_first), collapse=bool(collapse), seed=int(seed))
         weights = prunable_weights(model)
+        if not weights:
+            raise ValueError("model has no prunable tensors (weights of Conv2d or Linear layers)")
         missing = sorted(set(weights) - set(ownership))
         if missing:
             raise ValueError(f"ownership lacks prunable tensor {missing[0]!r}")
@@ -226,7 +232,7 @@ class DynamicSparsifier:
         with self.recording(step):
             out = forward_tasks(self.model, inputs)
             check_losses(out, self.losses)
-            task_losses = {t: self.losses[t](out[t], targets[t]) for t in out}
+            task_losses = batch_task_losses(out, targets, self.losses)
         self.backward(step, task_losses)
         return {t: v.detach() for t, v in task_losses.items()}
 
@@ -235,6 +241,12 @@ class DynamicSparsifier:
 
         Returns the history record of the update, or None on ordinary steps.
         """
+        if set(task_losses) != set(self.losses):
+            diff = sorted(set(task_losses) ^ set(self.losses))
+            raise ValueError(f"task_losses must have one loss per task {sorted(self.losses)}, "
+                             f"got {sorted(task_losses)} (differs in {diff[0]!r})")
+        for t, loss in task_losses.items():
+            check_scalar_loss(t, loss)
         if not self.is_update_step(step):
             self._weighted_sum(task_losses).backward()
             return None

@@ -56,8 +56,11 @@ def erk_densities(shapes: Mapping[str, tuple[int, ...]], density: float, power: 
     while True:
         dense_count = sum(sizes[n] for n in dense_set)
         if dense_count > budget * (1 + 1e-12):
-            raise ValueError(f"layers forced dense hold {dense_count} weights, more than the "
-                             f"{budget:.0f} allowed at density={density}")
+            forced = sorted(set(dense), key=lambda n: -sizes[n])
+            raise ValueError(f"layers forced dense ({', '.join(forced[:3])}{', ...' if len(forced) > 3 else ''}) "
+                             f"hold {dense_count} weights, more than the {budget:.0f} allowed at "
+                             f"density={density:.4g}; expected a lower sparsity or fewer dense layers "
+                             f"(DynamicSparsifier: dense_first=False)")
         free = [n for n in shapes if n not in dense_set]
         if not free:
             break

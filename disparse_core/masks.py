@@ -55,7 +55,11 @@ class MaskParametrization(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         out = weight * self._mask_as(weight.dtype)
         if self._recording:
-            self.recorded = out
+            # one zero leaf shared by every use of the layer in this forward: its gradient is the
+            # sum over all uses (a layer applied twice), not only the last one
+            if self.recorded is None:
+                self.recorded = torch.zeros_like(out, requires_grad=True)
+            out = out + self.recorded
         return out
 
 
@@ -138,6 +142,10 @@ def remove_masks(model: nn.Module, fold: bool = True) -> None:
     """Remove every mask. ``fold=True`` keeps the masked (zeroed) values as plain weights."""
     for module in prunable_modules(model).values():
         if parametrize.is_parametrized(module, "weight"):
+            # a deepcopy shares torch's injected Parametrized* class with the original, and removing
+            # the parametrization deletes the property from that class: give this module its own
+            cls = module.__class__
+            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=fold)
 
 
@@ -173,12 +181,14 @@ def sparsity_report(model: nn.Module) -> dict:
 
 @contextmanager
 def record_effective_weights(model: nn.Module) -> Iterator[Callable[[], dict[str, torch.Tensor]]]:
-    """Within the block, each forward records the weight tensors the layers actually use.
+    """Within the block, each forward records a gradient probe for every prunable layer.
 
-    Yields a function that returns ``{canonical name: effective weight}`` for the latest forward
-    (``raw * mask`` for masked layers, the parameter itself otherwise). Differentiating a loss with
-    respect to those tensors gives the *dense* gradient, masked positions included — what SNIP and the
-    dynamic grow step need — without touching ``.grad``.
+    Yields a function that returns ``{canonical name: probe}`` for the latest forward. Differentiating a
+    loss with respect to a probe gives the *dense* gradient with respect to the layer's effective weight
+    (``raw * mask``), masked positions included and summed over every use of the layer in the forward
+    (a layer applied twice) — what SNIP and the dynamic grow step need — without touching ``.grad``.
+    A masked layer's probe is a zero tensor added to its effective weight (for values, read the weights
+    themselves); an unmasked layer's is its weight parameter.
     """
     modules = prunable_modules(model)
     masked = {n: mp for n, m in modules.items() if (mp := _mask_param(m)) is not None}
@@ -201,6 +211,20 @@ def record_effective_weights(model: nn.Module) -> Iterator[Callable[[], dict[str
         for mp in masked.values():
             mp._recording = False
             mp.recorded = None
+
+
+@contextmanager
+def weights_tracked(model: nn.Module) -> Iterator[None]:
+    """Within the block, frozen prunable weights (``requires_grad=False``) are tracked by autograd,
+    so that ownership and scores see them; their flag is put back afterwards."""
+    frozen = [p for p in prunable_weights(model).values() if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
 
 
 @contextmanager

@@ -90,7 +90,16 @@ def ownership_from_outputs(model: nn.Module, outputs: Mapping[str, torch.Tensor]
     Lets a caller that runs a forward pass anyway (scoring) get ownership without a second one.
     """
     weights = prunable_weights(model)
-    by_id = {id(p): name for name, p in weights.items()}
+    by_id: dict[int, str] = {}
+    for name, p in weights.items():
+        if id(p) in by_id:
+            raise ValueError(f"prunable tensors {by_id[id(p)]!r} and {name!r} are the same Parameter "
+                             f"(tied weights): masks cannot differ per module; untie them or tie after pruning")
+        by_id[id(p)] = name
+    unreached = [t for t, o in outputs.items() if o.grad_fn is None and not o.requires_grad]
+    if unreached:
+        raise ValueError(f"model output for task {unreached[0]!r} is not connected to the autograd graph "
+                         f"(forward under torch.no_grad() or .detach()?): its ownership cannot be read")
     owners: dict[str, set[str]] = {name: set() for name in weights}
     for task, out in outputs.items():
         for leaf in _reachable_leaves(out):

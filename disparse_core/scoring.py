@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from .masks import prunable_weights, record_effective_weights
+from .masks import get_masks, prunable_weights, record_effective_weights
 from .ownership import check_losses, forward_tasks, ownership_from_outputs
 
 __all__ = ["CRITERIA", "COLLAPSED_TASK", "per_task_gradients", "task_scores", "collapse_losses",
@@ -106,7 +106,18 @@ def batch_task_losses(outputs: Mapping[str, Tensor], targets: Mapping[str, Tenso
     missing = [t for t in outputs if t not in targets]
     if missing:
         raise ValueError(f"batch has no target for task {missing[0]!r} (targets for {sorted(targets)})")
-    return {t: losses[t](out, targets[t]) for t, out in outputs.items()}
+    out = {t: losses[t](o, targets[t]) for t, o in outputs.items()}
+    for t, loss in out.items():
+        check_scalar_loss(t, loss)
+    return out
+
+
+def check_scalar_loss(task: str, loss) -> None:
+    """A task's loss must be one number (a 0-d tensor): one clear error otherwise."""
+    if not (isinstance(loss, Tensor) and loss.dim() == 0):
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(f"loss for task {task!r} must return a scalar tensor, got {got} "
+                         f"(reduce it, e.g. with .mean())")
 
 
 def _check_batch(batch) -> tuple:
@@ -137,6 +148,9 @@ def task_scores(model: nn.Module, batches: Iterable, losses: Mapping[str, Callab
     scores: dict[str, dict[str, Tensor]] | None = None
     task_own: Ownership | None = None
     n_batches = 0
+    current = get_masks(model) if criterion != "gradient" else {}
+    values = {n: p.detach() * current[n].to(p.dtype) for n, p in params.items() if n in current}   # raw * mask
+    del current
     for batch in batches:
         inputs, targets = _check_batch(batch)
         inputs, targets = _to_device(inputs, device), _to_device(targets, device)
@@ -161,7 +175,7 @@ def task_scores(model: nn.Module, batches: Iterable, losses: Mapping[str, Callab
             for name, g in by_name.items():
                 g = g.float().abs()
                 if criterion == "snip":
-                    g = g * weights[name].detach().float().abs()
+                    g = g * values[name].float().abs()
                 scores[task][name] += g
         n_batches += 1
     if n_batches == 0:
@@ -169,7 +183,7 @@ def task_scores(model: nn.Module, batches: Iterable, losses: Mapping[str, Callab
     if criterion in ("magnitude", "taylor"):
         for task, by_name in scores.items():
             for name, s in by_name.items():
-                w = weights[name].detach().float()
+                w = values[name].float()
                 by_name[name] = w.abs() if criterion == "magnitude" else s * w.square()
     return scores
 

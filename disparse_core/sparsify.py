@@ -24,6 +24,7 @@ carries masks is re-sparsified *within* them: pruned weights stay pruned (gradua
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -31,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from .decision import calibrated_keep
-from .erk import erk_densities, random_masks, uniform_densities
-from .masks import attach_masks, buffers_kept, get_masks, prunable_weights
+from .erk import erk_densities, mask_counts, random_masks, uniform_densities
+from .masks import attach_masks, buffers_kept, get_masks, prunable_weights, weights_tracked
 from .ownership import check_losses, forward_tasks, ownership_from_outputs
 from .schedules import cubic_sparsity
 from .scoring import COLLAPSED_TASK, _check_batch, _to_device, collapse_ownership, task_scores
@@ -148,9 +149,15 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
     if not params:
         raise ValueError("model has no prunable tensors (weights of Conv2d or Linear layers)")
     device = next(iter(params.values())).device
-    with buffers_kept(model), torch.enable_grad():  # one forward: the tasks, and ownership from the graph
+    # one forward: the tasks, and ownership from the graph (frozen prunable weights tracked too)
+    with buffers_kept(model), torch.enable_grad(), weights_tracked(model):
         outputs = forward_tasks(model, _to_device(inputs, device))
         ownership = ownership_from_outputs(model, outputs)
+    unowned = [n for n, o in ownership.items() if not o]
+    if unowned and method not in ("random", "dense"):
+        warnings.warn(f"no task output reaches {len(unowned)} prunable tensor(s) {unowned[:3]}: they are "
+                      f"pruned entirely (unused, or used under torch.no_grad(), .detach() or a reentrant "
+                      f"checkpoint?)", RuntimeWarning, stacklevel=2)
     check_losses(outputs, losses)
     del outputs
     unknown_w = sorted(set(loss_weights or {}) - set(losses))
@@ -164,7 +171,8 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
         achieved = _sparsity(masks)
     else:
         collapse = method in _COLLAPSED
-        with buffers_kept(model):      # scoring forwards are not training: BatchNorm statistics stay
+        # scoring forwards are not training: BatchNorm statistics stay; frozen weights are scored too
+        with buffers_kept(model), weights_tracked(model):
             scores = task_scores(model, taken, losses, criterion=criterion, ownership=ownership,
                                  collapse=collapse, loss_weights=loss_weights)
         own = collapse_ownership(ownership) if collapse else ownership
@@ -184,8 +192,9 @@ def _sparsity(masks: Mapping[str, Tensor]) -> float:
 
 def _unscored_masks(model, method, sparsity, seed, options) -> tuple[dict[str, Tensor], float]:
     weights = prunable_weights(model)
+    alive = get_masks(model)                # all True without masks; pruned weights stay pruned
     if method == "dense":
-        return {n: torch.ones_like(p, dtype=torch.bool) for n, p in weights.items()}, 1.0
+        return alive, 1.0
     shapes = {n: tuple(p.shape) for n, p in weights.items()}
     density = 1.0 - float(sparsity)
     dense = set(options.get("dense_layers", ()))
@@ -193,7 +202,16 @@ def _unscored_masks(model, method, sparsity, seed, options) -> tuple[dict[str, T
         densities = erk_densities(shapes, density, power=float(options.get("erk_power", 1.0)), dense=dense)
     else:
         densities = uniform_densities(shapes, density, dense=dense)
-    masks = random_masks(shapes, densities, torch.Generator().manual_seed(int(seed)))
+    generator = torch.Generator().manual_seed(int(seed))
+    if all(bool(a.all()) for a in alive.values()):   # no mask yet
+        masks = random_masks(shapes, densities, generator)
+    else:                                            # re-sparsify within the current masks
+        counts, masks = mask_counts(shapes, densities), {}
+        for n, shape in shapes.items():
+            idx = alive[n].flatten().nonzero().squeeze(1).cpu()
+            keep = torch.zeros(alive[n].numel(), dtype=torch.bool)
+            keep[idx[torch.randperm(idx.numel(), generator=generator)[:counts[n]]]] = True
+            masks[n] = keep.view(shape)
     return {n: m.to(weights[n].device) for n, m in masks.items()}, density
 
 

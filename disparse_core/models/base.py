@@ -15,6 +15,7 @@ Module names (and so canonical weight names) follow the layout:
 from __future__ import annotations
 
 import copy
+import inspect
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Sequence
 
@@ -115,11 +116,23 @@ class ClassificationHead(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+def _takes_size(head: nn.Module) -> bool:
+    """Whether ``head.forward`` takes a second positional argument (the input's ``(H, W)``)."""
+    try:
+        params = list(inspect.signature(head.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
 class MultitaskNet(nn.Module):
     """Backbone blocks split at ``cutoff`` into shared and per-task copies, then one head per task.
 
     ``forward(x)`` returns ``{task: output}`` in ``task_channels`` order: ``(B, C_t, H, W)`` for dense
-    tasks (same ``H, W`` as the input), ``(B, classes)`` for classification tasks.
+    tasks (same ``H, W`` as the input), ``(B, classes)`` for classification tasks. Your own ``blocks``
+    and ``heads`` work too: a head is called ``head(h, (H, W))`` when its ``forward`` takes a second
+    argument (to upsample to the input size), else ``head(h)`` (e.g. a plain ``nn.Conv2d``).
     """
 
     def __init__(self, blocks: Sequence[nn.Module], heads: Mapping[str, nn.Module],
@@ -134,6 +147,7 @@ class MultitaskNet(nn.Module):
         self.branches = nn.ModuleDict(
             {t: nn.ModuleList(copy.deepcopy(b) for b in tail) for t in self.tasks})
         self.heads = nn.ModuleDict(dict(heads))
+        self._sized = {t: _takes_size(h) for t, h in self.heads.items()}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
@@ -144,7 +158,7 @@ class MultitaskNet(nn.Module):
             h = x
             for block in self.branches[task]:
                 h = block(h)
-            out[task] = self.heads[task](h, size)
+            out[task] = self.heads[task](h, size) if self._sized[task] else self.heads[task](h)
         return out
 
     def block_prefixes(self) -> list[tuple[str, ...]]:

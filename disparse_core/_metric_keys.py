@@ -9,7 +9,7 @@ import math
 from typing import Iterable
 
 _HIGHER = {"miou", "pixel_acc", "within_11", "within_22", "within_30", "delta1", "delta2", "delta3",
-           "acc", "compression", "delta_m", "sparsity"}
+           "acc", "compression", "delta_m", "sparsity", "min_layer_density"}
 _LOWER = {"mean", "median", "abs_err", "rel_err", "rmse", "loss", "nonzero_params", "wall_time_s"}
 
 
@@ -28,7 +28,7 @@ def higher_is_better(key: str) -> bool:
 
 
 _FRACTIONS = {"miou", "pixel_acc", "within_11", "within_22", "within_30", "delta1", "delta2", "delta3",
-              "acc", "sparsity"}
+              "acc", "sparsity", "min_layer_density"}
 _ANGLES = {"mean", "median"}
 
 

@@ -178,11 +178,25 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
         own = collapse_ownership(ownership) if collapse else ownership
         masks, task_keep, k, achieved = calibrated_keep(
             scores, own, float(sparsity), tol=float(options.get("tol", 0.001)), alive=get_masks(model))
+    _warn_emptied(masks, ownership, get_masks(model))
     attach_masks(model, masks)
     return SparsifyResult(method=method, criterion=criterion, target_sparsity=float(sparsity),
                           achieved_sparsity=achieved, keep_fraction=k, masks=masks,
                           task_keep=task_keep, ownership=dict(ownership),
                           layer_sparsity={n: 1.0 - float(m.float().mean()) for n, m in masks.items()})
+
+
+def _warn_emptied(masks: Mapping[str, Tensor], ownership: Mapping[str, frozenset],
+                  before: Mapping[str, Tensor]) -> None:
+    """Warn when this pruning leaves a layer some task uses with no weight: unless a skip connection
+    bypasses it, that task's output no longer depends on its input (global rankings do it at high
+    sparsity, e.g. magnitude when layers' weights have different scales)."""
+    emptied = [n for n, m in masks.items() if ownership.get(n) and not bool(m.any()) and bool(before[n].any())]
+    if emptied:
+        warnings.warn(f"{len(emptied)} layer(s) used by a task keep no weight ({', '.join(emptied[:3])}"
+                      f"{', ...' if len(emptied) > 3 else ''}): the tasks using them are cut off unless a "
+                      f"skip connection bypasses them; a lower sparsity or another criterion keeps them "
+                      f"(run_trial reports min_layer_density)", RuntimeWarning, stacklevel=3)
 
 
 def _sparsity(masks: Mapping[str, Tensor]) -> float:

@@ -71,15 +71,23 @@ def watched_metrics(spec) -> list[str]:
     return names
 
 
-def final_hypervolume(points: list, dirs: list, reference: list | None = None) -> tuple[list | None, list | None]:
-    """(reference point, hypervolume after each fully trained trial) with one fixed reference: the live
-    figure's last one when given (so the final value is the last one printed), else the points' default."""
+def final_hypervolume(points: list, dirs: list, fixed: list | None = None) -> tuple[list | None, list | None]:
+    """(reference point, hypervolume after each fully trained trial) with one reference point: the
+    objectives' ``reference`` values where the space gives them (``fixed``), else from all the trials at
+    once (:func:`sweeps.pareto.default_reference`), so that it does not depend on the order in which
+    trials finished."""
     if not points:
         return None, None
-    from .pareto import default_reference, hypervolume_history
+    from .pareto import default_reference, hypervolume_history, with_fixed
 
-    ref = reference if reference is not None and len(reference) == len(dirs) else default_reference(points, dirs)
     try:
-        return list(ref), hypervolume_history(points, dirs, ref)
+        ref = with_fixed(default_reference(points, dirs), fixed)
+        return ref, hypervolume_history(points, dirs, ref)
     except ValueError:
         return None, None
+
+
+def fixed_reference(spec) -> list | None:
+    """The space's per-objective hypervolume reference values (``None`` where not given), or ``None``."""
+    values = [o.reference for o in spec.objectives]
+    return values if any(v is not None for v in values) else None

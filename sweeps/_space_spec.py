@@ -53,6 +53,7 @@ class Param:
 class Objective:
     name: str
     direction: str          # "maximize" | "minimize"
+    reference: float | None = None      # the hypervolume's reference value (None: from the trials)
 
 
 @dataclass
@@ -96,7 +97,9 @@ class SweepSpec:
             "description": self.description,
             "workload": copy.deepcopy(self.workload),
             "parameters": {p.name: p.to_dict() for p in self.parameters},
-            "objectives": [{"name": o.name, "direction": o.direction} for o in self.objectives],
+            "objectives": [{"name": o.name, "direction": o.direction}
+                           | ({"reference": o.reference} if o.reference is not None else {})
+                           for o in self.objectives],
             "budgets": [b.text for b in self.budgets],
             "sampler": dict(self.sampler),
             "trials": self.trials,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -196,9 +197,11 @@ class _Validator:
         out: list[Objective] = []
         for i, item in enumerate(section):
             key = f"objectives[{i}]"
+            reference = None
             if isinstance(item, Mapping):
-                item = _mapping(key, item, ("name", "direction"), "{name: .., direction: ..}")
-                name, direction = item.get("name"), item.get("direction")
+                item = _mapping(key, item, ("name", "direction", "reference"),
+                                "{name: .., direction: .., reference: ..}")
+                name, direction, reference = item.get("name"), item.get("direction"), item.get("reference")
             else:
                 name, direction = item, None
             name = self._metric(f"{key}.name" if isinstance(section[i], Mapping) else key, name)
@@ -208,7 +211,11 @@ class _Validator:
                 raise _fail(f"{key}.direction", direction, "is not a direction", "maximize or minimize")
             if any(o.name == name for o in out):
                 raise _fail(key, name, "is listed twice", "distinct objectives")
-            out.append(Objective(name, direction))
+            if reference is not None and (isinstance(reference, bool) or not isinstance(reference, (int, float))
+                                          or not math.isfinite(reference)):
+                raise _fail(f"{key}.reference", reference, "is not a finite number",
+                            f"the worst {name} the hypervolume counts from, e.g. 0")
+            out.append(Objective(name, direction, None if reference is None else float(reference)))
         return out
 
     def _budgets(self, section: Any) -> list[Budget]:

@@ -35,8 +35,8 @@ def normalize_directions(objectives: Sequence[str], directions: Any) -> list[str
     return out
 
 
-_HIGHER = {"compression", "delta_m", "sparsity", "miou", "pixel_acc", "acc", "within_11", "within_22",
-           "within_30", "delta1", "delta2", "delta3"}
+_HIGHER = {"compression", "delta_m", "sparsity", "min_layer_density", "miou", "pixel_acc", "acc", "within_11",
+           "within_22", "within_30", "delta1", "delta2", "delta3"}
 _LOWER = {"mean", "median", "abs_err", "rel_err", "rmse", "loss", "nonzero_params", "wall_time_s"}
 
 

@@ -51,7 +51,8 @@ __all__ = [
 MISSING_VIOLATION = 1.0e3
 """Constraint value of a budget whose metric is missing or not finite (e.g. a diverged trial)."""
 
-GLOBAL_METRICS = ("compression", "sparsity", "delta_m", "nonzero_params", "wall_time_s")
+GLOBAL_METRICS = ("compression", "sparsity", "delta_m", "nonzero_params", "wall_time_s",
+                  "min_layer_density")
 """Result keys of ``run_trial`` that are not ``<task>.<metric>``; usable as objectives and (absolute) budgets."""
 
 GRAMMAR = ("METRIC=-2% (relative loss vs. the dense baseline), METRIC>=X, METRIC<=X or METRIC=X "

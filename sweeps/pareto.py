@@ -127,16 +127,19 @@ class OutwardHypervolume:
     :func:`default_reference` of the points so far, but never moves inward (towards better values) from
     the one used for the previous call, so the figure never decreases as points are added (a new worst
     point widens the box; a point that only narrows the range would otherwise shrink the margin and the
-    hypervolume with it). ``reference`` holds the last one used (the user's signs)."""
+    hypervolume with it). ``fixed`` values (the space's ``reference`` per objective) replace the computed
+    ones. ``reference`` holds the last one used (the user's signs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fixed: Sequence[float | None] | None = None) -> None:
         self.reference: list[float] | None = None
+        self.fixed = list(fixed) if fixed is not None else None
 
     def __call__(self, points: Sequence[Point], directions: Sequence[str]) -> float:
         ref = default_reference(points, directions)
         if self.reference is not None and len(self.reference) == len(ref):
             mins = _as_min([ref, self.reference], directions)
             ref = [s * max(a, b) for s, a, b in zip(_signs(directions, len(ref)), *mins)]
+        ref = with_fixed(ref, self.fixed)
         self.reference = list(ref)
         return hypervolume(points, directions, ref)
 
@@ -148,6 +151,13 @@ class OutwardHypervolume:
                 self(points_in_order[:k], directions)
             except ValueError:  # no finite point yet
                 continue
+
+
+def with_fixed(reference: Sequence[float], fixed: Sequence[float | None] | None) -> list[float]:
+    """``reference`` with the values given in ``fixed`` (``None``: keep the computed one)."""
+    if not fixed or len(fixed) != len(reference):
+        return list(reference)
+    return [float(f) if f is not None else r for r, f in zip(reference, fixed)]
 
 
 def _reference(points, directions, reference, dims: int) -> tuple[float, ...]:

@@ -128,7 +128,7 @@ def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | N
                  base_for_budgets: Mapping[str, float] | None) -> list[list[Any]]:
     by_metric = {b.metric: b for b in budgets}
     keys = sorted(k for k in metrics if "." in k and not k.startswith(("mask_iou", "best")))
-    keys += [k for k in ("delta_m",) if k in metrics]
+    keys += [k for k in ("delta_m", "min_layer_density") if k in metrics]
     keys += [m for m in by_metric if m not in keys]
     rows = []
     for key in keys:

@@ -40,7 +40,7 @@ from ._runner_baseline import baseline_config, run_baseline
 from ._runner_files import lock_results_dir, next_ray_run, write_front_csv, write_state
 from ._runner_output import format_front, mlflow_ui_command
 from ._runner_plan import Plan, RunOptions, describe_plan, make_plan
-from ._runner_spec import early_stopping, final_hypervolume, trial_resources, watched_metrics
+from ._runner_spec import early_stopping, final_hypervolume, fixed_reference, trial_resources, watched_metrics
 from ._runner_study import load_sweep_study, make_driver, open_study, reconcile, state_counts, study_storage
 from .errors import UserInputError
 
@@ -207,12 +207,12 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     timings["study_s"] = time.perf_counter() - t0
 
     # the live hypervolume: a reference from the points so far that only moves outward, so the figure
-    # never decreases, over a resume too; its last reference is the one of the logged history and the
-    # final figure (which therefore equals the last live one)
+    # never decreases, over a resume too (the space's reference values where given); the final figure
+    # uses one reference from all the trials, so it does not depend on the order they finished in
     before = sorted(driver.completed(), key=lambda t: (t.datetime_complete is None, t.datetime_complete
                                                        or 0, t.number))
     points_before = [tuple(t.values) for t in before]
-    live_hv = OutwardHypervolume()
+    live_hv = OutwardHypervolume(fixed_reference(spec))
     live_hv.replay(points_before, directions(spec))
     progress = SweepProgress(spec.trials, spec.metric_names, directions(spec), stream=out,
                              hypervolume=live_hv, done_before=len(driver.done_keys()),
@@ -232,7 +232,7 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
         summary.interrupted = True
         _stop(plan, tracker, _INTERRUPTED, "interrupted")
         return
-    _finish(plan, summary, tracker, progress.points, live_hv.reference)
+    _finish(plan, summary, tracker, progress.points)
 
 
 def _announce(plan: Plan, driver, session, timings: dict, out: TextIO) -> None:
@@ -245,13 +245,13 @@ def _announce(plan: Plan, driver, session, timings: dict, out: TextIO) -> None:
           + (f", {session.nodes} nodes" if session.nodes > 1 else ""), file=out, flush=True)
 
 
-def _finish(plan: Plan, summary: SweepSummary, tracker, points: list, reference: list | None) -> None:
+def _finish(plan: Plan, summary: SweepSummary, tracker, points: list) -> None:
     """Close the MLflow sweep run with the front and hypervolume; write the CSV and the final state."""
     from .space import directions
 
     spec = plan.spec
     dirs = directions(spec)
-    reference, history = final_hypervolume(points, dirs, reference)
+    reference, history = final_hypervolume(points, dirs, fixed_reference(spec))
     summary.front = tracker.finish_sweep(objectives=spec.metric_names, directions=dirs,
                                          reference_point=reference, hypervolume_history=history)
     summary.eligible = tracker.eligible

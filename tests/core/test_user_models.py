@@ -284,3 +284,14 @@ def test_a_branched_net_from_your_own_blocks_and_plain_heads():
     result = sparsify(net, [(x, y)], losses, sparsity=0.5, method="disparse_static")
     assert result.ownership["shared.0.0.weight"] == frozenset({"a", "b"})
     assert result.ownership["branches.a.0.0.weight"] == frozenset({"a"})
+
+
+def test_pruning_that_empties_a_layer_a_task_uses_is_named_in_a_warning():
+    """Global magnitude ranking with one head far smaller than the rest: the head goes first."""
+    torch.manual_seed(0)
+    model = Trunk()
+    with torch.no_grad():
+        model.hb.weight.mul_(1e-3)
+    with pytest.warns(RuntimeWarning, match=r"1 layer\(s\) used by a task keep no weight \(hb.weight\)"):
+        result = sparsify(model, [_batch()], LOSSES, sparsity=0.7, method="magnitude")
+    assert not bool(result.masks["hb.weight"].any())

@@ -30,13 +30,14 @@ VALID = [
     ("delta_m>=-1",        "delta_m>=-1",        False, -1.0, -1.0),
     ("compression>=0.8",   "compression>=0.8",   False, 0.8, 0.8),
     ("wall_time_s<=60",    "wall_time_s<=60",    False, 60.0, 60.0),
+    ("min_layer_density=0.01", "min_layer_density>=0.01", False, 0.01, 0.01),   # no layer emptied
     ("depth.abs_err=1e-1", "depth.abs_err<=0.1", False, 0.1, 0.1),
 ]
 
 
 @pytest.mark.parametrize("expr, text, relative, amount, threshold", VALID, ids=[v[0] for v in VALID])
 def test_valid_budgets(expr, text, relative, amount, threshold):
-    b = parse_budget(expr, known_metrics=KNOWN + ["wall_time_s"])
+    b = parse_budget(expr, known_metrics=KNOWN + ["wall_time_s", "min_layer_density"])
     assert (b.text, b.relative) == (text, relative)
     assert b.amount == pytest.approx(amount)
     assert b.threshold(BASE) == pytest.approx(threshold)

@@ -168,6 +168,38 @@ def test_live_hypervolume_never_decreases_while_the_plain_default_reference_can(
             last = value
 
 
+def test_the_final_hypervolume_does_not_depend_on_the_order_trials_finished_in():
+    from sweeps._runner_spec import final_hypervolume
+    from sweeps.pareto import OutwardHypervolume
+
+    dirs = ["maximize", "maximize"]
+    points = [(0.5, -10.0), (0.9, -2.0), (0.6, -10.1), (0.95, -20.0)]
+    finals, lives = set(), set()
+    for order in itertools.permutations(points):
+        ref, history = final_hypervolume(order, dirs)
+        finals.add(round(history[-1], 12))
+        live = OutwardHypervolume()
+        for k in range(1, len(order) + 1):
+            value = live(order[:k], dirs)
+        lives.add(round(value, 12))
+    assert finals == {round(hypervolume(points, dirs), 12)}
+    assert len(lives) > 1                # the live figure's outward reference does depend on the order
+
+
+def test_reference_values_from_the_space_fix_the_hypervolume_box():
+    from sweeps._runner_spec import final_hypervolume
+    from sweeps.pareto import OutwardHypervolume
+
+    dirs = ["maximize", "maximize"]
+    points = [(0.7, -1.5), (0.9, -30.0)]
+    ref, history = final_hypervolume(points, dirs, [0.0, -100.0])
+    assert ref == [0.0, -100.0]
+    assert history[-1] == pytest.approx(hypervolume(points, dirs, [0.0, -100.0]))
+    live = OutwardHypervolume([0.0, None])          # one value given: the other one from the trials
+    live(points, dirs)
+    assert live.reference[0] == 0.0 and live.reference[1] == pytest.approx(default_reference(points, dirs)[1])
+
+
 def test_a_resumed_live_hypervolume_goes_on_from_where_the_first_run_ended():
     from sweeps.pareto import OutwardHypervolume
 

@@ -249,6 +249,15 @@ def test_objective_directions_follow_the_metrics_unless_overridden():
     assert directions(spec) == ["maximize", "maximize", "minimize", "minimize"]
 
 
+def test_objectives_take_a_hypervolume_reference_value():
+    spec = load_space(BASE, ["objectives=[{name: compression, reference: 0}, {name: delta_m, reference: -100}]"])
+    assert [(o.name, o.reference) for o in spec.objectives] == [("compression", 0.0), ("delta_m", -100.0)]
+    again = spec.to_dict()["objectives"]
+    assert again == [{"name": "compression", "direction": "maximize", "reference": 0.0},
+                     {"name": "delta_m", "direction": "maximize", "reference": -100.0}]
+    assert [o.reference for o in load_space(BASE).objectives] == [None] * len(load_space(BASE).objectives)
+
+
 def test_asha_defaults():
     # two objectives: ranked on both (multi-objective ASHA, tests/sweeps/test_space_early_stopping.py)
     spec = load_space(BASE, ["early_stopping={type: asha}"])

@@ -105,8 +105,8 @@ def key_params(records: Sequence[Mapping[str, Any]], among: Sequence[Mapping[str
     ``records``; e.g. all fully trained trials of the sweep, so that a front of one still shows what was
     sampled), the usual ones (:data:`_KEY_PARAMS`) first in their order, then the rest sorted; then the
     usual ones that are constant, for context. A param some trials lack varies (trials with no params at
-    all do not count). Seeds, paths and baseline metrics are left out. At most ``limit`` keys (``None``:
-    all)."""
+    all do not count); one none of ``records`` has is left out (an empty column). Seeds, paths and
+    baseline metrics are left out too. At most ``limit`` keys (``None``: all)."""
     pool = [rec for rec in (among or records) if rec.get("params")]     # none: a run with no params
     values: dict[str, set[str]] = {}
     count: dict[str, int] = {}
@@ -114,7 +114,7 @@ def key_params(records: Sequence[Mapping[str, Any]], among: Sequence[Mapping[str
         for k, v in rec["params"].items():
             values.setdefault(k, set()).add(v)
             count[k] = count.get(k, 0) + 1
-    keys = set(values).union(*((rec.get("params") or {}).keys() for rec in records))
+    keys = set().union(*((rec.get("params") or {}).keys() for rec in records))   # shown: some row has it
     keys = {k for k in keys if k not in _NOISE_PARAMS and not k.startswith(_NOISE_PREFIX)}
     varying = {k for k in keys if len(values.get(k, ())) > 1 or count.get(k, 0) < len(pool)}
     usual = [k for k in _KEY_PARAMS if k in keys]

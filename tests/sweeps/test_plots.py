@@ -111,6 +111,18 @@ def test_key_params_a_conditional_param_varies_and_an_empty_run_changes_nothing(
     assert keys[3:] == list(plots._KEY_PARAMS)
 
 
+def test_key_params_leave_out_a_param_no_shown_row_has():
+    """A front of trials without the conditional param another method sampled: no empty column for it,
+    and the param that does vary on the front is not pushed out by the limit."""
+    recs = sampled(3)
+    recs[0]["params"]["pretrain_steps"] = "100"                             # only the off-front trial
+    front = recs[1:]
+    front[0]["params"]["score_batches"], front[1]["params"]["score_batches"] = "1", "4"
+    keys = plots.key_params(front, among=recs, limit=None)
+    assert "pretrain_steps" not in keys and "score_batches" in keys
+    assert "pretrain_steps" in plots.key_params(recs, limit=None)
+
+
 def test_html_table_lists_every_sampled_param_then_the_usual_constants(tmp_path):
     page = plots.pareto_html(sampled(), {"run00"}, ["compression", "seg.miou"], ["maximize", "maximize"],
                              tmp_path / "f.html").read_text()

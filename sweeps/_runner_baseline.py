@@ -13,7 +13,7 @@ from typing import TextIO
 from ._runner_spec import trial_resources, trial_threads
 from .errors import RunError, UserInputError
 
-__all__ = ["baseline_config", "absolute_paths", "run_baseline"]
+__all__ = ["baseline_config", "absolute_paths", "run_baseline", "baseline_note"]
 
 # run_trial keys that only matter to sparsification: a dense baseline drops them
 _SPARSE_ONLY = ("criterion", "sparsity", "distribution", "score_batches", "pretrain_steps",
@@ -28,6 +28,44 @@ def baseline_config(spec) -> dict:
         config.pop(key, None)
     config["method"] = "dense"
     return absolute_paths(config)
+
+
+def baseline_note(spec) -> str | None:
+    """A line for the user when the sweep samples training settings the one dense baseline cannot share
+    (``lr``, ``loss_weights.*``, ``optimizer``, ``seed``, ...): a trial's ``delta_m`` and relative budgets
+    then measure those settings too, not only the cost of sparsity. ``None`` when there are none."""
+    if not spec.baseline:
+        return None
+    differ = [p.name for p in spec.parameters
+              if p.name.split(".", 1)[0] not in _SPARSE_ONLY + ("method", "cutoff")]
+    if not differ:
+        return None
+    fixed = json.loads(json.dumps(spec.workload))
+    shown = ", ".join(f"{n}={_lookup(fixed, n)}" for n in differ[:4]) + (", ..." if len(differ) > 4 else "")
+    return (f"note: the sweep samples {', '.join(differ)}; the dense baseline trains with the workload's "
+            f"({shown}), so delta_m and relative budgets include the effect of these settings, not only "
+            f"of pruning (fix them in the workload to compare at equal training)")
+
+
+def _lookup(config: dict, dotted: str):
+    """The workload's value of a dotted key, else run_trial's default (a task's loss weight: 1)."""
+    value = config
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _default(dotted)
+        value = value[part]
+    return value
+
+
+def _default(dotted: str):
+    import dataclasses
+
+    from disparse_core.trial_config import TrialConfig
+
+    if dotted.startswith("loss_weights."):
+        return 1.0
+    field = next((f for f in dataclasses.fields(TrialConfig) if f.name == dotted), None)
+    return field.default if field is not None and field.default is not dataclasses.MISSING else "its default"
 
 
 def absolute_paths(config: dict) -> dict:
@@ -47,6 +85,9 @@ def run_baseline(plan, tracker, backend, out: TextIO) -> tuple[dict | None, floa
         return None, 0.0
     config = baseline_config(plan.spec)
     key = baseline_key(config)
+    note = baseline_note(plan.spec)
+    if note:
+        print(note, file=out)
     found = tracker.find_baseline_run(key)
     if found:
         tracker.set_baseline(found["run_id"])

@@ -332,6 +332,10 @@ def describe_plan(plan: Plan) -> str:
     lines.append("early stopping: " + ("none" if es.get("type", "none") in (None, "none")
                                        else json.dumps(es, default=str)))
     lines.append(f"dense baseline: {'reused from MLflow or run first' if spec.baseline else 'off'}")
+    from ._runner_baseline import baseline_note
+    note = baseline_note(spec)
+    if note:
+        lines.append(f"  {note}")
     lines.append("ray: " + (f"cluster at {plan.ray_address}" if plan.ray_address
                             else f"local on 127.0.0.1, {os.cpu_count()} CPUs"))
     lines.append(f"mlflow: {plan.tracking_uri}, experiment {plan.experiment!r}")

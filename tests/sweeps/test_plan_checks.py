@@ -264,3 +264,20 @@ def test_a_ray_client_address_saved_in_sweep_json_is_refused(tmp_path, monkeypat
     with pytest.raises(UserInputError, match="ray_address 'ray://h:10001'"):
         make_plan(RunOptions(resume=True, results_dir=str(results)))
     assert _snapshot(results) == before
+
+
+def test_a_sweep_that_samples_training_settings_says_what_delta_m_then_measures():
+    from sweeps._runner_baseline import baseline_note
+
+    demo = baseline_note(load_space(DEFAULT_SPACE))
+    assert demo.startswith("note: the sweep samples lr, loss_weights.normal; the dense baseline trains with "
+                           "the workload's (lr=0.001, loss_weights.normal=1.0)")
+    assert "delta_m and relative budgets include the effect" in demo
+    fixed = load_space(DEFAULT_SPACE, ["parameters.lr=null", "parameters.loss_weights.normal=null"])
+    assert baseline_note(fixed) is None                          # only pruning settings vary: no note
+    seeds = load_space(DEFAULT_SPACE, ["parameters.lr=null", "workload.seed=null",
+                                       "parameters.seed={values: [0, 1]}"])
+    assert "samples loss_weights.normal, seed;" in baseline_note(seeds)
+    assert "(loss_weights.normal=1.0, seed=0)" in baseline_note(seeds)   # run_trial's defaults
+    assert baseline_note(load_space(DEFAULT_SPACE, ["baseline=false", "objectives=[compression, seg.miou]",
+                                                    "budgets=null"])) is None

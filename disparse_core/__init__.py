@@ -27,7 +27,7 @@ from .dynamic import DynamicSparsifier
 from .iou import find_watershed, mask_iou, plot_mask_iou, suggest_cutoff
 from .models import build_model
 from .data import build_workload, workload_tasks
-from .metrics import delta_m, higher_is_better
+from .metrics import delta_m, higher_is_better, register_metric
 from .trial import TrialConfig, run_trial
 
 __version__ = "0.1.0"
@@ -43,6 +43,6 @@ __all__ = [
     "DynamicSparsifier",
     "find_watershed", "mask_iou", "plot_mask_iou", "suggest_cutoff",
     "build_model", "build_workload", "workload_tasks",
-    "delta_m", "higher_is_better",
+    "delta_m", "higher_is_better", "register_metric",
     "TrialConfig", "run_trial",
 ]

@@ -28,7 +28,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ._metric_keys import higher_is_better, metric_directions, metric_range
+from ._metric_keys import higher_is_better, metric_directions, metric_range, register_metric
 from .tasks import canonical_kind, valid_depth, valid_normals, valid_regression
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "higher_is_better",
     "metric_directions",
     "metric_range",
+    "register_metric",
     "delta_m",
     "evaluate",
 ]

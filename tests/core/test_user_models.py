@@ -5,6 +5,7 @@ unscored baselines, and model/loss contracts broken in ways that must be one cle
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import pytest
@@ -295,3 +296,24 @@ def test_pruning_that_empties_a_layer_a_task_uses_is_named_in_a_warning():
     with pytest.warns(RuntimeWarning, match=r"1 layer\(s\) used by a task keep no weight \(hb.weight\)"):
         result = sparsify(model, [_batch()], LOSSES, sparsity=0.7, method="magnitude")
     assert not bool(result.masks["hb.weight"].any())
+
+
+def test_a_metric_of_your_own_task_is_registered_once_and_then_known_everywhere():
+    from disparse_core import delta_m, register_metric
+    from disparse_core.metrics import higher_is_better, metric_range
+
+    with pytest.raises(ValueError, match="unknown metric 'tags.f1_macro'"):
+        delta_m({"tags.f1_macro": 0.5}, {"tags.f1_macro": 0.6})
+    register_metric("f1_macro", higher_is_better=True, low=0.0, high=1.0)
+    register_metric("f1_macro", higher_is_better=True, low=0.0, high=1.0)        # again: allowed
+    assert higher_is_better("tags.f1_macro") and metric_range("tags.f1_macro") == (0.0, 1.0)
+    assert delta_m({"tags.f1_macro": 0.5, "seg.miou": 0.5}, {"tags.f1_macro": 0.4, "seg.miou": 0.5}) == \
+        pytest.approx(12.5)                         # +25 % on tags, 0 on seg, averaged over the tasks
+    register_metric("latency_ms", higher_is_better=False)
+    assert metric_range("x.latency_ms") == (0.0, math.inf)
+    with pytest.raises(ValueError, match="'miou' is already known as higher-is-better"):
+        register_metric("miou", higher_is_better=False)
+    with pytest.raises(ValueError, match="needs low < high"):
+        register_metric("f2", higher_is_better=True, low=1.0, high=0.0)
+    with pytest.raises(ValueError, match="is not a metric name"):
+        register_metric("tags.f1", higher_is_better=True)

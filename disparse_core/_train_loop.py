@@ -21,7 +21,7 @@ from . import checkpoint as ckpt
 from .masks import buffers_kept, get_masks, sparsity_report
 from .metrics import delta_m, evaluate
 from .tasks import build_losses, check_loss_weights, weighted_total
-from .trial_config import DYNAMIC, ONE_SHOT_AT_INIT, PRETRAINED, TrialConfig
+from .trial_config import DYNAMIC, ONE_SHOT_AT_INIT, PRETRAINED, TrialConfig, gradual_start
 
 Report = Callable[[dict], None]
 
@@ -137,7 +137,8 @@ class _Trial:
             self.pruner = GradualPruner(
                 self.model, self.losses, final_sparsity=cfg.sparsity, prune_steps=g.prune_steps,
                 interval=g.interval, initial_sparsity=g.initial_sparsity,
-                start=cfg.resolved_pretrain_steps, method=cfg.method, criterion=cfg.resolved_criterion,
+                start=gradual_start(cfg.resolved_pretrain_steps, g), method=cfg.method,
+                criterion=cfg.resolved_criterion,
                 loss_weights=self.loss_weights, score_batches=cfg.score_batches)
 
     def _prune_events(self, step: int) -> None:
@@ -258,6 +259,7 @@ class _Trial:
         out["sparsity"] = float(sizes["sparsity"])
         out["compression"] = 1.0 - sizes["nonzero"] / self.reference_prunable
         out["nonzero_params"] = float(sizes["nonzero"] + others)
+        out["min_layer_density"] = min((1.0 - layer["sparsity"] for layer in sizes["layers"].values()), default=1.0)
         out["wall_time_s"] = self.elapsed_before + time.perf_counter() - self.started
         out["step"] = float(step)
         if self.cfg.baseline_metrics:

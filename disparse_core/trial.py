@@ -12,8 +12,9 @@ Methods and when they prune (``step`` counts training iterations from 0):
 - ``disparse_static`` / ``snip`` / ``random``: once at step 0, before any update (score batches come
   from their own seeded stream, so they never shift the training data order); masks then fixed.
 - ``disparse_pretrained`` / ``magnitude`` (IMP): dense until ``pretrain_steps``, then prune once (or
-  gradually: ``gradual = {prune_steps, interval, initial_sparsity}``, cubic schedule, prune events at
-  ``pretrain_steps + i·interval``), and finetune with ``finetune_lr``. The optimizer state is reset at
+  gradually: ``gradual = {prune_steps, interval, initial_sparsity}``, cubic schedule, ``prune_steps``
+  prune events at ``pretrain_steps + i·interval`` from i = 0, one more with ``initial_sparsity``;
+  ``prune_steps: 1`` is the one-shot prune), and finetune with ``finetune_lr``. The optimizer state is reset at
   each prune event (a finetune starts fresh, as in the reference's separate finetune run).
 - ``disparse_dynamic`` / ``rigl``: :class:`~disparse_core.dynamic.DynamicSparsifier` from step 0
   (``rigl`` = ``collapse=True``), mask updates every ``dynamic.delta_t`` steps until
@@ -62,10 +63,11 @@ import torch
 
 from ._train_loop import Report, _Trial
 from .trial_config import (ARCHS, DYNAMIC, METHODS, ONE_SHOT_AT_INIT, PRESETS, PRETRAINED, WORKLOADS,
-                           DynamicOptions, GradualOptions, TrialConfig)
+                           DynamicOptions, GradualOptions, TrialConfig, resolved_config)
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "run_trial",
-           "resolve_device", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "WORKLOADS", "ARCHS"]
+           "resolve_device", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "WORKLOADS", "ARCHS",
+           "resolved_config"]
 
 #: cuBLAS workspace setting that makes its GEMMs deterministic (CUDA docs, "Reproducibility").
 CUBLAS_WORKSPACE = ":4096:8"

@@ -7,6 +7,8 @@ checks the key tables here use are in the private ``_config_values``.
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
@@ -15,7 +17,7 @@ from ._config_values import (_bool, _choice, _device, _float, _float_dict, _int,
 from .tasks import check_loss_weights
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "ONE_SHOT_AT_INIT",
-           "PRETRAINED", "DYNAMIC", "WORKLOADS", "ARCHS"]
+           "PRETRAINED", "DYNAMIC", "WORKLOADS", "ARCHS", "resolved_config"]
 
 # method -> (default criterion, allowed criteria)
 METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
@@ -195,9 +197,10 @@ class TrialConfig:
                 raise ValueError(f"pretrain_steps: must be < steps={self.steps}, got {pre}")
             if self.gradual is not None:
                 g = self.gradual
-                last = pre + g.prune_steps * g.interval
+                last = gradual_start(pre, g) + g.prune_steps * g.interval
                 if last >= self.steps:
-                    raise ValueError(f"gradual: last prune step pretrain_steps + prune_steps*interval = "
+                    extra = "prune_steps" if g.initial_sparsity > 0 else "(prune_steps - 1)"
+                    raise ValueError(f"gradual: last prune step pretrain_steps + {extra}*interval = "
                                      f"{last} must be < steps={self.steps}")
                 if g.initial_sparsity > self.sparsity:
                     raise ValueError(f"gradual.initial_sparsity: must be <= sparsity={self.sparsity}, "
@@ -280,6 +283,47 @@ _SECTION_CHECKS: dict[str, Callable] = {
     "gradual.interval": lambda k, v: _int(k, v, 1),
     "gradual.initial_sparsity": lambda k, v: _float(k, v, 0.0, 1.0, high_open=True),
 }
+
+
+def resolved_config(config: Mapping[str, Any] | TrialConfig | None = None) -> dict:
+    """Every key of the trial config with the value this code version gives it, as a plain JSON-able dict.
+
+    ``run_trial`` on the result trains the same trial as on ``config``, and keeps doing so if a later
+    version changes a default. Resolved: the defaults of the dataclasses (the ``dynamic`` section
+    included), the preset's values (``preset`` becomes None: they are all explicit), ``criterion`` by
+    method, ``pretrain_steps`` (``steps // 2``), ``finetune_lr`` (``lr / 10``), ``eval_every``
+    (``steps // 3``), ``tasks`` (the workload's default list), ``loss_weights`` (1 for each task not
+    named), ``width`` of ``small``, and the sizes of the generated workloads (scenes, digits). Left as
+    given: values whose None is a setting of its own (``cutoff`` None = fully shared, ``gradual`` None =
+    one-shot, ``eval_batches`` None = all, ...), a real data set's sizes (None: its builder's crop, all
+    items), and ``device``/``num_threads`` (the machine that runs the trial decides). Cheap: no data or model is
+    built. A bad config raises the ``ValueError`` of :meth:`TrialConfig.from_dict`.
+    """
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    out = cfg.to_dict()
+    out.update(preset=None, criterion=cfg.resolved_criterion, pretrain_steps=cfg.resolved_pretrain_steps,
+               finetune_lr=cfg.resolved_finetune_lr, eval_every=cfg.resolved_eval_every)
+    from .data import workload_tasks
+    infos = workload_tasks(cfg.workload, cfg.tasks)
+    out["tasks"] = list(infos)
+    out["loss_weights"] = check_loss_weights(infos, cfg.loss_weights)
+    if cfg.arch == "small" and cfg.width is None:      # build_model's default is the width it builds
+        from .models import build_model
+        out["width"] = inspect.signature(build_model).parameters["width"].default
+    if cfg.workload in ("scenes", "digits"):           # the generators' own size table
+        defaults = importlib.import_module(f".data.{cfg.workload}", __package__).DEFAULTS
+        for key in ("image_size", "train_size", "test_size"):
+            if out[key] is None:
+                out[key] = int(defaults[key])
+    return out
+
+
+def gradual_start(pretrain_steps: int, gradual) -> int:
+    """The cubic schedule's ``t0`` such that the first pruning event is at ``pretrain_steps``: the event at
+    ``t0`` prunes to ``initial_sparsity``, so with none (0) ``t0`` is one interval earlier and its
+    (empty) event falls inside the dense pretraining; ``prune_steps`` events then prune, the last at
+    ``pretrain_steps + (prune_steps - 1) * interval`` (``+ prune_steps * interval`` with an initial one)."""
+    return pretrain_steps if gradual.initial_sparsity > 0 else pretrain_steps - gradual.interval
 
 
 def _section(cls, name, d):

@@ -176,8 +176,9 @@ def reconcile(driver, tracker) -> None:
 def state_counts(study) -> dict:
     """``{"COMPLETE": n, "PRUNED": n, "FAIL": n, ...}`` over the newest attempt of each trial key, and
     ``"RERUN"``: the attempts an interruption stopped, each run again since (a FAIL in the study, but not
-    a failed trial)."""
-    from .searcher import TRIAL_KEY, trial_key_of
+    a failed trial); ``"DUPLICATE"``: proposals of parameters already tried, never trained (a FAIL in
+    the study too)."""
+    from .searcher import DUPLICATE_OF, TRIAL_KEY, trial_key_of
 
     latest: dict = {}
     rerun = 0
@@ -187,7 +188,8 @@ def state_counts(study) -> dict:
         latest[key] = t
     counts: dict[str, int] = {}
     for t in latest.values():
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        name = "DUPLICATE" if DUPLICATE_OF in t.user_attrs else t.state.name
+        counts[name] = counts.get(name, 0) + 1
     if rerun:
         counts["RERUN"] = rerun
     return counts

@@ -154,7 +154,8 @@ class SweepTracker(RunWriter):
     def trial_started(self, trial_key: str, params: Mapping[str, Any], *,
                       optuna_number: int | None = None) -> str:
         """The nested run of ``trial_key`` (created once; a resumed trial reuses its run; a FINISHED one is
-        returned as is and never reopened). ``params`` (the trial config) are flattened and logged."""
+        returned as is and never reopened). ``params`` (the trial config) are flattened and logged as
+        given; the ``trial_config.json`` artifact holds the config resolved (:func:`_resolved`)."""
         self._require_sweep()
         key = str(trial_key)
         run_id = self._trials.get(key)
@@ -182,7 +183,7 @@ class SweepTracker(RunWriter):
         flat = {k: v for k, v in flatten_params(dict(params or {})).items() if k not in already}
         self._log_batch(run_id, params=flat)
         if not already and params:
-            self._log_texts(run_id, {"trial_config.json": json.dumps(dict(params), indent=2,
+            self._log_texts(run_id, {"trial_config.json": json.dumps(_resolved(params), indent=2,
                                                                      sort_keys=True, default=str)})
         return run_id
 
@@ -366,3 +367,15 @@ class SweepTracker(RunWriter):
         if key not in self._trials:
             self.trial_started(key, {})
         return self._trials[key]
+
+
+def _resolved(config: Mapping[str, Any]) -> dict:
+    """The trial config with every setting it runs with (``disparse_core.trial_config.resolved_config``:
+    the defaults of this code version written out), so that the logged file alone reruns the trial; a
+    config the core cannot resolve is returned as given (the trial will report its error)."""
+    try:
+        from disparse_core.trial_config import resolved_config
+
+        return resolved_config(config)
+    except Exception:  # noqa: BLE001 - logging the config must not depend on it being valid
+        return dict(config)

@@ -155,7 +155,7 @@ def _run(args, out) -> int:
         return 0
     summary = run_sweep(plan, out=out)
     objectives = plan.spec.metric_names
-    names = {"RERUN": "interrupted attempts rerun"}
+    names = {"RERUN": "interrupted attempts rerun", "DUPLICATE": "repeated configurations not trained"}
     states = ", ".join(f"{names.get(n, n.lower())} {c}" for n, c in sorted(summary.states.items()))
     states = f" ({states})" if states else ""
     if summary.interrupted:

@@ -24,6 +24,17 @@ Rules
   by a killed driver is told ``FAIL`` (its key is listed in the study attribute ``interrupted``) and
   its parameters are enqueued again under the same ``trial_key``; a key counts as done only when its
   newest trial has finished, so finished trials are never rerun.
+* A trial the sampler proposes with exactly the parameters (the same ``params`` dict, floats compared
+  exactly) of a trial of another key that is COMPLETE, PRUNED, RUNNING or WAITING (enqueued before
+  it) is not trained: it is told ``FAIL`` at once with user attribute ``duplicate_of`` (that key),
+  and the sampler is asked again. A second training of one configuration repeats the first one's
+  result (bit for bit on CPU) and would put the same point twice on the front; NSGA-II's crossover
+  proposes such copies of its parents. A duplicate's key is no trial of the sweep: it is in neither
+  :meth:`StudyDriver.done_keys` nor the budget of :meth:`StudyDriver.remaining`, and it never
+  reaches Ray or MLflow. A FAIL trial's parameters may be proposed again (a failure may not repeat).
+  After ``max_duplicates`` (20) duplicates in a row the space looks exhausted: one line says so,
+  :meth:`StudyDriver.ask` returns None and ``remaining()`` is 0, so the sweep ends normally after the
+  trials still running (a resumed driver tries again, with a new sampler seed).
 * With multi-objective ASHA, what a trial reported at each rung is kept in its user attribute ``rungs``
   (``{"15": [compression, delta_m]}``, NaN as null) as soon as it is recorded; on resume the scheduler
   gets back those of every finished (COMPLETE or PRUNED) trial (:meth:`StudyDriver.rung_history`).
@@ -32,6 +43,7 @@ Rules
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -44,6 +56,8 @@ EARLY_STOPPED = "early_stopped"
 INTERRUPTED = "interrupted"
 FAIL_REASON = "fail_reason"
 RUNGS = "rungs"
+DUPLICATE_OF = "duplicate_of"
+MAX_DUPLICATES = 20
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,15 @@ class StudyDriver:
         n_trials: how many trials the sweep runs in all (over every resume).
         constraints: ``constraints(metrics) -> list[float]`` (<= 0 feasible), or None.
         extra_config: keys merged into every config (``baseline_metrics``, ``num_threads``...).
+        max_duplicates: proposals of already-tried parameters in a row after which the space counts as
+            exhausted (see the module docstring).
+        note: ``note(line)`` for what the user should see (default: print to stdout).
     """
 
-    def __init__(self, study, suggest, objectives, n_trials, constraints=None, extra_config=None):
+    def __init__(self, study, suggest, objectives, n_trials, constraints=None, extra_config=None,
+                 max_duplicates=MAX_DUPLICATES, note=None):
+        if int(max_duplicates) < 1:
+            raise ValueError(f"max_duplicates must be >= 1, but got {max_duplicates!r}")
         if len(objectives) != len(study.directions):
             raise ValueError(
                 f"the study has {len(study.directions)} objectives, but got {list(objectives)}"
@@ -100,23 +120,35 @@ class StudyDriver:
         self._extra = dict(extra_config or {})
         self._live: dict[str, Any] = {}
         self._rungs: dict[str, dict] = {}  # trial key -> its rung records so far (live trials)
+        self.max_duplicates = int(max_duplicates)
+        self._note = note if note is not None else (lambda line: print(line, file=sys.stdout, flush=True))
+        self.exhausted = False             # set when max_duplicates proposals in a row were duplicates
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _trials(self, states=None):
         return self.study.get_trials(deepcopy=False, states=states)
 
     def _latest_by_key(self) -> dict:
+        """``{trial key: its newest trial}``, without the keys whose newest trial is a duplicate."""
         latest = {}
         for t in sorted(self._trials(), key=lambda t: t.number):
             latest[t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))] = t
-        return latest
+        return {k: t for k, t in latest.items() if DUPLICATE_OF not in t.user_attrs}
+
+    def duplicates(self) -> dict[str, str]:
+        """``{key of a duplicate proposal: key of the trial whose parameters it repeated}``."""
+        return {t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number)): t.user_attrs[DUPLICATE_OF]
+                for t in self._trials() if DUPLICATE_OF in t.user_attrs}
 
     def done_keys(self) -> set[str]:
-        """Keys whose latest trial ended (COMPLETE, PRUNED or FAIL); a re-enqueued key is not done."""
+        """Keys whose latest trial ended (COMPLETE, PRUNED or FAIL); a re-enqueued key is not done, and
+        the key of a discarded duplicate is no trial of the sweep at all."""
         return {k for k, t in self._latest_by_key().items() if t.state.is_finished()}
 
     def remaining(self) -> int:
-        """Trials still to start (the waiting, re-enqueued ones included)."""
+        """Trials still to start (the waiting, re-enqueued ones included); 0 once the space looks exhausted."""
+        if self.exhausted:
+            return 0
         return max(0, self.n_trials - len(self.done_keys()) - len(self._live))
 
     def recover_interrupted(self) -> list[str]:
@@ -134,6 +166,8 @@ class StudyDriver:
                 key = trial_key_of(t.number)
                 self.study._storage.set_trial_user_attr(t._trial_id, TRIAL_KEY, key)
             self.study.tell(t.number, state=TrialState.FAIL)
+            if DUPLICATE_OF in t.user_attrs:  # killed while discarding a duplicate: nothing to rerun
+                continue
             self.study.enqueue_trial(dict(t.params), user_attrs={TRIAL_KEY: key})
             self._live.pop(key, None)
             self._rungs.pop(key, None)
@@ -145,21 +179,60 @@ class StudyDriver:
 
     # -- ask / tell ----------------------------------------------------------------------------
     def ask(self) -> Asked | None:
+        """The next trial to train, or None when the budget is spent or the space looks exhausted.
+
+        Proposals that repeat the parameters of a trial already tried are discarded here (module
+        docstring), so every trial returned is one to train."""
         if self.remaining() <= 0:
             return None
-        trial = self.study.ask()
-        key = trial.user_attrs.get(TRIAL_KEY)
-        if key is None:
-            key = trial_key_of(trial.number)
-            trial.set_user_attr(TRIAL_KEY, key)
-        try:
-            config = dict(self._suggest(trial))
-        except Exception as err:  # a space bug must not leave a RUNNING orphan
-            self._tell_fail(trial, f"suggest failed: {err}")
-            raise
-        config.update(self._extra)
-        self._live[key] = trial
-        return Asked(key=key, config=config, params=dict(trial.params), number=trial.number)
+        skipped = []                   # "t0005 = t0002": the duplicates discarded by this call
+        for _ in range(self.max_duplicates):
+            trial = self.study.ask()
+            key = trial.user_attrs.get(TRIAL_KEY)
+            if key is None:
+                key = trial_key_of(trial.number)
+                trial.set_user_attr(TRIAL_KEY, key)
+            try:
+                config = dict(self._suggest(trial))
+            except Exception as err:  # a space bug must not leave a RUNNING orphan
+                self._tell_fail(trial, f"suggest failed: {err}")
+                raise
+            params = dict(trial.params)
+            original = self._tried_with(params, key, trial.number)
+            if original is None:
+                if skipped:
+                    self._note(f"not trained again (same parameters as an earlier trial): {', '.join(skipped)}")
+                config.update(self._extra)
+                self._live[key] = trial
+                return Asked(key=key, config=config, params=params, number=trial.number)
+            trial.set_user_attr(DUPLICATE_OF, original)
+            self._tell_fail(trial, f"same parameters as trial {original}; not trained again")
+            skipped.append(f"{key} = {original}")
+        self.exhausted = True
+        trained = len(self.done_keys()) + len(self._live)
+        self._note(f"search space looks exhausted: the sampler proposed {self.max_duplicates} configurations "
+                   f"in a row that were already tried; no new trial is started ({trained} of {self.n_trials} "
+                   f"trials run or running)")
+        return None
+
+    def _tried_with(self, params: dict, key: str, number: int) -> str | None:
+        """The key of another trial whose parameters equal ``params``: COMPLETE, PRUNED, RUNNING, or WAITING
+        ahead of trial ``number`` (an enqueued copy behind it is the duplicate, when its turn comes)."""
+        from optuna.trial import TrialState
+
+        for t in self._trials():
+            other = t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))
+            if t.number == number or other == key or DUPLICATE_OF in t.user_attrs:
+                continue
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+                tried = t.params
+            elif t.state == TrialState.WAITING and t.number < number:  # enqueued before this one: it runs
+                tried = t.system_attrs.get("fixed_params") or {}        # first (its parameters wait here)
+            else:
+                continue
+            if tried == params:
+                return other
+        return None
 
     def tell_result(self, key: str, metrics: Mapping[str, Any] | None) -> str:
         """Tell the last result of a trial that ended without error: 'complete', 'pruned' or 'failed'."""

@@ -17,7 +17,8 @@ TINY = {"workload": "scenes", "image_size": 32, "train_size": 16, "test_size": 8
 TASK_METRICS = ["seg.miou", "seg.pixel_acc", "depth.abs_err", "depth.rel_err", "depth.delta1",
                 "depth.delta2", "depth.delta3", "normal.mean", "normal.median", "normal.within_11",
                 "normal.within_22", "normal.within_30"]
-RESULT_KEYS = set(TASK_METRICS) | {"sparsity", "compression", "nonzero_params", "wall_time_s", "step"}
+RESULT_KEYS = set(TASK_METRICS) | {"sparsity", "compression", "nonzero_params", "wall_time_s", "step",
+                                   "min_layer_density"}
 
 
 def tiny(**over):
@@ -41,9 +42,11 @@ def test_every_method_runs_reports_and_hits_the_target(method):
     assert "final" not in reports[0] and reports[-1]["final"] == 1.0
     assert "mask_iou" not in reports[-1]
     assert reports[-1]["seg.miou"] == result["seg.miou"] and result["step"] == 4.0
+    assert 0.0 <= result["min_layer_density"] <= 1.0
     if method == "dense":
-        assert result["sparsity"] < 0.01
+        assert result["sparsity"] < 0.01 and result["min_layer_density"] == 1.0
     else:
+        assert result["min_layer_density"] < 1.0
         assert result["sparsity"] == pytest.approx(0.8, abs=0.01)
         assert result["compression"] == pytest.approx(result["sparsity"], abs=1e-9)  # cutoff None
     if method in ("disparse_static", "disparse_pretrained", "disparse_dynamic"):
@@ -70,6 +73,21 @@ def test_pretrained_gradual_and_sgd_steplr_and_cutoff():
     assert result["sparsity"] == pytest.approx(0.8, abs=0.01)
     # branching after block 6 adds weights: compression (vs. the fully shared net) < sparsity
     assert result["compression"] < result["sparsity"]
+
+
+def test_the_first_pruning_event_is_at_pretrain_steps():
+    """``pretrain_steps`` dense steps, then the first prune: gradual with one prune step is the one-shot
+    run, bit for bit, and three prune steps start at the same step (reports come after each step)."""
+    base = tiny(method="disparse_pretrained", steps=8, pretrain_steps=3, eval_every=1)
+    one_shot, gradual_one, gradual_three = [], [], []
+    results = [run_trial(base, report=one_shot.append),
+               run_trial({**base, "gradual": {"prune_steps": 1, "interval": 4}}, report=gradual_one.append),
+               run_trial({**base, "gradual": {"prune_steps": 3, "interval": 1}}, report=gradual_three.append)]
+    assert without_time(results[1]) == without_time(results[0])
+    for reports in (one_shot, gradual_one, gradual_three):
+        first = next(r["step"] for r in reports if r["sparsity"] > 0)
+        assert first == 4.0                   # pruned before step 3's update, seen after it
+    assert [round(r["sparsity"], 2) for r in gradual_three][3:6] == [0.56, 0.77, 0.8]
 
 
 def test_bf16_autocast_on_cpu_runs():
@@ -145,8 +163,8 @@ def test_resume_restores_the_dynamic_sparsifier_state(tmp_path):
 
 
 def test_resume_restores_the_gradual_pruner_history(tmp_path):
-    # prune events at 2 (target 0: skipped), 4 and 6; resume from the step-5 checkpoint
-    cfg = tiny(method="disparse_pretrained", steps=8, pretrain_steps=2, eval_every=6,
+    # prune events at 4 and 6; resume from the step-5 checkpoint, between the two
+    cfg = tiny(method="disparse_pretrained", steps=8, pretrain_steps=4, eval_every=6,
                checkpoint_every=5, gradual={"prune_steps": 2, "interval": 2})
     uninterrupted, ckpt_cfg = _run_then_crash(cfg, tmp_path)
     resumed = run_trial({**ckpt_cfg, "resume": True})
@@ -228,7 +246,7 @@ def test_export_writes_a_folded_model_with_the_reported_sparsity(tmp_path):
     ({"tasks": ["seg", "edges"]}, "tasks"),
     ({"method": "disparse_pretrained", "steps": 10, "pretrain_steps": 10}, "pretrain_steps"),
     ({"method": "magnitude", "steps": 10, "pretrain_steps": 5,
-      "gradual": {"prune_steps": 3, "interval": 2}}, "gradual"),
+      "gradual": {"prune_steps": 4, "interval": 2}}, "gradual"),          # prunes at 5, 7, 9, 11
     ({"checkpoint_every": 5}, "checkpoint_dir"),
     ({"baseline_metrics": {"seg.mIoU": 0.3}}, "seg.mIoU"),
     ({"workload": "nyuv2"}, "data_root"),

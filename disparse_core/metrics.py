@@ -328,6 +328,19 @@ def _to_device(x, device):
 
 
 @torch.no_grad()
+def _check_evaluated(tasks: Mapping, outputs, targets) -> None:
+    """One clear error when the model's outputs or the batch's targets lack a task to evaluate."""
+    if not isinstance(outputs, Mapping):
+        raise ValueError(f"evaluate: the model returned {type(outputs).__name__}; expected a dict "
+                         f"{{task: output}} with tasks {sorted(tasks)}")
+    for where, got in (("the model's outputs", outputs), ("the batch's targets", targets)):
+        missing = [t for t in tasks if t not in got]
+        if missing:
+            have = sorted(got) if isinstance(got, Mapping) else type(got).__name__
+            raise ValueError(f"evaluate: {where} have no task {missing[0]!r} (they have {have}); expected "
+                             f"every task of the workload: {sorted(tasks)}")
+
+
 def evaluate(model: nn.Module, loader, workload, device="cpu", max_batches: int | None = None,
              autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
     """Run ``model`` over ``loader`` and return ``{"task.metric": float}`` for every task of ``workload``.
@@ -351,6 +364,8 @@ def evaluate(model: nn.Module, loader, workload, device="cpu", max_batches: int 
                     outputs = model(inputs)
             else:
                 outputs = model(inputs)
+            if i == 0:
+                _check_evaluated(tasks, outputs, targets)
             for task, meter in meters.items():
                 meter.update(outputs[task].float(), targets[task].to(device))
     finally:

@@ -317,3 +317,16 @@ def test_a_metric_of_your_own_task_is_registered_once_and_then_known_everywhere(
         register_metric("f2", higher_is_better=True, low=1.0, high=0.0)
     with pytest.raises(ValueError, match="is not a metric name"):
         register_metric("tags.f1", higher_is_better=True)
+
+
+def test_evaluating_a_task_the_model_or_the_batch_lacks_is_one_error():
+    from types import SimpleNamespace
+
+    from disparse_core.metrics import evaluate
+
+    x, y = _batch()
+    tasks = {"a": SimpleNamespace(kind="classification"), "c": SimpleNamespace(kind="regression")}
+    with pytest.raises(ValueError, match=r"the model's outputs have no task 'c' \(they have \['a', 'b'\]\)"):
+        evaluate(Trunk(), [(x, y)], tasks)
+    with pytest.raises(ValueError, match=r"the batch's targets have no task 'b'"):
+        evaluate(Trunk(), [(x, {"a": y["a"]})], {"a": tasks["a"], "b": SimpleNamespace(kind="regression")})

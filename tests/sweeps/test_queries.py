@@ -39,6 +39,14 @@ def _spec():
                            budgets=[], to_dict=lambda: {"name": "q"})
 
 
+def _store(folder, template_db):
+    """A fresh MLflow store (a copy of the empty template) in ``folder``: its URI and a tracker on it."""
+    db = folder / "mlflow.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    return uri, SweepTracker(uri, EXP)
+
+
 def _baseline_and_trials(tracker):
     """The dense baseline (BASE) and the fully trained TRIALS, logged to the tracker's sweep; their run ids."""
     dense = _config("dense", 0.0) | {"method": "dense"}
@@ -55,10 +63,7 @@ def _baseline_and_trials(tracker):
 @pytest.fixture(scope="module")
 def sweep_store(tmp_path_factory, template_db):
     """One finished sweep: 5 fully trained trials, one early-stopped that beats all, one failed."""
-    db = tmp_path_factory.mktemp("queries") / "mlflow.db"
-    shutil.copy(template_db, db)
-    uri = f"sqlite:///{db}"
-    tracker = SweepTracker(uri, EXP)
+    uri, tracker = _store(tmp_path_factory.mktemp("queries"), template_db)
     tracker.start_sweep(_spec(), sweep_id="sw1", config={"trials": 7}, code_version="test", sampler="tpe", seed=0)
     ids = _baseline_and_trials(tracker)
     ids["E"] = tracker.trial_started("trial-E", _config("E", 0.95))
@@ -97,10 +102,7 @@ def budgeted_store(tmp_path_factory, template_db):
     """The trials of ``sweep_store`` in a sweep whose space declared budgets (seg -2 %, normal +5 %)."""
     from sweeps.budgets import parse_budgets
 
-    db = tmp_path_factory.mktemp("budgeted") / "mlflow.db"
-    shutil.copy(template_db, db)
-    uri = f"sqlite:///{db}"
-    tracker = SweepTracker(uri, EXP)
+    uri, tracker = _store(tmp_path_factory.mktemp("budgeted"), template_db)
     spec = _spec()
     spec.budgets = parse_budgets({"seg.miou": "-2%", "normal.mean": "+5%"})
     tracker.start_sweep(spec, sweep_id="budgeted", config={"trials": 5}, code_version="test")
@@ -189,10 +191,9 @@ def test_unknown_store_experiment_or_sweep_is_exit_2(sweep_store, tmp_path):
 
 
 def test_sweep_without_trials_is_exit_2(tmp_path, template_db):
-    db = tmp_path / "mlflow.db"
-    shutil.copy(template_db, db)
-    SweepTracker(f"sqlite:///{db}", EXP).start_sweep(_spec(), sweep_id="empty", code_version="x")
-    code, out, err = call(queries.best, f"sqlite:///{db}", EXP, ["seg.miou=-2%"])
+    uri, tracker = _store(tmp_path, template_db)
+    tracker.start_sweep(_spec(), sweep_id="empty", code_version="x")
+    code, out, err = call(queries.best, uri, EXP, ["seg.miou=-2%"])
     assert code == 2 and "has no trials" in err and out == ""
 
 
@@ -259,10 +260,7 @@ def _sampled_config(i):
 def sampled_store(tmp_path_factory, template_db):
     """A finished sweep of 4 trials whose loss weight and score_batches were sampled; the sparsest trial
     beats every other on every objective (a front of one); a failed trial whose params never came."""
-    db = tmp_path_factory.mktemp("sampled") / "mlflow.db"
-    shutil.copy(template_db, db)
-    uri = f"sqlite:///{db}"
-    tracker = SweepTracker(uri, EXP)
+    uri, tracker = _store(tmp_path_factory.mktemp("sampled"), template_db)
     tracker.start_sweep(_spec(), sweep_id="sampled", config={"trials": 5}, code_version="test")
     ids = {}
     for i in range(4):
@@ -332,10 +330,7 @@ def test_a_closed_pipe_ends_a_query_quietly(sweep_store):
 
 def _new_sweep(tmp_path, template_db, sweep_id):
     """A fresh store with a started sweep ``sweep_id`` and the dense baseline BASE logged."""
-    db = tmp_path / "mlflow.db"
-    shutil.copy(template_db, db)
-    uri = f"sqlite:///{db}"
-    tracker = SweepTracker(uri, EXP)
+    uri, tracker = _store(tmp_path, template_db)
     tracker.start_sweep(_spec(), sweep_id=sweep_id, config={"trials": 2}, code_version="test", sampler="tpe",
                         seed=0)
     dense = _config("dense", 0.0) | {"method": "dense"}

@@ -193,8 +193,7 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
                   f"trial ({skipped} failed, early-stopped or running)", file=out)
             return EXIT_NONE_MEETS
         winner, closest = best_under_budget(finished, parsed, baseline)
-        lost = {t["trial_key"] or t["run_id"]: lost_task_metrics(t["metrics"]) for t in finished
-                if lost_task_metrics(t["metrics"])}
+        lost = {t["trial_key"] or t["run_id"]: keys for t in finished if (keys := lost_task_metrics(t["metrics"]))}
         uri = sweep_rec["tracking_uri"]
         print(f"sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): "
               f"{len(finished) - len(lost)} fully trained trials considered, {skipped} "

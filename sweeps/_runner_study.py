@@ -118,10 +118,11 @@ def _sqlite_storage(optuna, url: str, tries: int = 3):
             time.sleep(0.5)
 
 
-def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None):
+def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None, note=None):
     """A :class:`~sweeps.searcher.StudyDriver` sampling full trial configs from ``spec``, with the
     baseline metrics (for ``delta_m``) and the thread count added, and the space's budgets as constraints.
-    With ``sweep_id``, each trial's checkpoints and export go to its own folder (:func:`trial_file_paths`)."""
+    With ``sweep_id``, each trial's checkpoints and export go to its own folder (:func:`trial_file_paths`).
+    ``note(line)``: where the driver's lines for the user go (repeated configurations, exhaustion)."""
     from .budgets import constraint_values
     from .searcher import TRIAL_KEY, StudyDriver
     from .space import suggest
@@ -137,7 +138,7 @@ def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None)
         return trial_file_paths(config, sweep_id, key) if sweep_id and key else config
 
     return StudyDriver(study, sample, spec.metric_names, spec.trials, constraints=constraints,
-                       extra_config=extra)
+                       extra_config=extra, note=note)
 
 
 def trial_file_paths(config: dict, sweep_id: str, trial_key: str) -> dict:

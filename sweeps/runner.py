@@ -198,7 +198,8 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     spec, timings = plan.spec, summary.timings
     t0 = time.perf_counter()
     study = open_study(plan)
-    driver = make_driver(spec, study, summary.baseline, plan.sweep_id)
+    driver = make_driver(spec, study, summary.baseline, plan.sweep_id,
+                         note=lambda line: print(line, file=out, flush=True))
     if plan.resume:
         again = driver.recover_interrupted()
         if again:

@@ -150,6 +150,20 @@ def test_failing_trial_is_failed_everywhere_and_sweep_completes(ray_local, tmp_p
 
 
 @pytest.mark.slow
+def test_a_space_with_fewer_configurations_than_trials_trains_each_once_and_ends(ray_local, tmp_path, store):
+    """Two configurations, four trials asked for: two trainings, the repeats named and counted apart."""
+    space = write_space(tmp_path, parameters={"method": {"value": "snip"}, "sparsity": {"values": [0.5, 0.9]}},
+                        sampler={"type": "random", "seed": 0}, trials=4, concurrency=1)
+    plan = _plan(space, tmp_path / name_of(tmp_path), store)
+    summary, printed = _run(plan)
+    assert not summary.interrupted
+    assert summary.states["COMPLETE"] == 2 and summary.states["DUPLICATE"] >= 20 and "FAIL" not in summary.states
+    assert "search space looks exhausted" in printed
+    runs = trial_runs(plan.tracking_uri, plan.sweep_id)
+    assert sorted(r.data.params["sparsity"] for r in runs) == ["0.5", "0.9"]   # MLflow: the two trainings
+
+
+@pytest.mark.slow
 def test_asha_stopped_trial_is_pruned_and_off_the_front(ray_local, tmp_path, store):
     space = write_space(
         tmp_path,

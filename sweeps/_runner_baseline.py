@@ -32,12 +32,12 @@ def baseline_config(spec) -> dict:
 
 def baseline_note(spec) -> str | None:
     """A line for the user when the sweep samples training settings the one dense baseline cannot share
-    (``lr``, ``loss_weights.*``, ``optimizer``, ``seed``, ...): a trial's ``delta_m`` and relative budgets
-    then measure those settings too, not only the cost of sparsity. ``None`` when there are none."""
+    (``lr``, ``loss_weights.*``, ``optimizer``, ``seed``, ``cutoff``: the baseline keeps the workload's
+    network, fully shared unless it fixes a cutoff, ...): a trial's ``delta_m`` and relative budgets then
+    measure those settings too, not only the cost of sparsity. ``None`` when there are none."""
     if not spec.baseline:
         return None
-    differ = [p.name for p in spec.parameters
-              if p.name.split(".", 1)[0] not in _SPARSE_ONLY + ("method", "cutoff")]
+    differ = [p.name for p in spec.parameters if p.name.split(".", 1)[0] not in _SPARSE_ONLY + ("method",)]
     if not differ:
         return None
     fixed = json.loads(json.dumps(spec.workload))
@@ -64,6 +64,8 @@ def _default(dotted: str):
 
     if dotted.startswith("loss_weights."):
         return 1.0
+    if dotted == "cutoff":
+        return "none (fully shared)"
     field = next((f for f in dataclasses.fields(TrialConfig) if f.name == dotted), None)
     return field.default if field is not None and field.default is not dataclasses.MISSING else "its default"
 

@@ -58,7 +58,8 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, inden
 def _pct_change(value: float, base: float) -> str:
     if base == 0 or not math.isfinite(base) or not math.isfinite(value):
         return ""
-    return f"{(value - base) / abs(base) * 100:+.2f}%"
+    change = round((value - base) / abs(base) * 100, 2)
+    return f"{change + 0.0:+.2f}%"                       # + 0.0: no "-0.00%" for a change that rounds to 0
 
 
 def param_value(rec: Mapping[str, Any], key: str) -> Any:

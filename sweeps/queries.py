@@ -133,7 +133,7 @@ def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | N
     rows = []
     for key in keys:
         value = metrics.get(key)
-        base = (baseline or {}).get(key)
+        base = (baseline or {}).get(key) if key != "min_layer_density" else None   # dense: 1 by definition
         budget = by_metric.get(key)
         verdict = ""
         if budget is not None:
@@ -142,6 +142,15 @@ def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | N
         rows.append([key, value, base, _pct_change(value, base) if _is_number(value) and _is_number(base)
                      else "", budget.text if budget is not None else "", verdict])
     return rows
+
+
+def _reference_text(raw: str) -> str:
+    """A logged reference point (a JSON list) with each value as tables show numbers."""
+    try:
+        values = json.loads(raw)
+        return "[" + ", ".join(format_number(float(v)) for v in values) + "]"
+    except (TypeError, ValueError):
+        return str(raw)
 
 
 # --- best ----------------------------------------------------------------------------------------------------
@@ -323,7 +332,7 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
         if len(failures) > 5:
             print(f"    ... {len(failures) - 5} more failures", file=out)
         if params.get("budgets"):
-            print(f"  budgets      {params['budgets']}", file=out)
+            print(f"  budgets      {', '.join(_sweep_budgets(sweep_rec))}", file=out)
 
         objs, _ = _objectives_of(sweep_rec)
         if objs:
@@ -333,8 +342,8 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
                 hv = float(tags["disparse.hypervolume"])
             print(f"  front        {len(front)} of {len(eligible)} fully trained trials"
                   + (f"; hypervolume {format_number(hv)}" if hv is not None else "")
-                  + (f" (reference {tags['disparse.reference_point']})" if tags.get("disparse.reference_point")
-                     else ""), file=out)
+                  + (f" (reference {_reference_text(tags['disparse.reference_point'])})"
+                     if tags.get("disparse.reference_point") else ""), file=out)
             if eligible:
                 rows = []
                 for o, d in zip(objs, dirs):

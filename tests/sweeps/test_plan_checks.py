@@ -270,12 +270,13 @@ def test_a_sweep_that_samples_training_settings_says_what_delta_m_then_measures(
     from sweeps._runner_baseline import baseline_note
 
     demo = baseline_note(load_space(DEFAULT_SPACE))
-    assert demo.startswith("note: the sweep samples lr, loss_weights.normal; the dense baseline trains with "
-                           "the workload's (lr=0.001, loss_weights.normal=1.0)")
+    assert demo.startswith("note: the sweep samples lr, cutoff, loss_weights.normal; the dense baseline trains "
+                           "with the workload's (lr=0.001, cutoff=none (fully shared), loss_weights.normal=1.0)")
     assert "delta_m and relative budgets include the effect" in demo
-    fixed = load_space(DEFAULT_SPACE, ["parameters.lr=null", "parameters.loss_weights.normal=null"])
+    fixed = load_space(DEFAULT_SPACE, ["parameters.lr=null", "parameters.loss_weights.normal=null",
+                                       "parameters.cutoff=null"])
     assert baseline_note(fixed) is None                          # only pruning settings vary: no note
-    seeds = load_space(DEFAULT_SPACE, ["parameters.lr=null", "workload.seed=null",
+    seeds = load_space(DEFAULT_SPACE, ["parameters.lr=null", "parameters.cutoff=null", "workload.seed=null",
                                        "parameters.seed={values: [0, 1]}"])
     assert "samples loss_weights.normal, seed;" in baseline_note(seeds)
     assert "(loss_weights.normal=1.0, seed=0)" in baseline_note(seeds)   # run_trial's defaults

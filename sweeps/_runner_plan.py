@@ -323,7 +323,9 @@ def describe_plan(plan: Plan) -> str:
     lines.append("parameters:")
     for p in spec.parameters:
         lines.append(f"  {p.name}: {json.dumps(p.to_dict(), default=str)}")
-    lines.append("objectives: " + ", ".join(f"{o.name} ({o.direction})" for o in spec.objectives))
+    lines.append("objectives: " + ", ".join(
+        f"{o.name} ({o.direction}" + (f", hypervolume reference {o.reference:g})" if o.reference is not None
+                                      else ")") for o in spec.objectives))
     lines.append("budgets: " + (", ".join(b.text for b in spec.budgets) or "none"))
     lines.append(f"sampler: {json.dumps(spec.sampler, default=str)}")
     lines.append(f"trials: {spec.trials}, concurrency: {spec.concurrency}, "

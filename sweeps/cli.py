@@ -17,7 +17,9 @@ import argparse
 import difflib
 import errno
 import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from . import _signals
@@ -160,7 +162,7 @@ def _run(args, out) -> int:
     states = f" ({states})" if states else ""
     if summary.interrupted:
         print(f"\nsweep {summary.sweep_id} interrupted{states}; continue it with:\n"
-              f"  python tune.py --resume --results-dir {summary.results_dir}", file=out)
+              f"  {_self_command()} --resume --results-dir {summary.results_dir}", file=out)
         return EXIT_TERMINATED if _signals.terminated() else EXIT_INTERRUPTED
     print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s{states}", file=out)
     hv = f", hypervolume {summary.hypervolume:.4g}" if summary.hypervolume is not None else ""
@@ -170,10 +172,22 @@ def _run(args, out) -> int:
         print(f"warning: {msg}", file=out)
     print(f"\nresults: {summary.results_dir}", file=out)
     print(f"browse:  {mlflow_ui_command(summary.tracking_uri)}", file=out)
-    print(f"choose:  python tune.py best {_budget_hint(plan.spec, summary)}--sweep {summary.sweep_id}"
+    print(f"choose:  {_self_command()} best {_budget_hint(plan.spec, summary)}--sweep {summary.sweep_id}"
           + ("" if plan.tracking_uri.endswith(f"/{'mlflow.db'}") else
              f" --tracking-uri {plan.tracking_uri}"), file=out)
     return 0
+
+
+def _self_command() -> str:
+    """How this command was started, for the commands it prints: ``python tune.py`` from the project
+    folder, ``python /path/to/tune.py`` from elsewhere, ``disparse-tune`` for the installed script."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("tune.py")
+    if script.name == "tune.py":
+        here = script.resolve().parent == Path.cwd().resolve()
+        return "python tune.py" if here else f"python {shlex.quote(str(script.resolve()))}"
+    if script.name == "disparse-tune":
+        return "disparse-tune"
+    return "python tune.py"
 
 
 def _budget_hint(spec, summary) -> str:

@@ -142,3 +142,18 @@ def test_empty_text_options_are_refused_by_the_plan_too(tmp_path):
                         ("results_dir", "--results-dir"), ("experiment", "--experiment")):
         with pytest.raises(UserInputError, match=f"^{flag}: "):
             make_plan(RunOptions(**{field: " "}))
+
+
+def test_printed_commands_start_the_way_this_one_was_started(tmp_path, monkeypatch):
+    from sweeps.cli import _self_command
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr("sys.argv", ["tune.py", "--trials", "2"])
+    assert _self_command() == "python tune.py"
+    monkeypatch.chdir(tmp_path)                          # started as python repo/tune.py from elsewhere
+    monkeypatch.setattr("sys.argv", [str(repo / "tune.py")])
+    assert _self_command() == f"python {repo / 'tune.py'}"
+    monkeypatch.setattr("sys.argv", ["/usr/local/bin/disparse-tune", "best"])
+    assert _self_command() == "disparse-tune"

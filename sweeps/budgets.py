@@ -273,9 +273,17 @@ class Violation:
     higher_is_better: bool = True
 
     def __str__(self) -> str:
-        shown = "missing" if self.value is None else f"{self.value:.4g}"
         side = "<" if self.higher_is_better else ">"
-        return f"{self.budget}: {shown} {side} {self.threshold:.4g} (short by {self.amount:.1%})"
+        if self.value is None:
+            bound = ">=" if self.higher_is_better else "<="
+            return f"{self.budget}: missing or not finite (needs {bound} {self.threshold:.4g})"
+        return f"{self.budget}: {self.value:.4g} {side} {self.threshold:.4g} (short by {self.shortfall()})"
+
+    def shortfall(self) -> str:
+        """How far from the bound, in words: points for ``delta_m`` (already a percentage), else percent."""
+        if self.metric == "delta_m" and self.value is not None:
+            return f"{abs(self.threshold - self.value):.2f} points"
+        return f"{self.amount:.1%}"
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,8 @@ def _short(value: Any) -> str:
 
 def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | None, budgets: Sequence,
                  base_for_budgets: Mapping[str, float] | None) -> list[list[Any]]:
+    from .budgets import violations
+
     by_metric = {b.metric: b for b in budgets}
     keys = sorted(k for k in metrics if "." in k and not k.startswith(("mask_iou", "best")))
     keys += [k for k in ("delta_m", "min_layer_density") if k in metrics]
@@ -137,8 +139,9 @@ def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | N
         budget = by_metric.get(key)
         verdict = ""
         if budget is not None:
-            amount = budget.violation(value, base_for_budgets)
-            verdict = "ok" if amount <= 0 else f"VIOLATED (short {amount:.1%})"
+            missed = violations([budget], metrics, base_for_budgets)
+            verdict = "ok" if not missed else ("VIOLATED (missing)" if missed[0].value is None
+                                               else f"VIOLATED (short by {missed[0].shortfall()})")
         rows.append([key, value, base, _pct_change(value, base) if _is_number(value) and _is_number(base)
                      else "", budget.text if budget is not None else "", verdict])
     return rows

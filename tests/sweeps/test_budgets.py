@@ -200,3 +200,14 @@ def test_violations_lists_only_unmet_budgets():
     found = violations(BUDGETS, {"seg.miou": 0.29, "normal.mean": 20.0}, BASE)
     assert len(found) == 1 and found[0].metric == "seg.miou" and math.isclose(found[0].threshold, 0.294)
     assert isinstance(parse_budgets(BUDGETS)[0], Budget)
+
+
+def test_a_violation_says_how_far_in_the_metric_s_own_terms():
+    from sweeps.budgets import violations
+
+    (delta,) = violations(["delta_m>=5"], {"delta_m": 4.591})
+    assert str(delta) == "delta_m>=5: 4.591 < 5 (short by 0.41 points)"      # Δm is a percentage already
+    (seg,) = violations(["seg.miou>=0.3"], {"seg.miou": 0.285})
+    assert str(seg) == "seg.miou>=0.3: 0.285 < 0.3 (short by 5.0%)"
+    (gone,) = violations(["normal.mean<=20"], {"normal.mean": float("nan")})
+    assert str(gone) == "normal.mean<=20: missing or not finite (needs <= 20)"

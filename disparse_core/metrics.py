@@ -327,7 +327,6 @@ def _to_device(x, device):
     return x
 
 
-@torch.no_grad()
 def _check_evaluated(tasks: Mapping, outputs, targets) -> None:
     """One clear error when the model's outputs or the batch's targets lack a task to evaluate."""
     if not isinstance(outputs, Mapping):
@@ -341,6 +340,7 @@ def _check_evaluated(tasks: Mapping, outputs, targets) -> None:
                              f"every task of the workload: {sorted(tasks)}")
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, loader, workload, device="cpu", max_batches: int | None = None,
              autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
     """Run ``model`` over ``loader`` and return ``{"task.metric": float}`` for every task of ``workload``.

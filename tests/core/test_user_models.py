@@ -330,3 +330,21 @@ def test_evaluating_a_task_the_model_or_the_batch_lacks_is_one_error():
         evaluate(Trunk(), [(x, y)], tasks)
     with pytest.raises(ValueError, match=r"the batch's targets have no task 'b'"):
         evaluate(Trunk(), [(x, {"a": y["a"]})], {"a": tasks["a"], "b": SimpleNamespace(kind="regression")})
+
+
+def test_evaluation_builds_no_autograd_graph():
+    from types import SimpleNamespace
+
+    from disparse_core.metrics import evaluate
+
+    seen = []
+
+    class Spy(Trunk):
+        def forward(self, x):
+            out = super().forward(x)
+            seen.append(any(o.requires_grad for o in out.values()))
+            return out
+
+    x, y = _batch()
+    evaluate(Spy(), [(x, y)], {"a": SimpleNamespace(kind="classification"), "b": SimpleNamespace(kind="regression")})
+    assert seen == [False]

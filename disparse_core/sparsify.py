@@ -164,8 +164,9 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
     if unknown_w:
         raise ValueError(f"loss weight given for unknown task {unknown_w[0]!r} (tasks: {sorted(losses)})")
 
+    alive = get_masks(model)                # the current masks (all True when none): pruned stays pruned
     if method in ("random", "dense"):
-        masks, k = _unscored_masks(model, method, sparsity, seed, options)
+        masks, k = _unscored_masks(model, alive, method, sparsity, seed, options)
         own = collapse_ownership(ownership)
         task_keep = {COLLAPSED_TASK: {n: masks[n] for n, o in own.items() if o}}
         achieved = _sparsity(masks)
@@ -177,8 +178,8 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
                                  collapse=collapse, loss_weights=loss_weights)
         own = collapse_ownership(ownership) if collapse else ownership
         masks, task_keep, k, achieved = calibrated_keep(
-            scores, own, float(sparsity), tol=float(options.get("tol", 0.001)), alive=get_masks(model))
-    _warn_emptied(masks, ownership, get_masks(model))
+            scores, own, float(sparsity), tol=float(options.get("tol", 0.001)), alive=alive)
+    _warn_emptied(masks, ownership, alive)
     attach_masks(model, masks)
     return SparsifyResult(method=method, criterion=criterion, target_sparsity=float(sparsity),
                           achieved_sparsity=achieved, keep_fraction=k, masks=masks,
@@ -204,10 +205,9 @@ def _sparsity(masks: Mapping[str, Tensor]) -> float:
     return 1.0 - sum(int(m.sum()) for m in masks.values()) / total if total else 0.0
 
 
-def _unscored_masks(model, method, sparsity, seed, options) -> tuple[dict[str, Tensor], float]:
+def _unscored_masks(model, alive, method, sparsity, seed, options) -> tuple[dict[str, Tensor], float]:
     weights = prunable_weights(model)
-    alive = get_masks(model)                # all True without masks; pruned weights stay pruned
-    if method == "dense":
+    if method == "dense":                   # alive: all True without masks; pruned weights stay pruned
         return alive, 1.0
     shapes = {n: tuple(p.shape) for n, p in weights.items()}
     density = 1.0 - float(sparsity)

@@ -40,34 +40,21 @@ def baseline_note(spec) -> str | None:
     differ = [p.name for p in spec.parameters if p.name.split(".", 1)[0] not in _SPARSE_ONLY + ("method",)]
     if not differ:
         return None
-    fixed = json.loads(json.dumps(spec.workload))
-    shown = ", ".join(f"{n}={_lookup(fixed, n)}" for n in differ[:4]) + (", ..." if len(differ) > 4 else "")
+    from disparse_core.trial_config import resolved_config
+
+    resolved = resolved_config(baseline_config(spec))
+    shown = ", ".join(f"{n}={_value(resolved, n)}" for n in differ[:4]) + (", ..." if len(differ) > 4 else "")
     return (f"note: the sweep samples {', '.join(differ)}; the dense baseline trains with the workload's "
             f"({shown}), so delta_m and relative budgets include the effect of these settings, not only "
             f"of pruning (fix them in the workload to compare at equal training)")
 
 
-def _lookup(config: dict, dotted: str):
-    """The workload's value of a dotted key, else run_trial's default (a task's loss weight: 1)."""
-    value = config
+def _value(resolved: dict, dotted: str):
+    """The baseline's value of a dotted key in its resolved config (defaults written out by the core)."""
+    value = resolved
     for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _default(dotted)
-        value = value[part]
-    return value
-
-
-def _default(dotted: str):
-    import dataclasses
-
-    from disparse_core.trial_config import TrialConfig
-
-    if dotted.startswith("loss_weights."):
-        return 1.0
-    if dotted == "cutoff":
-        return "none (fully shared)"
-    field = next((f for f in dataclasses.fields(TrialConfig) if f.name == dotted), None)
-    return field.default if field is not None and field.default is not dataclasses.MISSING else "its default"
+        value = value.get(part) if isinstance(value, dict) else None
+    return "none (fully shared)" if dotted == "cutoff" and value is None else value
 
 
 def absolute_paths(config: dict) -> dict:

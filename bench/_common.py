@@ -125,7 +125,7 @@ class fresh_local_ray:
 
     Without it ``ray.init()`` joins whatever Ray another process on this machine started last
     (/tmp/ray/ray_current_cluster) and then refuses ``num_cpus`` ("When connecting to an existing
-    cluster, num_cpus and num_gpus must not be provided"): ``sweeps.ray_backend.connect`` fails whenever
+    cluster, num_cpus and num_gpus must not be provided"): ``sweeps.ray.connect`` fails whenever
     another Ray runs here (reported to the lead; the fix is ``ray.init(address="local", ...)``).
     """
 

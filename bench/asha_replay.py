@@ -8,7 +8,7 @@ each. This script separates the two costs:
   and the learning curve of every trial, (compression, delta_m) at each evaluation, read back from
   MLflow. With the same seed its configurations are, in order, those of search_bench.py's ``random``
   sweep (its first ``--trials`` of them) and of its early-stopping sweeps.
-* ``replay``: the rule of ``sweeps._mo_asha`` (the module's own ``MOAshaRungs``), and variants of it,
+* ``replay``: the rule of ``sweeps.ray.mo_asha`` (the module's own ``MOAshaRungs``), and variants of it,
   applied to those curves with ``--concurrency`` simulated workers that take the trials in order (time
   = steps trained; a stopped trial frees its worker at its rung). Reported as search_bench.py does: the
   trial-steps, in completion order, until the hypervolume of the fully trained trials reaches the one of
@@ -148,7 +148,7 @@ class _Oracle:
 
 
 def make_rule(kind: str, grace: int, rf: float, steps: int, trials: list[dict]):
-    from sweeps._mo_asha import MOAshaRungs
+    from sweeps.ray import MOAshaRungs
     from sweeps.pareto import pareto_front
 
     rungs = MOAshaRungs(list(OBJECTIVES), list(DIRECTIONS), grace, steps, rf)

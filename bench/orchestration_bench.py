@@ -44,7 +44,7 @@ IMPORTS = [  # in the order the demo (tune.py -> sweeps.cli -> runner) meets the
     ("mlflow (sweeps.tracking)", "import sweeps.tracking, mlflow"),
     ("torch + disparse_core", "import torch, disparse_core.trial"),
     ("optuna", "import optuna"),
-    ("ray + ray.tune (sweeps.ray_backend)", "import sweeps.ray_backend"),
+    ("ray + ray.tune (sweeps.ray)", "import sweeps.ray"),
 ]
 
 

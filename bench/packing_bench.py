@@ -2,7 +2,7 @@
 
 Each packing level runs the same mini sweep (the demo space, small network, fixed cutoff, the TPE
 sampler's seeded start-up trials, so every level trains the same configs) through the project's real
-Ray path, ``sweeps.ray_backend.run_tuner`` + ``sweeps.searcher.StudyDriver``, with
+Ray path, ``sweeps.ray.run_tuner`` + ``sweeps.searcher.StudyDriver``, with
 ``resources = {cpu: 1, gpu: 1/k}`` and ``concurrency = k``. No MLflow here (the GPU machine has none):
 every trial's config and metrics go to the JSON, and ``bench/log_gpu_results.py`` logs them to MLflow
 afterwards. Throughput = trials / tuner wall time; goal: 4 per GPU >= 2.5x the throughput of 1 per GPU.
@@ -37,7 +37,7 @@ def overrides(args, k: int) -> list[str]:
 def one_level(args, k: int, work: Path) -> dict:
     import optuna
 
-    from sweeps import ray_backend
+    from sweeps import ray as ray_backend
     from sweeps.searcher import METRICS, StudyDriver
     from sweeps.space import directions, load_space, make_sampler, suggest
 
@@ -65,7 +65,7 @@ def one_level(args, k: int, work: Path) -> dict:
 
 
 def run(args) -> dict:
-    from sweeps import ray_backend
+    from sweeps import ray as ray_backend
 
     t0 = time.perf_counter()
     with fresh_local_ray():

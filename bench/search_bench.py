@@ -9,7 +9,7 @@ the dense baseline is trained once and reused), all at the same small budget per
   more trials (Ray's ``ASHAScheduler`` in the results recorded before 2026-11-26 21:30, the project's
   scheduler with one objective since: bench/RESULTS.md);
 * ``mo_asha``: random sampler + multi-objective ASHA (``early_stopping: {type: asha, metric: objectives}``,
-  ranked on compression and delta_m: sweeps/_mo_asha.py), same grace, factor and trials as ``asha``;
+  ranked on compression and delta_m: sweeps/ray/mo_asha.py), same grace, factor and trials as ``asha``;
 * ``mo_asha_tpe`` (only with ``--sweeps``): the same with the demo's TPE sampler instead of random.
 
 Objectives: the demo's (compression, delta_m), both maximised; hypervolume (``sweeps.pareto``) over the

@@ -63,7 +63,7 @@ def check_free_space(flag: str, path: Path, min_mib: int = MIN_FREE_MIB) -> None
 
 
 def check_local_cpus(spec) -> None:
-    """A local Ray gets ``os.cpu_count()`` CPUs (see ``ray_backend.connect``): one trial must fit, or
+    """A local Ray gets ``os.cpu_count()`` CPUs (see ``sweeps.ray.connect``): one trial must fit, or
     Tune would wait for ever."""
     from ._runner_spec import trial_resources
 

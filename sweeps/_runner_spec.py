@@ -23,17 +23,17 @@ def trial_threads(spec) -> int:
 
 
 def early_stopping(spec):
-    """The space's ``early_stopping`` as a :class:`sweeps.ray_backend.EarlyStopping`, or None.
+    """The space's ``early_stopping`` as a :class:`sweeps.ray.EarlyStopping`, or None.
 
     ``metric: objectives`` (the default for a sweep with more than one objective) gives multi-objective
-    ASHA: ``objectives`` holds every ``(name, direction)`` of the sweep (rule: :mod:`sweeps._mo_asha`).
+    ASHA: ``objectives`` holds every ``(name, direction)`` of the sweep (rule: :mod:`sweeps.ray.mo_asha`).
     A single ``metric`` gives the same scheduler on that metric alone (``objectives`` is that one metric
     with its direction): ASHA's rule, with the same rungs and the same records kept for ``--resume``.
     """
     es = dict(spec.early_stopping or {})
     if es.get("type", "none") in (None, "none"):
         return None
-    from .ray_backend import EarlyStopping
+    from .ray import EarlyStopping
 
     max_t = int(es.get("max_steps") or _max_steps(spec))
     grace = int(es.get("grace_steps") or es.get("grace_period") or 1)

@@ -6,7 +6,7 @@ A line looks like::
 
 It is printed only when a count, the front or the hypervolume changes (plus notes such as retries),
 so it works the same in a TTY, under ``nohup`` or in CI logs. No Ray import: the Ray callback in
-:mod:`sweeps.ray_backend` forwards trial events here.
+:mod:`sweeps.ray` forwards trial events here.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    from . import ray_backend as backend  # Ray: the heavy import
+    from . import ray as backend  # Ray: the heavy import
     timings["imports_s"] = time.perf_counter() - t0
     if not plan.verbose:
         _quiet_libraries()

@@ -8,7 +8,7 @@ partial values, so the Pareto front would mix training lengths. Optuna's public 
 all we need in a page: ``study.ask()``, define-by-run :func:`sweeps.space.suggest`,
 ``trial.set_user_attr("constraints", ...)`` (read by the sampler's ``constraints_func``) and
 ``study.tell(trial, values)`` or ``state=PRUNED/FAIL``. This module holds that logic with no Ray
-import, so it is unit-testable in a second; :mod:`sweeps.ray_backend` wraps it in a thin Ray
+import, so it is unit-testable in a second; :mod:`sweeps.ray` wraps it in a thin Ray
 ``Searcher``.
 
 Rules
@@ -267,7 +267,7 @@ class StudyDriver:
 
     def rung_history(self) -> list[tuple[str, float, tuple]]:
         """``(trial_key, milestone, values)`` of every finished trial's rung records, as stored (None for
-        a value that was not finite; :meth:`sweeps._mo_asha.MOAshaRungs.restore` reads it as NaN)."""
+        a value that was not finite; :meth:`sweeps.ray.MOAshaRungs.restore` reads it as NaN)."""
         from optuna.trial import TrialState
 
         out = []

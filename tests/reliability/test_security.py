@@ -127,7 +127,7 @@ def test_no_shell():
 
 
 def test_local_ray_is_kept_on_loopback(monkeypatch):
-    from sweeps import ray_backend
+    from sweeps import ray as ray_backend
 
     assert ray_backend.LOOPBACK_ENV["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
     assert ray_backend.LOOPBACK_ENV["RAY_USAGE_STATS_ENABLED"] == "0"
@@ -137,8 +137,10 @@ def test_local_ray_is_kept_on_loopback(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     ray_backend.set_loopback_env()
     assert {name: os.environ.get(name) for name in ray_backend.LOOPBACK_ENV} == ray_backend.LOOPBACK_ENV
-    source = (REPO_ROOT / "sweeps" / "ray_backend.py").read_text()
-    assert source.index("set_loopback_env()\n") < source.index("\nimport ray")
+    # the package sets the environment before it imports the first of its modules that import Ray
+    package = (REPO_ROOT / "sweeps" / "ray" / "__init__.py").read_text()
+    assert package.index("set_loopback_env()\n") < package.index("\nfrom .backend import")
+    source = (REPO_ROOT / "sweeps" / "ray" / "backend.py").read_text()
     tree = ast.parse(source)
     for call in _calls(tree):
         if _name(call.func) == "ray.init":

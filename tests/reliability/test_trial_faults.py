@@ -94,7 +94,7 @@ def test_killed_worker_is_retried_up_to_max_retries(faulty_sweep):
     folder = faulty_sweep["folder"]
     assert attempts(folder, KILLED_ONCE) == 2              # killed, retried, completed
     assert attempts(folder, KILLED_ALWAYS) == 1 + MAX_RETRIES
-    # an error the trial code raises would happen again: it is not retried (sweeps/_ray_trainable.py)
+    # an error the trial code raises would happen again: it is not retried (sweeps/ray/trainable.py)
     assert attempts(folder, RAISES) == 1
     assert attempts(folder, DIVERGES) == 1
 
@@ -149,7 +149,7 @@ def test_trials_ran_on_loopback_only(faulty_sweep):
 def test_only_memory_failures_count_as_retryable():
     import torch
 
-    from sweeps._ray_trainable import is_retryable
+    from sweeps.ray import is_retryable
 
     assert is_retryable(MemoryError())
     assert is_retryable(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))

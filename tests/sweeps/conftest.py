@@ -2,11 +2,18 @@
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# The helpers (sweep_helpers, tracking_helpers) live here; the tests of tests/sweeps/{run,tracking,ray}/
+# import them by name, as the tests of this folder do (pytest puts only a test's own folder on sys.path).
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,19 @@
-"""Every Ray import of disparse-tune lives in this file and sweeps/_ray_*.py (Ray's import paths move
-between releases).
+"""Ray's side of a sweep: connecting, the Optuna searcher as a Ray ``Searcher``, the driver callback
+and the Tuner (Ray's import paths move between releases; every Ray import lives in :mod:`sweeps.ray`).
 
 What is here:
 
-* :func:`connect` starts a local Ray on 127.0.0.1 (the loopback environment below is set before Ray is
-  imported) or joins a cluster the user names with ``--ray-address``.
+* :func:`connect` starts a local Ray on 127.0.0.1 (the loopback environment of :mod:`sweeps.ray.env` is
+  set by :mod:`sweeps.ray` before Ray is imported) or joins a cluster the user names with ``--ray-address``.
 * :class:`OptunaAskTellSearcher`, a thin Ray ``Searcher`` over :class:`sweeps.searcher.StudyDriver`
   (why not ``OptunaSearch``: see that module's docstring).
-* :func:`trainable` (in :mod:`sweeps._ray_trainable`), the function trainable: ``run_trial(config,
+* :func:`trainable` (in :mod:`sweeps.ray.trainable`), the function trainable: ``run_trial(config,
   report=...)`` with every report sent through ``ray.tune.report``; a NaN in a watched metric raises, so
   the trial is FAILED; an error a retry would repeat is marked so that Ray does not retry it.
 * :class:`SweepCallback`, the driver-side Ray Tune callback that is the only MLflow writer (it calls
-  :class:`sweeps.tracking.SweepTracker`) and feeds :mod:`sweeps.progress`.
+  :class:`sweeps.tracking.SweepTracker`) and feeds :mod:`sweeps.run.progress`.
 * :func:`run_tuner`: ``Tuner`` + ``ConcurrencyLimiter`` + ``tune.with_resources`` + optional early
-  stopping (:class:`sweeps._ray_scheduler.MultiObjectiveASHA`, on every objective or on one metric) +
+  stopping (:class:`sweeps.ray.scheduler.MultiObjectiveASHA`, on every objective or on one metric) +
   ``FailureConfig(max_failures=...)``, ``reuse_actors=True``.
 """
 
@@ -27,37 +27,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-#: Keeps a local Ray on 127.0.0.1, no auth prompt, no usage stats, no MLflow telemetry.
-LOOPBACK_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-}
+import ray
+import ray.exceptions
+from ray import tune
+from ray.tune.result import AUTO_RESULT_KEYS
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
-
-def set_loopback_env() -> None:
-    for name, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(name, value)
-    # Tune checks that every result carries the scheduler's metric; the one marker result a trial sends
-    # before a deterministic error (sweeps._ray_trainable.FATAL) carries none on purpose.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-
-
-set_loopback_env()
-
-import ray  # noqa: E402
-import ray.exceptions  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.result import AUTO_RESULT_KEYS  # noqa: E402
-from ray.tune.search import ConcurrencyLimiter, Searcher  # noqa: E402
-
-from ._ray_trainable import FATAL, baseline_task, current_node_id, trainable  # noqa: E402,F401
-from .searcher import StudyDriver, is_final, numeric_metrics  # noqa: E402
+from ..searcher import StudyDriver, is_final, numeric_metrics
+from .scheduler import MultiObjectiveASHA
+from .trainable import FATAL, trainable
 
 __all__ = [
-    "LOOPBACK_ENV", "RaySession", "connect", "run_remote", "OptunaAskTellSearcher", "trainable",
-    "baseline_task", "current_node_id",
+    "RaySession", "connect", "run_remote", "OptunaAskTellSearcher",
     "SweepCallback", "EarlyStopping", "TunerOutcome", "run_tuner", "trial_metrics",
 ]
 
@@ -235,7 +216,7 @@ class SweepCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         key = self._key(trial)
-        if result.get(FATAL):  # a deterministic error follows: Ray must not retry it (_ray_trainable)
+        if result.get(FATAL):  # a deterministic error follows: Ray must not retry it (sweeps.ray.trainable)
             trial.max_failures = 0
             return
         if result.get("node_id"):
@@ -295,7 +276,7 @@ class SweepCallback(tune.Callback):
 @dataclass(frozen=True)
 class EarlyStopping:
     """ASHA (``time_attr``: a reported counter, e.g. ``step``) ranked on ``objectives`` (``(name,
-    direction)`` pairs; the rule: :mod:`sweeps._mo_asha`): every objective of the sweep, or one metric
+    direction)`` pairs; the rule: :mod:`sweeps.ray.mo_asha`): every objective of the sweep, or one metric
     alone (single-metric ASHA). ``metric``/``mode`` name it for messages; the ranking uses ``objectives``."""
 
     metric: str
@@ -305,7 +286,7 @@ class EarlyStopping:
     reduction_factor: float = 2
     time_attr: str = "step"
     objectives: tuple = ()
-    keep_non_dominated: bool = True  # multi-objective ASHA only (sweeps._mo_asha)
+    keep_non_dominated: bool = True  # multi-objective ASHA only (sweeps.ray.mo_asha)
 
 
 @dataclass
@@ -325,8 +306,6 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
     callback = SweepCallback(searcher, tracker=tracker, progress=progress)
     scheduler = None
     if early_stopping is not None:
-        from ._ray_scheduler import MultiObjectiveASHA
-
         es = early_stopping
         if not es.objectives:
             raise ValueError("EarlyStopping.objectives is empty; expected the (name, direction) pairs to rank on")

@@ -8,10 +8,10 @@ metric, a bug) would fail the same way again, so retrying it only doubles its co
 every failure up to ``FailureConfig.max_failures`` and offers no hook to tell the two apart, so the
 trainable tells the driver: before re-raising a deterministic error it reports one marker result
 (:data:`FATAL`, no metrics, no ``step``: schedulers and MLflow ignore it), and the driver's callback
-(:class:`sweeps.ray_backend.SweepCallback`) sets that trial's allowed failures to zero before Ray
+(:class:`sweeps.ray.backend.SweepCallback`) sets that trial's allowed failures to zero before Ray
 handles the error. The trial still ends as ``ERROR`` in Ray, ``FAIL`` in Optuna and ``FAILED`` in MLflow.
 
-Private to :mod:`sweeps.ray_backend` (Ray imports live there and in ``sweeps/_ray_*.py``).
+Part of :mod:`sweeps.ray` (every Ray import lives in that package).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import ray
 from ray import tune
 
-from .searcher import is_final
+from ..searcher import is_final
 
 __all__ = ["FATAL", "trainable", "baseline_task", "current_node_id", "is_retryable"]
 

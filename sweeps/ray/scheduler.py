@@ -1,7 +1,7 @@
-"""The multi-objective ASHA scheduler as a Ray Tune scheduler (a Ray import: see sweeps/ray_backend.py).
+"""The multi-objective ASHA scheduler as a Ray Tune scheduler (a Ray import: see :mod:`sweeps.ray`).
 
 :class:`MultiObjectiveASHA` is a ``FIFOScheduler`` (trials start in submission order) whose
-``on_trial_result`` asks :class:`sweeps._mo_asha.MOAshaRungs` (pure, Ray-free; the rule is in that
+``on_trial_result`` asks :class:`sweeps.ray.mo_asha.MOAshaRungs` (pure, Ray-free; the rule is in that
 module's docstring) whether a trial reaching a rung continues or stops. Unlike ``ASHAScheduler`` it does
 not stop a trial at ``max_t``: a trial ends by itself when its ``steps`` are done.
 
@@ -18,10 +18,9 @@ from __future__ import annotations
 import pickle
 from typing import Any, Callable, Hashable, Iterable, Sequence
 
-from . import ray_backend as _ray_backend  # noqa: F401  (sets the loopback environment before Ray loads)
-from ._mo_asha import STOP, MOAshaRungs
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
+from .mo_asha import STOP, MOAshaRungs
 
 __all__ = ["MultiObjectiveASHA"]
 

@@ -1,5 +1,5 @@
-"""Multi-objective ASHA: the decisions of sweeps/_mo_asha.py pinned on hand-made points (Ray-free,
-milliseconds), and one end-to-end sweep through sweeps/_ray_scheduler.py on the shared local Ray."""
+"""Multi-objective ASHA: the decisions of sweeps/ray/mo_asha.py pinned on hand-made points (Ray-free,
+milliseconds), and one end-to-end sweep through sweeps/ray/scheduler.py on the shared local Ray."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import random
 import numpy as np
 import pytest
 
-from sweeps._mo_asha import (CONTINUE, STOP, MOAshaRungs, crowding_distance, decide, non_dominated_fronts,
-                             rank_order, rung_milestones)
+from sweeps.ray import (CONTINUE, STOP, MOAshaRungs, crowding_distance, decide, non_dominated_fronts, rank_order,
+                        rung_milestones)
 
 MAXMAX = ["maximize", "maximize"]     # (compression, delta_m)
 NAN = float("nan")

@@ -3,7 +3,7 @@
 Ray's ``ASHAScheduler`` compares trials on one metric. In a multi-objective sweep that kills the
 trials a Pareto front needs: with (compression, delta_m) a high-sparsity trial has a low delta_m at
 every rung and is stopped, although nothing dominates its compression. This module ranks on all the
-objectives instead; :mod:`sweeps._ray_scheduler` wraps it as a Ray Tune scheduler.
+objectives instead; :mod:`sweeps.ray.scheduler` wraps it as a Ray Tune scheduler.
 
 The rule (asynchronous, like ASHA; https://arxiv.org/abs/1810.05934):
 

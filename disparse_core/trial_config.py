@@ -33,7 +33,7 @@ METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
 ONE_SHOT_AT_INIT = ("disparse_static", "snip", "random")
 PRETRAINED = ("disparse_pretrained", "magnitude")
 DYNAMIC = ("disparse_dynamic", "rigl")
-WORKLOADS = ("scenes", "digits", "nyuv2", "cityscapes", "taskonomy")
+WORKLOADS = ("scenes", "digits", "cues", "nyuv2", "cityscapes", "taskonomy")
 ARCHS = ("small", "deeplab_resnet34")
 
 #: Named settings; ``{"preset": name, ...}`` starts from these and the other keys override them.

@@ -20,7 +20,7 @@ from .errors import SpaceError
 
 # --- what the core accepts (docs/ARCHITECTURE.md, "Trial config") -----------------------------------
 
-WORKLOADS = ("scenes", "digits", "nyuv2", "cityscapes", "taskonomy")
+WORKLOADS = ("scenes", "digits", "cues", "nyuv2", "cityscapes", "taskonomy")
 REAL_DATA = ("nyuv2", "cityscapes", "taskonomy")        # need data_root
 ARCHS = ("small", "deeplab_resnet34")
 METHODS = ("dense", "disparse_static", "disparse_pretrained", "disparse_dynamic", "snip", "random",

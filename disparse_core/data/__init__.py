@@ -1,5 +1,5 @@
-"""Multitask workloads: built-in generators (``scenes``, ``digits``) and loaders for real data sets in
-the reference layouts (``nyuv2``, ``cityscapes``, ``taskonomy``).
+"""Multitask workloads: built-in generators (``scenes``, ``digits``, ``cues``) and loaders for real data
+sets in the reference layouts (``nyuv2``, ``cityscapes``, ``taskonomy``).
 
 ``build_workload(name, ...) -> Workload``; ``workload_tasks(name)`` describes the tasks without
 building any data (the sweep validates budgets against it).
@@ -7,13 +7,14 @@ building any data (the sweep validates budgets against it).
 
 from __future__ import annotations
 
-from .registry import WORKLOADS, build_workload, workload_tasks
+from .registry import WORKLOADS, build_workload, workload_loss_weights, workload_tasks
 from .workload import KIND_METRICS, TASK_KINDS, SeededLoader, TaskInfo, Workload, task_info
 
 __all__ = [
     "WORKLOADS",
     "build_workload",
     "workload_tasks",
+    "workload_loss_weights",
     "Workload",
     "TaskInfo",
     "SeededLoader",

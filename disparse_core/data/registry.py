@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .workload import TaskInfo, Workload, check_task_subset, task_info
 
-__all__ = ["WORKLOADS", "build_workload", "workload_tasks"]
+__all__ = ["WORKLOADS", "build_workload", "workload_tasks", "workload_loss_weights"]
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class _Spec:
     default_tasks: tuple[str, ...]
     build: Callable[..., Workload]
     needs_root: bool
+    loss_weights: Callable[[], dict[str, float]] = field(default=dict)   # reference weights, 1 if absent
 
 
 def _scenes_tasks():
@@ -26,6 +27,21 @@ def _scenes_tasks():
 def _build_scenes(**kw):
     from .scenes import build_scenes
     return build_scenes(**kw)
+
+
+def _cues_tasks():
+    from .cues import cues_tasks
+    return cues_tasks()
+
+
+def _cues_loss_weights():
+    from .cues import cues_loss_weights
+    return cues_loss_weights()
+
+
+def _build_cues(**kw):
+    from .cues import build_cues
+    return build_cues(**kw)
 
 
 def _digits_tasks():
@@ -67,6 +83,8 @@ def _real(name):
 WORKLOADS: dict[str, _Spec] = {
     "scenes": _Spec(_scenes_tasks, ("seg", "depth", "normal"), _build_scenes, False),
     "digits": _Spec(_digits_tasks, ("left", "right"), _build_digits, False),
+    "cues": _Spec(_cues_tasks, ("seg", "depth", "count", "orient"), _build_cues, False,
+                  _cues_loss_weights),
     "nyuv2": _Spec(_nyuv2_tasks, ("seg", "normal"), _real("nyuv2"), True),
     "cityscapes": _Spec(_cityscapes_tasks, ("seg", "depth"), _real("cityscapes"), True),
     "taskonomy": _Spec(_taskonomy_tasks, ("seg", "normal", "depth", "keypoint", "edge"),
@@ -92,12 +110,19 @@ def workload_tasks(name: str, tasks=None) -> dict[str, TaskInfo]:
     return {t: available[t] for t in keep}
 
 
+def workload_loss_weights(name: str, tasks=None) -> dict[str, float]:
+    """The workload's reference loss weights ``{task: λ_t}`` for its default tasks (or ``tasks``), no
+    data built; ``{}`` when it declares none (all 1). A task left out weighs 1."""
+    declared = _spec(name).loss_weights()
+    return {t: float(declared[t]) for t in workload_tasks(name, tasks) if t in declared}
+
+
 def build_workload(name: str, *, data_root=None, image_size=None, train_size=None, test_size=None,
                    tasks=None, seed: int = 0, cache_dir=None) -> Workload:
     """Build a workload by name.
 
-    scenes, digits: generated (``image_size``, ``train_size``, ``test_size`` set their size; scenes are
-    cached under ``cache_dir``, default ``$DISPARSE_CACHE`` or ``~/.cache/disparse-tune``).
+    scenes, digits, cues: generated (``image_size``, ``train_size``, ``test_size`` set their size;
+    scenes and cues are cached under ``cache_dir``, default ``$DISPARSE_CACHE`` or ``~/.cache/disparse-tune``).
     nyuv2, cityscapes, taskonomy: read from ``data_root`` in the reference layouts; ``image_size`` is
     the training crop (default 321, 224, 256), ``train_size``/``test_size`` keep the first N items.
     ``tasks``: a subset of the workload's tasks (default: its default tasks). ``seed``: split and

@@ -140,6 +140,8 @@ class Workload:
     """A multitask data set: tasks, input channels, train/test Datasets and seeded loaders.
 
     ``train[i]`` and ``test[i]`` are ``(image float (C, H, W) normalised, {task: target})``.
+    ``loss_weights``: the workload's reference loss weights ``{task: λ_t}`` (as the paper's ×20 on NYUv2
+    normals); a task not named weighs 1, so the default (empty) means all 1.
     """
 
     name: str
@@ -149,6 +151,7 @@ class Workload:
     test: Dataset
     image_size: tuple[int, int] | None = None
     info: dict = field(default_factory=dict)
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
     @property
     def task_channels(self) -> dict[str, int]:
@@ -220,4 +223,5 @@ def _select(w: Workload, tasks) -> Workload:
         return w
     return Workload(name=w.name, tasks={t: w.tasks[t] for t in keep}, in_channels=w.in_channels,
                     train=_TaskSubset(w.train, keep), test=_TaskSubset(w.test, keep),
-                    image_size=w.image_size, info=dict(w.info))
+                    image_size=w.image_size, info=dict(w.info),
+                    loss_weights={t: v for t, v in w.loss_weights.items() if t in keep})

@@ -26,7 +26,7 @@ def test_workload_tasks_follow_the_contract():
     assert list(workload_tasks("nyuv2", ["seg", "depth"])) == ["seg", "depth"]
     assert workload_tasks("cityscapes")["seg"].num_classes == 19
     assert len(workload_tasks("taskonomy")) == 5
-    assert set(WORKLOADS) == {"scenes", "digits", "nyuv2", "cityscapes", "taskonomy"}
+    assert set(WORKLOADS) == {"scenes", "digits", "cues", "nyuv2", "cityscapes", "taskonomy"}
 
 
 def test_unknown_names_are_one_line_value_errors():

@@ -139,7 +139,7 @@ class _Trial:
                 interval=g.interval, initial_sparsity=g.initial_sparsity,
                 start=gradual_start(cfg.resolved_pretrain_steps, g), method=cfg.method,
                 criterion=cfg.resolved_criterion,
-                loss_weights=self.loss_weights, score_batches=cfg.score_batches)
+                loss_weights=self.loss_weights, seed=cfg.seed, **self._one_shot_options())
 
     def _prune_events(self, step: int) -> None:
         cfg = self.cfg
@@ -161,15 +161,18 @@ class _Trial:
     def _sparsify_once(self) -> None:
         from .sparsify import sparsify
         cfg = self.cfg
-        options = {"score_batches": cfg.score_batches}
-        if cfg.method == "random":
-            options["distribution"] = cfg.distribution
-            if cfg.distribution == "erk":
-                options["erk_power"] = cfg.dynamic.erk_power
         result = sparsify(self.model, self._score_batches(cfg.score_batches), self.losses,
                           sparsity=cfg.sparsity, method=cfg.method, criterion=cfg.resolved_criterion,
-                          loss_weights=self.loss_weights, seed=cfg.seed, **options)
+                          loss_weights=self.loss_weights, seed=cfg.seed, **self._one_shot_options())
         self._after_prune(result)
+
+    def _one_shot_options(self) -> dict:
+        """The scoring and allotment options every one-shot method gets alike (sparsify's options);
+        ``distribution`` only matters to ``random``, ``erk_power`` to the ERK allotments."""
+        cfg = self.cfg
+        return {"score_batches": cfg.score_batches, "distribution": cfg.distribution,
+                "erk_power": cfg.dynamic.erk_power, "score_on": cfg.score_on,
+                "allotment": cfg.allotment, "floor": cfg.layer_floor, "rounds": cfg.score_rounds}
 
     def _after_prune(self, result) -> None:
         self.optimizer.state.clear()     # masked weights stay exactly zero; a finetune starts fresh

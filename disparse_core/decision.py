@@ -49,8 +49,8 @@ def unanimous_keep(task_scores: Scores, ownership: Ownership, keep_fraction: flo
 
 
 def calibrated_keep(task_scores: Scores, ownership: Ownership, target_sparsity: float,
-                    tol: float = 0.001, *, alive: Mapping[str, Tensor] | None = None
-                    ) -> tuple[Masks, TaskKeep, float, float]:
+                    tol: float = 0.001, *, alive: Mapping[str, Tensor] | None = None,
+                    exact: bool = False) -> tuple[Masks, TaskKeep, float, float]:
     """``(masks, task_keep, keep_fraction, achieved_sparsity)`` with one ``k`` for every task, chosen
     so that the kept weights are ``round((1 − S) · N)`` of all ``N`` weights in ``ownership``.
 
@@ -58,6 +58,12 @@ def calibrated_keep(task_scores: Scores, ownership: Ownership, target_sparsity: 
     the achieved sparsity is within a few weights of the target. When the target cannot be met
     (the dead or non-``alive`` weights alone exceed it), the closest achievable mask is returned
     and a ``RuntimeWarning`` says by how much it misses; ``tol`` is that warning's threshold.
+
+    ``exact=True`` removes the ties too: when several weights enter the union at the same step ``k``
+    (two tasks owning layers of the same size reach the same rank together), only as many of them as
+    the count needs are kept, earliest position first, and each task's keep-set loses the weights the
+    union dropped (``K_t ∩ mask``), so the masks hold exactly ``round((1 − S) · N)`` weights whenever
+    enough weights are owned and alive.
     """
     if not 0.0 <= float(target_sparsity) < 1.0:
         raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
@@ -72,6 +78,9 @@ def calibrated_keep(task_scores: Scores, ownership: Ownership, target_sparsity: 
         k = float(torch.kthvalue(finite, min(want, finite.numel())).values)
     masks, task_keep = layout.decide(k)
     kept = sum(int(m.sum()) for m in masks.values())
+    if exact and kept > want > 0:
+        masks, task_keep = layout.trim_ties(masks, task_keep, entry, k, want)
+        kept = want
     achieved = 1.0 - kept / total if total else 0.0
     if abs(kept - want) > tol * total:  # want: the closest achievable count, not the real-valued target
         warnings.warn(f"achieved sparsity {achieved:.4f} misses the target {target_sparsity:.4f} by more "
@@ -153,6 +162,23 @@ class _Layout:
                 sl = best[offsets[name]:offsets[name] + part.numel()]
                 torch.minimum(sl, part.to(sl.device), out=sl)
         return best
+
+    def trim_ties(self, masks: Masks, task_keep: TaskKeep, entry: Tensor, k: float, want: int
+                  ) -> tuple[Masks, TaskKeep]:
+        """Keep only the first ``want − #(entry < k)`` of the weights entering at exactly ``k``."""
+        ties = torch.nonzero(entry == k).squeeze(1)
+        drop = ties[max(want - int((entry < k).sum()), 0):]
+        flat = torch.cat([masks[n].reshape(-1) for n in self.ownership]).to(entry.device)
+        flat[drop] = False
+        offset = 0
+        for name in self.ownership:
+            n = int(torch.Size(self.shapes[name]).numel())
+            masks[name] = flat[offset:offset + n].reshape(self.shapes[name]).to(self.device)
+            offset += n
+        for by_name in task_keep.values():
+            for name in by_name:
+                by_name[name] = by_name[name] & masks[name]
+        return masks, task_keep
 
     def decide(self, k: float) -> tuple[Masks, TaskKeep]:
         masks = {name: torch.zeros(self.shapes[name], dtype=torch.bool, device=self.device)

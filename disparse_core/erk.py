@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-__all__ = ["erk_densities", "uniform_densities", "random_masks", "mask_counts"]
+__all__ = ["erk_densities", "uniform_densities", "random_masks", "random_masks_with_counts", "mask_counts"]
 
 
 def _numel(shape: Iterable[int]) -> int:
@@ -107,7 +107,12 @@ def random_masks(shapes: Mapping[str, tuple[int, ...]], densities: Mapping[str, 
                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Random boolean masks with exactly ``mask_counts(shapes, densities)[n]`` true entries each
     (a uniform random subset, not Bernoulli draws), so the total hits the target."""
-    counts = mask_counts(shapes, densities)
+    return random_masks_with_counts(shapes, mask_counts(shapes, densities), generator)
+
+
+def random_masks_with_counts(shapes: Mapping[str, tuple[int, ...]], counts: Mapping[str, int],
+                             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Random boolean masks with exactly ``counts[n]`` true entries each (layers in ``shapes`` order)."""
     out = {}
     for n, shape in shapes.items():
         size = _numel(shape)

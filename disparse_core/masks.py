@@ -29,6 +29,7 @@ __all__ = [
     "fold_masks",
     "sparsity_report",
     "record_effective_weights",
+    "weights_redrawn",
 ]
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
@@ -230,11 +231,38 @@ def weights_tracked(model: nn.Module) -> Iterator[None]:
 @contextmanager
 def buffers_kept(model: nn.Module) -> Iterator[None]:
     """Run forwards that are not training (scoring, ownership) and put every buffer back afterwards:
-    BatchNorm's running statistics and batch counters stay what training made them."""
-    saved = [b.detach().clone() for b in model.buffers()]
+    BatchNorm's running statistics and batch counters stay what training made them. Buffers are
+    matched by name; one registered inside the block (a mask attached there) is left as it is."""
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
     try:
         yield
     finally:
         with torch.no_grad():
-            for buffer, value in zip(model.buffers(), saved):
-                buffer.copy_(value)
+            for name, buffer in model.named_buffers():
+                if name in saved and saved[name].shape == buffer.shape:
+                    buffer.copy_(saved[name])
+
+
+@contextmanager
+def weights_redrawn(model: nn.Module, seed: int) -> Iterator[None]:
+    """Within the block, every prunable weight is re-drawn Xavier-normal (``std = sqrt(2 / (fan_in +
+    fan_out))``, drawn on the CPU from ``torch.Generator().manual_seed(seed)`` in layer order, then
+    masked); afterwards the model's own weights are put back bit for bit. Scoring inside the block
+    scores a fresh draw of the same architecture, as the DiSparse reference does for its static
+    variant (``score_on: reinit``); the masks, biases and norm layers are not touched."""
+    weights = prunable_weights(model)
+    saved = {n: p.detach().clone() for n, p in weights.items()}
+    masks = get_masks(model)
+    generator = torch.Generator().manual_seed(int(seed))
+    try:
+        with torch.no_grad():
+            for name, p in weights.items():
+                fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(p)
+                std = (2.0 / float(fan_in + fan_out)) ** 0.5
+                draw = torch.randn(tuple(p.shape), generator=generator) * std
+                p.copy_((draw * masks[name].to(draw.dtype)).to(p.device, p.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for name, p in prunable_weights(model).items():
+                p.copy_(saved[name])

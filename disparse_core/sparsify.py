@@ -23,6 +23,7 @@ carries masks is re-sparsified *within* them: pruned weights stay pruned (gradua
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 from dataclasses import dataclass, field
@@ -31,14 +32,15 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from .decision import calibrated_keep
-from .erk import erk_densities, mask_counts, random_masks, uniform_densities
-from .masks import attach_masks, buffers_kept, get_masks, prunable_weights, weights_tracked
+from .allotment import ALLOTMENTS, SCORE_ON, allotted_keep, layer_floors, settle_counts
+from .erk import erk_densities, mask_counts, random_masks_with_counts, uniform_densities
+from .masks import (attach_masks, buffers_kept, get_masks, prunable_weights, weights_redrawn,
+                    weights_tracked)
 from .ownership import check_losses, forward_tasks, ownership_from_outputs
 from .schedules import cubic_sparsity
 from .scoring import COLLAPSED_TASK, _check_batch, _to_device, collapse_ownership, task_scores
 
-__all__ = ["METHODS", "SparsifyResult", "sparsify", "GradualPruner"]
+__all__ = ["METHODS", "SCORE_ON", "SparsifyResult", "sparsify", "GradualPruner"]
 
 #: method -> (default criterion, allowed criteria); None: the method uses no scores
 METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
@@ -50,7 +52,8 @@ METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "dense": (None, ()),
 }
 _COLLAPSED = {"snip", "magnitude", "random", "dense"}
-_OPTIONS = {"score_batches", "distribution", "erk_power", "dense_layers", "tol"}
+_OPTIONS = {"score_batches", "distribution", "erk_power", "dense_layers", "tol", "allotment", "floor",
+            "score_on", "rounds"}
 
 
 @dataclass
@@ -108,6 +111,16 @@ def _check_arguments(method, criterion, sparsity, options, loss_weights) -> str 
         raise ValueError(f"unknown option {unknown[0]!r} (expected some of {', '.join(sorted(_OPTIONS))})")
     if options.get("distribution", "uniform") not in ("uniform", "erk"):
         raise ValueError(f"distribution must be 'uniform' or 'erk', got {options['distribution']!r}")
+    if options.get("allotment", "global") not in ALLOTMENTS:
+        raise ValueError(f"allotment must be one of {', '.join(ALLOTMENTS)}, got {options['allotment']!r}")
+    if options.get("score_on", "weights") not in SCORE_ON:
+        raise ValueError(f"score_on must be 'weights' or 'reinit', got {options['score_on']!r}")
+    floor = options.get("floor", 0.0)
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
+        raise ValueError(f"floor must be a number in [0, 1], got floor={floor!r}")
+    rounds = options.get("rounds", 5)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got rounds={rounds!r}")
     tol = options.get("tol", 0.001)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"tol must be a number > 0, got tol={tol!r}")
@@ -166,19 +179,13 @@ def sparsify(model: nn.Module, batches: Iterable, losses: Mapping[str, Callable]
 
     alive = get_masks(model)                # the current masks (all True when none): pruned stays pruned
     if method in ("random", "dense"):
-        masks, k = _unscored_masks(model, alive, method, sparsity, seed, options)
+        masks, k = _unscored_masks(model, alive, ownership, method, sparsity, seed, options)
         own = collapse_ownership(ownership)
         task_keep = {COLLAPSED_TASK: {n: masks[n] for n, o in own.items() if o}}
         achieved = _sparsity(masks)
     else:
-        collapse = method in _COLLAPSED
-        # scoring forwards are not training: BatchNorm statistics stay; frozen weights are scored too
-        with buffers_kept(model), weights_tracked(model):
-            scores = task_scores(model, taken, losses, criterion=criterion, ownership=ownership,
-                                 collapse=collapse, loss_weights=loss_weights)
-        own = collapse_ownership(ownership) if collapse else ownership
-        masks, task_keep, k, achieved = calibrated_keep(
-            scores, own, float(sparsity), tol=float(options.get("tol", 0.001)), alive=alive)
+        masks, task_keep, k, achieved = _scored_masks(model, taken, losses, method, criterion, ownership,
+                                                      float(sparsity), alive, loss_weights, seed, options)
     _warn_emptied(masks, ownership, alive)
     attach_masks(model, masks)
     return SparsifyResult(method=method, criterion=criterion, target_sparsity=float(sparsity),
@@ -205,22 +212,61 @@ def _sparsity(masks: Mapping[str, Tensor]) -> float:
     return 1.0 - sum(int(m.sum()) for m in masks.values()) / total if total else 0.0
 
 
-def _unscored_masks(model, alive, method, sparsity, seed, options) -> tuple[dict[str, Tensor], float]:
+def _scored_masks(model, taken, losses, method, criterion, ownership, sparsity, alive, loss_weights, seed,
+                  options):
+    """Score (on the model's weights or a seeded re-draw, ``score_on``) and decide with the allotment
+    and layer floor of ``options``; ``iterative`` re-scores the masked net in ``rounds`` rounds of
+    exponentially rising sparsity (the last at the target). The same path for every criterion: the
+    collapsed baselines score one pseudo-task."""
+    collapse = method in _COLLAPSED
+    own = collapse_ownership(ownership) if collapse else ownership
+    allotment = options.get("allotment", "global")
+    rounds = int(options.get("rounds", 5)) if allotment == "iterative" else 1
+    shapes = {n: tuple(p.shape) for n, p in prunable_weights(model).items()}
+    decide = dict(shapes=shapes, allotment=allotment, floor=float(options.get("floor", 0.0)),
+                  erk_power=float(options.get("erk_power", 1.0)), tol=float(options.get("tol", 0.001)))
+    start = _sparsity(alive)
+    redraw = (weights_redrawn(model, seed) if options.get("score_on", "weights") == "reinit"
+              else contextlib.nullcontext())
+    current = alive
+    # scoring forwards are not training: BatchNorm statistics stay; frozen weights are scored too
+    with redraw, buffers_kept(model), weights_tracked(model):
+        for r in range(1, rounds + 1):
+            target = sparsity if r == rounds else 1.0 - (1.0 - start) * (
+                (1.0 - sparsity) / (1.0 - start)) ** (r / rounds)
+            if r > 1:
+                attach_masks(model, current)
+            scores = task_scores(model, taken, losses, criterion=criterion, ownership=ownership,
+                                 collapse=collapse, loss_weights=loss_weights)
+            current, task_keep, k, achieved = allotted_keep(scores, own, max(target, start),
+                                                            alive=current, **decide)
+    return current, task_keep, k, achieved
+
+
+def _unscored_masks(model, alive, ownership, method, sparsity, seed, options) -> tuple[dict[str, Tensor], float]:
     weights = prunable_weights(model)
     if method == "dense":                   # alive: all True without masks; pruned weights stay pruned
         return alive, 1.0
     shapes = {n: tuple(p.shape) for n, p in weights.items()}
     density = 1.0 - float(sparsity)
     dense = set(options.get("dense_layers", ()))
-    if options.get("distribution", "uniform") == "erk":
+    allotment = options.get("allotment", "global")
+    # random scores ranked globally, per layer or in rounds give every layer the same density in
+    # law: those allotments draw uniform counts; erk / uniform are fixed budgets as for scored methods
+    distribution = allotment if allotment in ("erk", "uniform") else options.get("distribution", "uniform")
+    if distribution == "erk":
         densities = erk_densities(shapes, density, power=float(options.get("erk_power", 1.0)), dense=dense)
     else:
         densities = uniform_densities(shapes, density, dense=dense)
+    counts = mask_counts(shapes, densities)
+    floors = layer_floors(ownership, shapes, float(sparsity), float(options.get("floor", 0.0)), alive)
+    live = {n: int(alive[n].sum()) for n in shapes}
+    counts = settle_counts(counts, {n: floors.get(n, 0) for n in shapes}, live, sum(counts.values()))
     generator = torch.Generator().manual_seed(int(seed))
     if all(bool(a.all()) for a in alive.values()):   # no mask yet
-        masks = random_masks(shapes, densities, generator)
+        masks = random_masks_with_counts(shapes, counts, generator)
     else:                                            # re-sparsify within the current masks
-        counts, masks = mask_counts(shapes, densities), {}
+        masks = {}
         for n, shape in shapes.items():
             idx = alive[n].flatten().nonzero().squeeze(1).cpu()
             keep = torch.zeros(alive[n].numel(), dtype=torch.bool)
@@ -250,7 +296,7 @@ class GradualPruner:
     def __init__(self, model: nn.Module, losses: Mapping[str, Callable], *, final_sparsity: float,
                  prune_steps: int, interval: int, initial_sparsity: float = 0.0, start: int = 0,
                  method: str = "disparse_pretrained", criterion: str | None = None,
-                 loss_weights: Mapping[str, float] | None = None, **options):
+                 loss_weights: Mapping[str, float] | None = None, seed: int = 0, **options):
         if method in ("random", "dense"):
             raise ValueError(f"gradual pruning needs a scored method, got method={method!r}")
         _check_arguments(method, criterion, final_sparsity, options, loss_weights)
@@ -263,7 +309,8 @@ class GradualPruner:
         self.model, self.losses = model, losses
         self.schedule = dict(initial=float(initial_sparsity), final=float(final_sparsity),
                              start=int(start), n=int(prune_steps), interval=int(interval))
-        self.kwargs = dict(method=method, criterion=criterion, loss_weights=loss_weights, **options)
+        self.kwargs = dict(method=method, criterion=criterion, loss_weights=loss_weights, seed=seed,
+                           **options)
         self.history: list[SparsifyResult] = []
 
     def prune_steps(self) -> list[int]:

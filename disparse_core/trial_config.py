@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ._config_values import (_bool, _choice, _device, _float, _float_dict, _int, _merge, _nest, _path,
                              _tasks, _unknown)
+from .allotment import ALLOTMENTS, SCORE_ON
 from .tasks import check_loss_weights
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "ONE_SHOT_AT_INIT",
@@ -79,7 +80,13 @@ class TrialConfig:
 
     - ``sparsity`` is ignored by ``dense``; ``criterion`` defaults by method (:data:`METHODS`).
     - ``distribution``: ``random`` baseline's layer densities, ``uniform`` or ``erk``
-      (``erk`` uses ``dynamic.erk_power``).
+      (``erk`` uses ``dynamic.erk_power``); ``allotment: erk`` or ``uniform`` overrides it.
+    - ``score_on``, ``allotment``, ``layer_floor``, ``score_rounds``: how the one-shot methods
+      (``disparse_static``, ``disparse_pretrained``, ``snip``, ``magnitude``, ``random``) score and
+      split the budget across layers, the same for every one of them (:mod:`disparse_core.allotment`;
+      ``score_on: reinit`` scores a seeded Xavier-normal re-draw, as the DiSparse reference does;
+      ``score_rounds`` is the number of rounds of ``allotment: iterative``). The dynamic methods keep
+      their ERK start and prune/grow updates and ignore them.
     - ``pretrain_steps`` (default ``steps // 2``), ``finetune_lr`` (default ``lr / 10``) and
       ``gradual`` apply to ``disparse_pretrained`` and ``magnitude``; ``dynamic`` to
       ``disparse_dynamic`` and ``rigl``; other methods ignore them.
@@ -104,6 +111,10 @@ class TrialConfig:
     criterion: str | None = None
     sparsity: float = 0.9
     distribution: str = "uniform"
+    score_on: str = "weights"
+    allotment: str = "global"
+    layer_floor: float = 0.1
+    score_rounds: int = 5
     steps: int = 300
     batch_size: int = 16
     lr: float = 1e-3
@@ -247,6 +258,10 @@ _CHECKS: dict[str, Callable] = {
     "criterion": lambda k, v: _choice(k, v, ("snip", "magnitude", "taylor", "gradient"), none=True),
     "sparsity": lambda k, v: _float(k, v, 0.0, 1.0, high_open=True),
     "distribution": lambda k, v: _choice(k, v, ("uniform", "erk")),
+    "score_on": lambda k, v: _choice(k, v, SCORE_ON),
+    "allotment": lambda k, v: _choice(k, v, ALLOTMENTS),
+    "layer_floor": lambda k, v: _float(k, v, 0.0, 1.0),
+    "score_rounds": lambda k, v: _int(k, v, 1),
     "steps": lambda k, v: _int(k, v, 1),
     "batch_size": lambda k, v: _int(k, v, 1),
     "lr": lambda k, v: _float(k, v, 0.0, low_open=True),

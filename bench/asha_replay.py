@@ -42,7 +42,7 @@ OBJECTIVES = ("compression", "delta_m")
 def collect(args) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from sweeps._mlflow_store import TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY
+    from sweeps.tracking import TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY
     from sweeps.runner import RunOptions, load_sweep_study, make_plan, run_sweep
 
     overrides = base_overrides(argparse.Namespace(**vars(args), grace=args.every)) + [

@@ -1,8 +1,8 @@
 """Checks of the places a sweep will write and of the machine it runs on; each writes nothing.
 
 Used by :mod:`sweeps._runner_plan` before Ray starts and before MLflow is touched, so that a folder that
-cannot be created, a full disk, an unreachable MLflow server or a trial bigger than the machine is one
-line ``error: ...`` (exit code 2) and leaves no trace. Private to :mod:`sweeps.runner`.
+cannot be created, a full disk or a trial bigger than the machine is one line ``error: ...`` (exit code
+2) and leaves no trace (an unreachable MLflow server likewise: :func:`sweeps.tracking.probe_http_store`). Private to :mod:`sweeps.runner`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 from .errors import UserInputError
 
-__all__ = ["MIN_FREE_MIB", "nearest_existing", "check_creatable", "check_free_space", "check_local_cpus",
-           "probe_http_store"]
+__all__ = ["MIN_FREE_MIB", "nearest_existing", "check_creatable", "check_free_space", "check_local_cpus"]
 
 # free space required where a sweep writes (results folder, sqlite store): a small sweep's optuna.journal,
 # Ray's experiment folders and the MLflow rows and artifacts take a few MiB; 50 MiB leaves room for them
@@ -72,16 +70,3 @@ def check_local_cpus(spec) -> None:
     if cpu > have:
         raise UserInputError(f"resources.cpu: {cpu:g} per trial, but this machine has {have} CPUs; "
                              f"expected at most {have} (or --ray-address of a larger cluster)")
-
-
-def probe_http_store(uri: str) -> None:
-    """One quick request (no retries, short timeout) to an ``http(s)://`` MLflow server."""
-    if urlparse(uri).scheme not in ("http", "https"):
-        return
-    from ._mlflow_store import _client, _QuickHttp, _store_error
-
-    try:
-        with _QuickHttp(uri):
-            _client(uri).search_experiments(max_results=1)
-    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, HTTP errors: one line
-        raise _store_error(uri, exc) from None

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._runner_checks import (check_creatable, check_free_space, check_local_cpus, nearest_existing,
-                             probe_http_store)
+from ._runner_checks import check_creatable, check_free_space, check_local_cpus, nearest_existing
 from ._runner_files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir,
                             latest_results_dir, read_state, study_file)
 from .errors import UserInputError, text_value_problem
@@ -130,7 +129,7 @@ def _check_address(address: str | None) -> None:
 # ----------------------------------------------------------------------------------- a new sweep
 def _new_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     from .space import DEFAULT_SPACE, load_space
-    from .tracking import DEFAULT_EXPERIMENT, default_tracking_uri
+    from .tracking import DEFAULT_EXPERIMENT, default_tracking_uri, probe_http_store
 
     # cheap checks before the space (whose validation loads the core, i.e. torch)
     tracking_uri = _check_tracking_uri(opts.tracking_uri or default_tracking_uri(cwd))
@@ -209,7 +208,7 @@ def _free_sweep_id(name: str, tracking_uri: str, experiment: str) -> str:
 # -------------------------------------------------------------------------------------- --resume
 def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
     from .space import load_space
-    from .tracking import DEFAULT_EXPERIMENT, validate_tracking_uri
+    from .tracking import DEFAULT_EXPERIMENT, probe_http_store, validate_tracking_uri
 
     results_dir = _resume_dir(opts, cwd / DEFAULT_RESULTS_ROOT)
     state = read_state(results_dir)

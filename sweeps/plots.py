@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .objectives import normalize_directions
+
 __all__ = ["task_primary_metrics", "key_params", "pareto_pngs", "pareto_html", "mask_iou_png"]
 
 # Primary metric of a task when the workload cannot tell (first present wins).
@@ -46,7 +48,6 @@ def _higher(direction: str) -> bool:
 def _direction_of(key: str, objectives: Sequence[str], directions: Sequence[str]) -> str:
     if key in objectives:
         return directions[list(objectives).index(key)]
-    from .tracking import normalize_directions
     return normalize_directions([key], None)[0]
 
 

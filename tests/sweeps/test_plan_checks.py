@@ -15,7 +15,8 @@ import pytest
 
 from sweeps import cli
 from sweeps._runner_baseline import run_baseline
-from sweeps._runner_checks import check_creatable, check_free_space, probe_http_store
+from sweeps._runner_checks import check_creatable, check_free_space
+from sweeps.tracking import probe_http_store
 from sweeps._runner_plan import RunOptions, _resume_dir
 from sweeps.errors import RunError, UserInputError
 from sweeps.space import DEFAULT_SPACE, load_space

@@ -3,7 +3,7 @@
 It lives in the driver process (a Ray Tune callback feeds it) and talks to MLflow through ``MlflowClient``
 only, never through the fluent ``mlflow.start_run`` stack, so no run state leaks between trials. mlflow
 is imported lazily (``_client`` and the ``mlflow.entities`` imports below). A trial's mask-IoU chart is
-drawn and logged by a background thread (:mod:`sweeps._tracking_artifacts`) so that Ray Tune's event loop,
+drawn and logged by a background thread (:mod:`sweeps.tracking.artifacts`) so that Ray Tune's event loop,
 which calls :meth:`SweepTracker.trial_completed`, is not held up by matplotlib. Private to
 :mod:`sweeps.tracking`, which re-exports the class.
 """
@@ -17,19 +17,19 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION,
-                            TAG_EARLY_STOPPED, TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO,
-                            TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search,
-                            validate_tracking_uri)
-from ._tracking_artifacts import PlotQueue
-from ._tracking_front import (_history_pairs, eligible_for_front, front_indices, front_summary,
-                              hypervolume_tags, normalize_directions, write_front_files)
-from ._tracking_read import _baseline_record, _record
-from ._tracking_values import (_code_version_text, _not_finite_keys, _one_line, _spec_attr, flatten_params,
-                               sweep_params)
-from ._tracking_values import code_version as _code_version     # start_sweep's argument shadows the name
-from ._tracking_write import RunWriter
-from .errors import UserInputError
+from ..errors import UserInputError
+from ..objectives import normalize_directions
+from ..pareto import pareto_front
+from .artifacts import PlotQueue
+from .front import (_history_pairs, eligible_for_front, front_indices, front_summary, hypervolume_tags,
+                    write_front_files)
+from .read import _baseline_record, _record
+from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION, TAG_EARLY_STOPPED,
+                    TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID,
+                    TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search, validate_tracking_uri)
+from .values import _code_version_text, _not_finite_keys, _one_line, _spec_attr, flatten_params, sweep_params
+from .values import code_version as _code_version     # start_sweep's argument shadows the name
+from .writer import RunWriter
 
 
 class SweepTracker(RunWriter):
@@ -261,8 +261,6 @@ class SweepTracker(RunWriter):
         ``hypervolume_history``: floats (step = position) or ``(step, value)`` pairs. Returns the front
         records (as :func:`load_trials` gives them), sorted by the first objective, best first.
         """
-        from .pareto import pareto_front
-
         self._require_sweep()
         self.close()                # every trial's chart is in before the sweep run is closed
         objectives = [str(o) for o in objectives]

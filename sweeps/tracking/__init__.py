@@ -1,4 +1,4 @@
-"""MLflow tracking for sweeps: the only module that imports mlflow.
+"""MLflow tracking for sweeps: the only package that imports mlflow.
 
 One writer: a :class:`SweepTracker` lives in the driver process (a Ray Tune callback feeds it) and talks to
 MLflow through ``MlflowClient`` only, never through the fluent ``mlflow.start_run`` stack, so no run state
@@ -19,36 +19,44 @@ leaks between trials. Layout in one experiment:
 Everything the query commands need is read back from MLflow (:func:`load_trials`), so answers work long
 after the sweep and after a resume.
 
-The work is done in private modules; this one re-exports the public names: ``_mlflow_store`` (URI
-validation, opening the store, tag names), ``_tracking_values`` (params, metric values, baseline key,
-code version), ``_sweep_tracker`` (the writer), ``_tracking_artifacts`` (the writer's chart worker thread),
-``_tracking_read`` (readers) and ``_tracking_front`` (directions, eligibility, front indices, front CSV).
-mlflow itself is imported lazily, on first use.
+The modules: ``store`` (URI validation, opening the store, tag names; mlflow is imported there, lazily,
+on first use), ``values`` (params, metric values, baseline key, code version), ``writer`` (batched low-level
+writes), ``tracker`` (:class:`SweepTracker`), ``artifacts`` (the tracker's chart worker thread), ``read``
+(readers) and ``front`` (eligibility, front indices, hypervolume, the front's files). This package's
+``__init__`` is their public face.
 """
 
 from __future__ import annotations
 
-from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION,  # noqa: F401
-                            TAG_EARLY_STOPPED, TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE,
-                            TAG_SWEEP_ID, TAG_TRIAL_KEY, default_tracking_uri, validate_tracking_uri)
-from ._sweep_tracker import SweepTracker
-from ._tracking_front import eligible_for_front, front_csv, front_indices, normalize_directions  # noqa: F401
-from ._tracking_read import list_artifacts, load_baseline_for, load_sweep, load_trials
-from ._tracking_values import (BASELINE_FIELDS, baseline_key, code_version, flatten_params,  # noqa: F401
-                               sanitize_name, unflatten_params)
+from ..objectives import normalize_directions
+from .front import eligible_for_front, front_csv, front_indices
+from .read import list_artifacts, load_baseline_for, load_sweep, load_trials
+from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION, TAG_EARLY_STOPPED,
+                    TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
+                    default_tracking_uri, probe_http_store, validate_tracking_uri)
+from .tracker import SweepTracker
+from .values import BASELINE_FIELDS, baseline_key, code_version, flatten_params, sanitize_name, unflatten_params
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "SweepTracker",
     "default_tracking_uri",
     "validate_tracking_uri",
+    "probe_http_store",
     "baseline_key",
+    "BASELINE_FIELDS",
     "code_version",
     "flatten_params",
+    "unflatten_params",
+    "sanitize_name",
     "load_trials",
     "load_sweep",
     "load_baseline_for",
     "list_artifacts",
+    "eligible_for_front",
+    "front_indices",
+    "front_csv",
+    "normalize_directions",
     "TAG_SWEEP_ID", "TAG_ROLE", "TAG_TRIAL_KEY", "TAG_EARLY_STOPPED", "TAG_FAILURE", "TAG_PARETO",
-    "TAG_BASELINE_KEY", "TAG_BASELINE_RUN", "TAG_OPTUNA_NUMBER", "TAG_PARENT",
+    "TAG_BASELINE_KEY", "TAG_BASELINE_RUN", "TAG_OPTUNA_NUMBER", "TAG_PARENT", "TAG_CODE_VERSION",
 ]

@@ -35,9 +35,10 @@ def gated_plots(monkeypatch):
     ``released`` each drawing that got past the hold (by the gate or the 10 s running out)."""
     import threading
 
-    from sweeps import _tracking_artifacts, plots
+    from sweeps import plots
+    from sweeps.tracking import artifacts as chart_worker   # patched: the worker's MLflow client
 
-    real_plot, real_client = plots.mask_iou_png, _tracking_artifacts._client
+    real_plot, real_client = plots.mask_iou_png, chart_worker._client
     gate, calls, clients, released = threading.Event(), [], [], []
 
     def held(mask_iou, path, title=None):
@@ -50,7 +51,7 @@ def gated_plots(monkeypatch):
         return clients[-1][1]
 
     monkeypatch.setattr(plots, "mask_iou_png", held)
-    monkeypatch.setattr(_tracking_artifacts, "_client", client)
+    monkeypatch.setattr(chart_worker, "_client", client)
     return SimpleNamespace(gate=gate, calls=calls, clients=clients, released=released)
 
 

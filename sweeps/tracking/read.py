@@ -11,11 +11,11 @@ import math
 
 from typing import Any, Mapping, Sequence
 
-from ._mlflow_store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED,
-                            TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
-                            _client, _QuickHttp, _quote, _search, _store_error, validate_tracking_uri)
-from ._tracking_values import baseline_key, unflatten_params
-from .errors import UserInputError
+from ..errors import UserInputError
+from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED, TAG_FAILURE,
+                    TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY, _client,
+                    _QuickHttp, _quote, _search, _store_error, validate_tracking_uri)
+from .values import baseline_key, unflatten_params
 
 
 def _record(run) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote, urlparse
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -196,6 +196,18 @@ class _QuickHttp:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def probe_http_store(uri: str) -> None:
+    """One quick request (no retries, short timeout) to an ``http(s)://`` MLflow server; a local store is
+    not touched. Raises :class:`~sweeps.errors.UserInputError` (one line) when the server does not answer."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return
+    try:
+        with _QuickHttp(uri):
+            _client(uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, HTTP errors: one line
+        raise _store_error(uri, exc) from None
 
 
 def _get_or_create_experiment(client, uri: str, name: str) -> str:

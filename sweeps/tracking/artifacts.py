@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._mlflow_store import _client
-from ._tracking_values import _one_line
+from .. import plots
+from .store import _client
+from .values import _one_line
 
 TAG_PLOT_ERROR = "disparse.plot_error"
 
@@ -141,8 +142,7 @@ class PlotQueue:
 
 def _draw_and_log(client, run_id: str, mask_iou: Mapping[str, Any], title: str) -> None:
     """``mask_iou.png`` on ``run_id``, or ``disparse.plot_error`` when it cannot be drawn or logged.
-    ``sweeps.plots`` is looked up here, when the job runs (tests replace its drawer)."""
-    from . import plots
+    ``plots.mask_iou_png`` is looked up here, when the job runs (tests replace its drawer)."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
             png = plots.mask_iou_png(mask_iou, Path(tmp) / "mask_iou.png", title=title)

@@ -1,9 +1,9 @@
-"""The Pareto front of a sweep's trial records: directions, eligibility, front indices, hypervolume, the
-summary tags and the files (CSV, PNG, HTML) logged on the sweep run.
+"""The Pareto front of a sweep's trial records: eligibility, front indices, hypervolume, the summary tags
+and the files (CSV, PNG, HTML; drawn by :mod:`sweeps.plots`) logged on the sweep run.
 
 Pure functions of records (as :func:`sweeps.tracking.load_trials` returns them); no mlflow import. Used by
-:class:`~sweeps.tracking.SweepTracker` and the query commands. Private to :mod:`sweeps.tracking`, which
-re-exports the public names.
+:class:`~sweeps.tracking.SweepTracker` and the query commands; :mod:`sweeps.tracking` re-exports the
+public names. The objectives' directions are :func:`sweeps.objectives.normalize_directions`.
 """
 
 from __future__ import annotations
@@ -13,44 +13,9 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ._tracking_values import _one_line, sanitize_name
-
-
-def normalize_directions(objectives: Sequence[str], directions: Any) -> list[str]:
-    """``["maximize" | "minimize", ...]`` parallel to ``objectives``."""
-    words = {"max": "maximize", "maximize": "maximize", "maximise": "maximize", "higher": "maximize",
-             "min": "minimize", "minimize": "minimize", "minimise": "minimize", "lower": "minimize"}
-    out = []
-    for i, obj in enumerate(objectives):
-        if directions is None:
-            d = _default_direction(obj)
-        elif isinstance(directions, Mapping):
-            d = directions.get(obj) or _default_direction(obj)
-        else:
-            d = list(directions)[i]
-        d = str(getattr(d, "value", d)).lower().rsplit(".", 1)[-1]
-        if d not in words:
-            raise ValueError(f"direction {d!r} of objective {obj!r}: expected maximize or minimize")
-        out.append(words[d])
-    return out
-
-
-_HIGHER = {"compression", "delta_m", "sparsity", "min_layer_density", "miou", "pixel_acc", "acc", "within_11",
-           "within_22", "within_30", "delta1", "delta2", "delta3"}
-_LOWER = {"mean", "median", "abs_err", "rel_err", "rmse", "loss", "nonzero_params", "wall_time_s"}
-
-
-def _default_direction(key: str) -> str:
-    """Direction of a metric key: a local table for the known names (importing the core would pull in
-    torch), ``disparse_core.metrics.higher_is_better`` for the rest, else maximize."""
-    last = str(key).rsplit(".", 1)[-1]
-    if last in _HIGHER or last in _LOWER:
-        return "maximize" if last in _HIGHER else "minimize"
-    try:
-        from disparse_core.metrics import higher_is_better
-        return "maximize" if higher_is_better(key) else "minimize"
-    except Exception:
-        return "maximize"
+from .. import plots
+from ..pareto import default_reference, hypervolume, hypervolume_history
+from .values import _one_line, sanitize_name
 
 
 def eligible_for_front(records: Iterable[Mapping[str, Any]], objectives: Sequence[str]) -> list[dict]:
@@ -123,18 +88,15 @@ def hypervolume_tags(eligible: Sequence[Mapping[str, Any]], points: list[list[fl
     The reference point is ``reference_point`` or :func:`sweeps.pareto.default_reference` (tagged
     "(auto)"). A failure becomes a ``disparse.hypervolume_error`` tag, never an exception.
     """
-    from .pareto import hypervolume
-
     hv_tags: dict[str, str] = {}
     if eligible:
         try:
-            from .pareto import default_reference, hypervolume_history as hv_history
             ref = (list(map(float, reference_point)) if reference_point is not None
                    else default_reference(points, dirs))
             if not history:                         # from MLflow: fully trained trials in end order
                 ordered = sorted(range(len(eligible)), key=lambda i: eligible[i]["end_time"] or 0)
                 history = [(k + 1, float(v)) for k, v in
-                           enumerate(hv_history([points[i] for i in ordered], dirs, ref))]
+                           enumerate(hypervolume_history([points[i] for i in ordered], dirs, ref))]
             hv = float(hypervolume([points[i] for i in front_idx], dirs, ref))
             hv_tags = {"disparse.hypervolume": repr(hv),
                        "disparse.reference_point": json.dumps(ref)
@@ -174,8 +136,6 @@ def write_front_files(out: Path, front: Sequence[Mapping[str, Any]], eligible: S
     ``pareto_front.html`` into ``out``; returns the plot tags. A picture that fails is reported in
     ``disparse.plot_error`` and never loses the front itself. The CSV and the HTML table show every param
     that varies over the eligible trials, then the usual constant ones (:func:`sweeps.plots.key_params`)."""
-    from . import plots
-
     param_keys = plots.key_params(front or eligible, among=eligible, limit=None)
     (out / "pareto_front.csv").write_text(front_csv(front, objectives, param_keys))
     if history:

@@ -1,4 +1,4 @@
-"""The low-level writes of :class:`sweeps._sweep_tracker.SweepTracker`: metrics at a step (never below the
+"""The low-level writes of :class:`sweeps.tracking.SweepTracker`: metrics at a step (never below the
 last one logged), params and tags in MLflow's batch sizes, text files as artifacts. Private.
 """
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._tracking_values import (_MAX_METRICS_PER_BATCH, _MAX_PARAMS_PER_BATCH, _MAX_TAG_VALUE, _finite_numbers,
+from .values import (_MAX_METRICS_PER_BATCH, _MAX_PARAMS_PER_BATCH, _MAX_TAG_VALUE, _finite_numbers,
                                _truncate)
 
 

@@ -67,7 +67,9 @@ class _Trial:
                                                 "tasks") if getattr(cfg, k) is not None}
         self.workload = build_workload(cfg.workload, seed=cfg.seed, **kwargs)
         self.tasks = self.workload.tasks
-        self.loss_weights = check_loss_weights(self.tasks, cfg.loss_weights)
+        # the workload's reference weights (e.g. cues), then the config's own per task
+        self.loss_weights = check_loss_weights(self.tasks, {**self.workload.loss_weights,
+                                                            **(cfg.loss_weights or {})})
         arch_kwargs = {"task_kinds": self.workload.task_kinds,
                        "in_channels": self.workload.in_channels}
         if cfg.width is not None:
@@ -88,6 +90,8 @@ class _Trial:
         self.dynamic = None
         self.pruner = None
         self.mask_iou: dict[str, float] | None = None
+        self.starved: list[str] = []         # shared layers some task kept (almost) nothing of
+        self.ownership: dict | None = None   # {layer: tasks using it}, from the last one-shot prune
         self.start_step = 0
 
     # ---------------------------------------------------------------------------------- the run
@@ -108,6 +112,9 @@ class _Trial:
                 self._report(self._summary(done, cfg.eval_batches))
         final = self._summary(cfg.steps, None)
         ious = self._mask_iou()              # before the export folds the masks away
+        watershed = self._watershed(ious) if ious is not None else None
+        if watershed is not None and watershed["cutoff"] is not None:
+            final["suggested_cutoff"] = float(watershed["cutoff"])
         # the trial's cost includes the end-of-training mask-IoU analysis (dynamic: one scoring pass)
         final["wall_time_s"] = self.elapsed_before + time.perf_counter() - self.started
         self._report({**final, "final": 1.0})
@@ -117,6 +124,8 @@ class _Trial:
                                 extra={"config": cfg.to_dict(), "metrics": final})
         if ious is not None:
             final["mask_iou"] = ious
+            final["watershed"] = watershed
+        final["task_min_density"] = self._task_min_density()
         return final
 
     # ---------------------------------------------------------------------------------- methods
@@ -176,8 +185,12 @@ class _Trial:
 
     def _after_prune(self, result) -> None:
         self.optimizer.state.clear()     # masked weights stay exactly zero; a finetune starts fresh
+        if result.ownership:
+            self.ownership = dict(result.ownership)
         if self.cfg.method.startswith("disparse_"):
+            from .iou import starved_layers
             self.mask_iou = result.mask_iou()
+            self.starved = starved_layers(result.task_keep, result.ownership)
 
     def _mask_iou(self) -> dict[str, float] | None:
         """Per shared layer IoU of the tasks' keep-sets: from the last prune (static, pretrained) or
@@ -186,13 +199,43 @@ class _Trial:
             return self._final_keep_iou()
         return dict(self.mask_iou) if self.mask_iou is not None else None
 
+    def _task_min_density(self) -> dict[str, float]:
+        """``{task: the lowest density of a layer the task uses}`` (1.0 for dense): a task whose value
+        is 0 or next to it is cut off — every path from its input to its output runs through that
+        layer, unless a skip connection bypasses it. Ownership is the one the pruning saw (dense and
+        a resumed static run without it: every layer some task reaches is read from the model)."""
+        owner_map = (self.dynamic.ownership if self.dynamic is not None else self.ownership)
+        if owner_map is None:
+            if not _is_masked(self.model):
+                return {t: 1.0 for t in self.tasks}
+            from .ownership import task_ownership
+            inputs, _ = _to_device(next(iter(self._score_batches(1))), self.device)
+            with buffers_kept(self.model):
+                owner_map = task_ownership(self.model, inputs)
+        masks = get_masks(self.model)
+        out = {}
+        for task in self.tasks:
+            densities = [float(masks[n].float().mean()) for n, o in owner_map.items() if task in o]
+            out[task] = min(densities, default=1.0)
+        return out
+
+    def _watershed(self, ious: Mapping[str, float]) -> dict:
+        """The watershed of ``ious`` with layer sizes (small layers skipped) and without the starved
+        layers, and the cutoff that branches at its block (:func:`disparse_core.iou.watershed_summary`)."""
+        from .iou import watershed_summary
+        from .masks import prunable_weights
+        sizes = {n: p.numel() for n, p in prunable_weights(self.model).items()}
+        blocks = self.model.block_names() if hasattr(self.model, "block_names") else None
+        return watershed_summary(ious, sizes, blocks, starved=self.starved)
+
     def _final_keep_iou(self) -> dict[str, float]:
         """The unanimous decision applied once more to the trained sparse net: each task ranks the
         live weights it owns by ``taylor``; one calibrated ``k`` keeps ``1 − sparsity`` of the live
         weights (union); IoU of those keep-sets. (Keeping all live weights would make ``k`` ≈ 1 and
-        every IoU ≈ 1.) BatchNorm statistics are restored; weights and ``.grad`` are left alone."""
+        every IoU ≈ 1.) BatchNorm statistics are restored; weights and ``.grad`` are left alone.
+        Sets ``self.starved`` from the same keep-sets."""
         from .decision import calibrated_keep
-        from .iou import mask_iou
+        from .iou import mask_iou, starved_layers
         from .scoring import task_scores
         ownership = self.dynamic.ownership
         alive = get_masks(self.model)
@@ -205,6 +248,7 @@ class _Trial:
         with warnings.catch_warnings():   # unowned live weights can make the union miss by a few
             warnings.simplefilter("ignore", RuntimeWarning)
             _, task_keep, _, _ = calibrated_keep(scores, ownership, target, alive=alive)
+        self.starved = starved_layers(task_keep, ownership)
         return mask_iou(task_keep, ownership)
 
     def _score_batches(self, n: int) -> list:
@@ -299,6 +343,7 @@ class _Trial:
             "dynamic": self.dynamic.state_dict() if self.dynamic is not None else None,
             "pruner": _pruner_state(self.pruner),
             "mask_iou": dict(self.mask_iou) if self.mask_iou is not None else None,
+            "starved": list(self.starved),
             "rng": ckpt.rng_state(),
         }
         ckpt.save_checkpoint(self._checkpoint_path(), state)
@@ -319,6 +364,7 @@ class _Trial:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.mask_iou = state["mask_iou"]
+        self.starved = list(state.get("starved") or [])
         if self.pruner is not None and state.get("pruner"):
             _load_pruner_state(self.pruner, state["pruner"], state["masks"])
         ckpt.set_rng_state(state["rng"])

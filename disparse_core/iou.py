@@ -27,7 +27,8 @@ from typing import Mapping, Sequence
 
 from torch import Tensor
 
-__all__ = ["mask_iou", "find_watershed", "suggest_cutoff", "plot_mask_iou"]
+__all__ = ["mask_iou", "find_watershed", "suggest_cutoff", "starved_layers", "watershed_summary",
+           "plot_mask_iou"]
 
 
 def mask_iou(task_keep: Mapping[str, Mapping[str, Tensor]],
@@ -50,6 +51,53 @@ def mask_iou(task_keep: Mapping[str, Mapping[str, Tensor]],
         n_union = int(union.sum())
         out[name] = math.nan if n_union == 0 else int(inter.sum()) / n_union
     return out
+
+
+def starved_layers(task_keep: Mapping[str, Mapping[str, Tensor]], ownership: Mapping[str, frozenset],
+                   ratio: float = 0.1) -> list[str]:
+    """Shared layers (two or more owners) where some owner keeps (almost) nothing: fewer than ``ratio``
+    × that task's own keep density over all the layers it owns, or no weight at all. Such a layer's
+    IoU is near 0 because a task dropped the layer, not because the tasks want different weights, so
+    it says nothing about task relatedness (the watershed search skips it; plots mark it)."""
+    density: dict[str, float] = {}
+    for task, by_name in task_keep.items():
+        kept = sum(int(k.sum()) for k in by_name.values())
+        total = sum(k.numel() for k in by_name.values())
+        density[task] = kept / total if total else 0.0
+    out = []
+    for name, owners in ownership.items():
+        if len(owners) < 2:
+            continue
+        for task in sorted(owners):
+            keep = task_keep.get(task, {}).get(name)
+            if keep is None:
+                continue
+            share = int(keep.sum()) / max(keep.numel(), 1)
+            if share == 0.0 or share < ratio * density[task]:
+                out.append(name)
+                break
+    return out
+
+
+def watershed_summary(ious: Mapping[str, float], sizes: Mapping[str, int],
+                      block_prefixes: Sequence[str] | None = None, *,
+                      starved: Sequence[str] = ()) -> dict:
+    """``{"layer", "cutoff", "starved"}``: the watershed found with layer sizes (small layers skipped)
+    and without the ``starved`` layers, the sharing cutoff that branches at its block (None without
+    ``block_prefixes`` or when the layer is in none of them), and the starved layers. ``layer`` is None
+    when fewer than two layers are left to compare. What ``run_trial`` returns and the sweep plots."""
+    usable = {n: (v if n not in set(starved) else math.nan) for n, v in ious.items()}
+    try:
+        layer = find_watershed(usable, sizes=sizes)
+    except ValueError:
+        layer = None
+    cutoff = None
+    if layer is not None and block_prefixes:
+        try:
+            cutoff = suggest_cutoff(layer, block_prefixes)
+        except ValueError:
+            cutoff = None
+    return {"layer": layer, "cutoff": cutoff, "starved": [n for n in ious if n in set(starved)]}
 
 
 def find_watershed(ious: Mapping[str, float], sizes: Mapping[str, int] | None = None, *,
@@ -124,8 +172,11 @@ _DPI = 100
 
 
 def plot_mask_iou(ious: Mapping[str, float], path, watershed: str | None = None,
-                  title: str = "Mask IoU of the tasks' keep-sets per shared layer") -> Path:
-    """Bar chart (PNG) of the per-layer IoU; the watershed bar, when given, is highlighted.
+                  title: str = "Mask IoU of the tasks' keep-sets per shared layer",
+                  starved: Sequence[str] = ()) -> Path:
+    """Bar chart (PNG) of the per-layer IoU; the watershed bar, when given, is highlighted; a
+    ``starved`` layer (:func:`starved_layers`: a task kept almost nothing of it) is drawn as a grey
+    hatched bar to full height with an "x" under it, since its IoU does not measure agreement.
 
     The axes keep the same size whatever the layer names: the figure grows by the band the (vertical)
     layer labels need, and a title wider than the figure is split before the watershed.
@@ -155,8 +206,16 @@ def plot_mask_iou(ious: Mapping[str, float], path, watershed: str | None = None,
     fig.subplots_adjust(left=_LEFT_PT / 72 / width, right=1 - _RIGHT_PT / 72 / width,
                         bottom=bottom / height, top=1 - top / height)
     ax = fig.add_subplot(1, 1, 1)
+    starved = set(starved)
     colors = ["tab:red" if n == watershed else "tab:blue" for n in names]
-    ax.bar(range(len(names)), [ious[n] for n in names], color=colors)
+    plain = [i for i, n in enumerate(names) if n not in starved]
+    ax.bar(plain, [ious[names[i]] for i in plain], color=[colors[i] for i in plain])
+    marked = [i for i, n in enumerate(names) if n in starved]
+    if marked:
+        ax.bar(marked, [1.0] * len(marked), color="none", edgecolor="grey", hatch="///",
+               label="a task keeps almost nothing here (IoU not meaningful)")
+        ax.plot(marked, [0.03] * len(marked), linestyle="none", marker="x", color="grey")
+        ax.legend(loc="upper right", fontsize=_LABEL_PT, frameon=False)
     ax.set_xticks([])
     # x: data (bar index), y: axes fraction 0 = the bottom spine
     spine = ax.get_xaxis_transform()

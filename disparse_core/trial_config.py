@@ -307,8 +307,8 @@ def resolved_config(config: Mapping[str, Any] | TrialConfig | None = None) -> di
     version changes a default. Resolved: the defaults of the dataclasses (the ``dynamic`` section
     included), the preset's values (``preset`` becomes None: they are all explicit), ``criterion`` by
     method, ``pretrain_steps`` (``steps // 2``), ``finetune_lr`` (``lr / 10``), ``eval_every``
-    (``steps // 3``), ``tasks`` (the workload's default list), ``loss_weights`` (1 for each task not
-    named), ``width`` of ``small``, and the sizes of the generated workloads (scenes, digits). Left as
+    (``steps // 3``), ``tasks`` (the workload's default list), ``loss_weights`` (the workload's reference weight,
+    else 1, for each task not named), ``width`` of ``small``, and the sizes of the generated workloads (scenes, digits). Left as
     given: values whose None is a setting of its own (``cutoff`` None = fully shared, ``gradual`` None =
     one-shot, ``eval_batches`` None = all, ...), a real data set's sizes (None: its builder's crop, all
     items), and ``device``/``num_threads`` (the machine that runs the trial decides). Cheap: no data or model is
@@ -321,11 +321,13 @@ def resolved_config(config: Mapping[str, Any] | TrialConfig | None = None) -> di
     from .data import workload_tasks
     infos = workload_tasks(cfg.workload, cfg.tasks)
     out["tasks"] = list(infos)
-    out["loss_weights"] = check_loss_weights(infos, cfg.loss_weights)
+    from .data import workload_loss_weights
+    out["loss_weights"] = check_loss_weights(infos, {**workload_loss_weights(cfg.workload, cfg.tasks),
+                                                     **(cfg.loss_weights or {})})
     if cfg.arch == "small" and cfg.width is None:      # build_model's default is the width it builds
         from .models import build_model
         out["width"] = inspect.signature(build_model).parameters["width"].default
-    if cfg.workload in ("scenes", "digits"):           # the generators' own size table
+    if cfg.workload in ("scenes", "digits", "cues"):   # the generators' own size table
         defaults = importlib.import_module(f".data.{cfg.workload}", __package__).DEFAULTS
         for key in ("image_size", "train_size", "test_size"):
             if out[key] is None:

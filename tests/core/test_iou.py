@@ -126,3 +126,36 @@ def test_plot_makes_room_for_its_labels_and_title(tmp_path):
     wrapped = pixels(plot_mask_iou(ious, tmp_path / "w.png", watershed=names[1]))
     assert wrapped.shape[0] > long.shape[0]                        # a title too wide for 6 in: two lines
     assert wrapped[0].min() == 255
+
+
+def test_a_layer_a_task_drops_is_starved_and_skipped_by_the_watershed():
+    from disparse_core.iou import starved_layers, watershed_summary
+    ownership = {f"l{i}": frozenset({"a", "b"}) for i in range(4)}
+    full = torch.ones(100, dtype=torch.bool)
+    half = torch.zeros(100, dtype=torch.bool)
+    half[:50] = True
+    other = torch.zeros(100, dtype=torch.bool)
+    other[25:75] = True
+    none = torch.zeros(100, dtype=torch.bool)
+    keep = {"a": {"l0": full, "l1": half, "l2": half, "l3": half},
+            "b": {"l0": full, "l1": half, "l2": none, "l3": other}}
+    assert starved_layers(keep, ownership) == ["l2"]        # b keeps nothing of l2
+    ious = mask_iou(keep, ownership)
+    assert ious["l2"] == 0.0                                # reads as "unrelated" without the mark
+    summary = watershed_summary(ious, {n: 100 for n in ownership}, ["l0", "l1", "l2", "l3"],
+                                starved=starved_layers(keep, ownership))
+    # drops: l0 -> l1 0.0, l1 -> l3 (l2 skipped) 1 - 1/3: the watershed is l3, not the starved l2
+    assert summary == {"layer": "l3", "cutoff": 3, "starved": ["l2"]}
+    bare = watershed_summary(ious, {n: 100 for n in ownership}, ["l0", "l1", "l2", "l3"])
+    assert bare["layer"] == "l2" and bare["starved"] == []
+    assert watershed_summary({"l0": 1.0}, {"l0": 100})["layer"] is None
+
+
+def test_plot_marks_starved_layers(tmp_path):
+    import matplotlib.image
+    ious = {"a": 0.9, "b": 0.0, "c": 0.5}
+    plain = plot_mask_iou(ious, tmp_path / "plain.png")
+    marked = plot_mask_iou(ious, tmp_path / "marked.png", starved=["b"])
+    grey = lambda img: int(((abs(img[..., 0] - img[..., 1]) < 0.02) & (img[..., 0] > 0.4)  # noqa: E731
+                            & (img[..., 0] < 0.6)).sum())
+    assert grey(matplotlib.image.imread(marked)) > grey(matplotlib.image.imread(plain)) + 50

@@ -54,8 +54,18 @@ def test_every_method_runs_reports_and_hits_the_target(method):
         assert ious and all(0.0 <= v <= 1.0 or math.isnan(v) for v in ious.values())
         assert any(0.0 <= v <= 1.0 for v in ious.values())
         assert all(k.startswith("shared.") for k in ious)
+        shed = result["watershed"]          # found with layer sizes, starved layers left out
+        assert set(shed) == {"layer", "cutoff", "starved"} and set(shed["starved"]) <= set(ious)
+        if shed["layer"] is not None:
+            assert shed["layer"] in ious and shed["layer"] not in shed["starved"]
+            assert reports[-1]["suggested_cutoff"] == float(shed["cutoff"])
     else:
-        assert "mask_iou" not in result
+        assert "mask_iou" not in result and "watershed" not in result
+        assert "suggested_cutoff" not in reports[-1]
+    densities = result["task_min_density"]
+    assert set(densities) == {"seg", "depth", "normal"}
+    assert all(0.0 <= d <= 1.0 for d in densities.values())
+    assert (min(densities.values()) == 1.0) == (method == "dense")
 
 
 def test_rerun_with_same_seed_is_bit_identical_and_seed_matters():

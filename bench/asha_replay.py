@@ -3,7 +3,7 @@
 A real sweep of the search-efficiency benchmark gives one figure per stopping rule and seed, at minutes
 each. This script separates the two costs:
 
-* ``collect``: one full-budget random sweep through the real path (``sweeps.runner``; the demo space,
+* ``collect``: one full-budget random sweep through the real path (``sweeps.run``; the demo space,
   as bench/search_bench.py sizes it) of ``--trials`` trials with an evaluation every ``--every`` steps,
   and the learning curve of every trial, (compression, delta_m) at each evaluation, read back from
   MLflow. With the same seed its configurations are, in order, those of search_bench.py's ``random``
@@ -43,7 +43,7 @@ def collect(args) -> dict:
     from mlflow.tracking import MlflowClient
 
     from sweeps.tracking import TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY
-    from sweeps.runner import RunOptions, load_sweep_study, make_plan, run_sweep
+    from sweeps.run import RunOptions, load_sweep_study, make_plan, run_sweep
 
     overrides = base_overrides(argparse.Namespace(**vars(args), grace=args.every)) + [
         f"sampler={{type: random, seed: {args.seed}}}", "early_stopping={type: none}"]

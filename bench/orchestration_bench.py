@@ -1,6 +1,6 @@
 """Issue 5, benchmark 5: what Ray + Optuna + MLflow cost per trial, and the demo's start-up time.
 
-Everything runs through the project's real sweep path: ``sweeps.runner.make_plan`` + ``run_sweep`` on
+Everything runs through the project's real sweep path: ``sweeps.run.make_plan`` + ``run_sweep`` on
 the default demo space (``search_spaces/dynamic.yaml``) with trials shrunk to one training step on
 32x32 images (run_trial needs ``steps >= 1``), one trial at a time (the dense
 baseline stays on: the demo objective delta_m needs it; it is one tiny run_trial, timed apart).
@@ -40,7 +40,7 @@ TINY = ["concurrency=1", "workload.steps=1", "workload.image_size=32",
         "workload.eval_every=1"]
 
 IMPORTS = [  # in the order the demo (tune.py -> sweeps.cli -> runner) meets them
-    ("sweeps.cli + space (yaml)", "import sweeps.cli, sweeps.runner, sweeps.space"),
+    ("sweeps.cli + space (yaml)", "import sweeps.cli, sweeps.run, sweeps.space"),
     ("mlflow (sweeps.tracking)", "import sweeps.tracking, mlflow"),
     ("torch + disparse_core", "import torch, disparse_core.trial"),
     ("optuna", "import optuna"),
@@ -66,7 +66,7 @@ def import_breakdown(repeats: int) -> dict:
 
 
 def one_sweep(trials: int, work: Path, tag: str) -> dict:
-    from sweeps.runner import RunOptions, load_sweep_study, make_plan, run_sweep
+    from sweeps.run import RunOptions, load_sweep_study, make_plan, run_sweep
     from sweeps.searcher import METRICS
 
     opts = RunOptions(space="dynamic", overrides=TINY, trials=trials,
@@ -91,7 +91,7 @@ def driver_parts(work: Path, n: int) -> dict:
     """Optuna ask/tell and MLflow logging per trial, timed on the driver without Ray."""
     import optuna
 
-    from sweeps.runner import study_storage
+    from sweeps.run import study_storage
     from sweeps.searcher import StudyDriver
     from sweeps.space import directions, load_space, make_sampler, suggest
     from sweeps.tracking import SweepTracker

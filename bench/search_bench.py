@@ -1,6 +1,6 @@
 """Issue 5, benchmark 7: search efficiency on the built-in workload (demo space, scenes, small net).
 
-Four sweeps through the real path (``sweeps.runner.make_plan`` + ``run_sweep``; one MLflow store, so
+Four sweeps through the real path (``sweeps.run.make_plan`` + ``run_sweep``; one MLflow store, so
 the dense baseline is trained once and reused), all at the same small budget per trial:
 
 * ``random``: random sampler, every trial trained ``steps`` steps;
@@ -61,7 +61,7 @@ def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
     from optuna.trial import TrialState
 
     from sweeps.pareto import hypervolume
-    from sweeps.runner import RunOptions, load_sweep_study, make_plan, run_sweep
+    from sweeps.run import RunOptions, load_sweep_study, make_plan, run_sweep
     from sweeps.searcher import METRICS
 
     opts = RunOptions(space="dynamic", overrides=base_overrides(args) + extra, trials=trials,

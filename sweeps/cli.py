@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import _signals
 from ._space_fields import SEED_MAX
 from .errors import RunError, UserInputError, text_value_problem
+from .run import RunOptions, describe_plan, format_front, make_plan, mlflow_ui_command, run_sweep, signals
 
 __all__ = ["main", "build_parser"]
 
@@ -142,9 +142,6 @@ def _with_default_command(argv: Sequence[str]) -> list[str]:
 
 
 def _run(args, out) -> int:
-    from .runner import (RunOptions, describe_plan, format_front, make_plan, mlflow_ui_command,
-                         run_sweep)
-
     opts = RunOptions(space=args.space, overrides=args.overrides, trials=args.trials,
                       concurrency=args.concurrency, seed=args.seed, ray_address=args.ray_address,
                       tracking_uri=args.tracking_uri, experiment=args.experiment,
@@ -163,7 +160,7 @@ def _run(args, out) -> int:
     if summary.interrupted:
         print(f"\nsweep {summary.sweep_id} interrupted{states}; continue it with:\n"
               f"  {_self_command()} --resume --results-dir {summary.results_dir}", file=out)
-        return EXIT_TERMINATED if _signals.terminated() else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if signals.terminated() else EXIT_INTERRUPTED
     print(f"\nsweep {summary.sweep_id} finished in {summary.timings.get('total_s', 0):.0f}s{states}", file=out)
     hv = f", hypervolume {summary.hypervolume:.4g}" if summary.hypervolume is not None else ""
     print(f"Pareto front ({len(summary.front)} trials, fully trained only{hv}):", file=out)
@@ -258,7 +255,7 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    _signals.install()   # SIGTERM does what Ctrl+C does
+    signals.install()   # SIGTERM does what Ctrl+C does
     try:
         argv = _with_default_command(sys.argv[1:] if argv is None else argv)
         parser = build_parser()
@@ -276,7 +273,7 @@ def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=err)
-        return EXIT_TERMINATED if _signals.terminated() else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if signals.terminated() else EXIT_INTERRUPTED
     except BrokenPipeError:  # `tune.py pareto | head`: the reader left; nothing to report
         _quiet_stdout()
         return 0
@@ -287,7 +284,7 @@ def main(argv: Sequence[str] | None = None, out=None, err=None) -> int:
         print(f"error: {known[0]}", file=err)
         return known[1]
     finally:
-        _signals.restore()
+        signals.restore()
 
 
 if __name__ == "__main__":

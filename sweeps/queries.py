@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
-from ._tables import _is_number, _pct_change, format_number, format_table, param_value
+from .tables import format_number, format_table, is_number, param_value, pct_change
 from .errors import UserInputError
 
 __all__ = ["best", "pareto", "report", "format_table", "format_number", "param_value"]
@@ -142,7 +142,7 @@ def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | N
             missed = violations([budget], metrics, base_for_budgets)
             verdict = "ok" if not missed else ("VIOLATED (missing)" if missed[0].value is None
                                                else f"VIOLATED (short by {missed[0].shortfall()})")
-        rows.append([key, value, base, _pct_change(value, base) if _is_number(value) and _is_number(base)
+        rows.append([key, value, base, pct_change(value, base) if is_number(value) and is_number(base)
                      else "", budget.text if budget is not None else "", verdict])
     return rows
 
@@ -230,7 +230,7 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str
         m = rec["metrics"]
         print(f"  run id       {rec['run_id']}   (trial {rec.get('trial_key')})", file=out)
         print(f"  compression  {format_number(m.get('compression'))}   achieved sparsity "
-              f"{format_number(m.get('sparsity'))}" + (f"   delta_m {m['delta_m']:+.2f}%" if _is_number(
+              f"{format_number(m.get('sparsity'))}" + (f"   delta_m {m['delta_m']:+.2f}%" if is_number(
                   m.get("delta_m")) else ""), file=out)
         print(f"  config       {_config_summary(rec, trials)}", file=out)
         weights = (rec.get("config") or {}).get("export_path")

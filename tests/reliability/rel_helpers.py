@@ -91,7 +91,7 @@ def popen_cli(args, cwd: Path, env: dict | None = None) -> subprocess.Popen:
 # --- readers -----------------------------------------------------------------------------------------
 
 def load_study(results_dir: Path, sweep_id: str):
-    from sweeps.runner import load_sweep_study
+    from sweeps.run import load_sweep_study
 
     return load_sweep_study(results_dir, sweep_id)
 

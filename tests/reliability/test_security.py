@@ -150,7 +150,7 @@ def test_local_ray_is_kept_on_loopback(monkeypatch):
 
 
 def test_printed_mlflow_ui_command_binds_loopback():
-    from sweeps.runner import mlflow_ui_command
+    from sweeps.run import mlflow_ui_command
 
     command = mlflow_ui_command("sqlite:////tmp/x/mlflow.db")
     assert "--host 127.0.0.1" in command and "0.0.0.0" not in command

@@ -43,7 +43,7 @@ def test_run_trial_raises_on_non_finite_loss():
 
 @pytest.fixture(scope="module")
 def faulty_sweep(tmp_path_factory):
-    from sweeps.runner import RunOptions, make_plan, open_study
+    from sweeps.run import RunOptions, make_plan, open_study
 
     folder = tmp_path_factory.mktemp("faults")
     space = write_space(folder, name="faults", parameters={

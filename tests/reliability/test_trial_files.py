@@ -17,7 +17,7 @@ HEALTHY, KILLED = 0, 104
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from sweeps.runner import RunOptions, make_plan, open_study
+    from sweeps.run import RunOptions, make_plan, open_study
 
     folder = tmp_path_factory.mktemp("files")
     space = write_space(folder, name="files", workload={

@@ -38,7 +38,7 @@ def template_db(request, tmp_path_factory):
 
 @pytest.fixture
 def store(tmp_path, template_db):
-    """A fresh copy of the template MLflow store for one test (sqlite URI); test_runner.py has its own."""
+    """A fresh copy of the template MLflow store for one test (sqlite URI); run/test_runner.py has its own."""
     db = tmp_path / "store" / "mlflow.db"
     db.parent.mkdir()
     shutil.copy(template_db, db)

@@ -73,7 +73,7 @@ def sweep_run(tracking_uri: str, sweep_id: str, experiment: str = "disparse-tune
 
 
 def load_study(results_dir: Path, sweep_id: str):
-    from sweeps.runner import load_sweep_study
+    from sweeps.run import load_sweep_study
 
     return load_sweep_study(results_dir, sweep_id)
 

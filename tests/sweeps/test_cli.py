@@ -135,7 +135,7 @@ def test_empty_or_multi_line_flag_values_are_one_line(cwd, monkeypatch, args, fl
 
 
 def test_empty_text_options_are_refused_by_the_plan_too(tmp_path):
-    from sweeps._runner_plan import RunOptions, make_plan
+    from sweeps.run import RunOptions, make_plan
     from sweeps.errors import UserInputError
 
     for field, flag in (("space", "--space"), ("tracking_uri", "--tracking-uri"),

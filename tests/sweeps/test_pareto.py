@@ -169,7 +169,7 @@ def test_live_hypervolume_never_decreases_while_the_plain_default_reference_can(
 
 
 def test_the_final_hypervolume_does_not_depend_on_the_order_trials_finished_in():
-    from sweeps._runner_spec import final_hypervolume
+    from sweeps.run import final_hypervolume
     from sweeps.pareto import OutwardHypervolume
 
     dirs = ["maximize", "maximize"]
@@ -187,7 +187,7 @@ def test_the_final_hypervolume_does_not_depend_on_the_order_trials_finished_in()
 
 
 def test_reference_values_from_the_space_fix_the_hypervolume_box():
-    from sweeps._runner_spec import final_hypervolume
+    from sweeps.run import final_hypervolume
     from sweeps.pareto import OutwardHypervolume
 
     dirs = ["maximize", "maximize"]

@@ -381,13 +381,13 @@ def test_best_of_a_sweep_whose_trials_all_failed_is_none_meets_not_bad_input(tmp
 
 
 def test_report_and_best_print_numbers_as_the_tables_do(budgeted_store):
-    from sweeps._tables import _pct_change
+    from sweeps.tables import pct_change
 
     uri, ids = budgeted_store
     code, out, _ = call(queries.report, uri, EXP)
     assert code == 0 and "  budgets      seg.miou=-2%, normal.mean=+5%\n" in out
     assert queries._reference_text("[0.12575773195876291, -43.91148198757421]") == "[0.1258, -43.911]"
-    assert _pct_change(0.99999, 1.0) == "+0.00%" and _pct_change(0.5, 1.0) == "-50.00%"
+    assert pct_change(0.99999, 1.0) == "+0.00%" and pct_change(0.5, 1.0) == "-50.00%"
     rows = queries._metric_rows({"seg.miou": 0.5, "min_layer_density": 0.2}, {"seg.miou": 0.5,
                                 "min_layer_density": 1.0}, [], None)
     assert ["min_layer_density", 0.2, None, "", "", ""] in rows       # no "-80 %" against the dense net

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps._runner_study import study_storage
+from sweeps.run import study_storage
 from sweeps.searcher import DUPLICATE_OF, FAIL_REASON, TRIAL_KEY, StudyDriver
 
 OBJECTIVES = ["compression", "seg.miou"]
@@ -73,7 +73,7 @@ def test_a_two_value_space_trains_each_value_once_then_stops_as_exhausted(tmp_pa
     assert not set(duplicates) & driver.done_keys()
     _check_study(study, driver.done_keys())
     assert "search space looks exhausted" in notes[-1] and "2 of 5 trials" in notes[-1]
-    from sweeps._runner_study import state_counts      # the end-of-sweep summary: duplicates are no failures
+    from sweeps.run import state_counts      # the end-of-sweep summary: duplicates are no failures
     assert state_counts(study) == {"COMPLETE": 2, "DUPLICATE": len(duplicates)}
 
 

@@ -256,7 +256,7 @@ def test_objectives_take_a_hypervolume_reference_value():
     assert again == [{"name": "compression", "direction": "maximize", "reference": 0.0},
                      {"name": "delta_m", "direction": "maximize", "reference": -100.0}]
     assert [o.reference for o in load_space(BASE).objectives] == [None] * len(load_space(BASE).objectives)
-    from sweeps._runner_plan import RunOptions, describe_plan, make_plan
+    from sweeps.run import RunOptions, describe_plan, make_plan
     plan = make_plan(RunOptions(space=BASE, overrides=["objectives=[{name: compression, reference: 0}, delta_m]"],
                                 dry_run=True))
     assert "objectives: compression (maximize, hypervolume reference 0), delta_m (maximize)" in describe_plan(plan)

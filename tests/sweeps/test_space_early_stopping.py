@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps._runner_spec import early_stopping, watched_metrics
 from sweeps.errors import SpaceError
+from sweeps.run import early_stopping, watched_metrics
 from sweeps.space import load_space, space_from_dict
 
 BASE = str(Path(__file__).resolve().parent / "bad_spaces" / "base.yaml")   # objectives [compression, delta_m]

@@ -203,7 +203,7 @@ def test_records_are_reported_and_restored_rung_by_rung():
 def test_the_study_keeps_each_trials_rung_records_for_a_resume(tmp_path):
     import optuna
 
-    from sweeps._runner_study import study_storage
+    from sweeps.run import study_storage
     from sweeps.searcher import RUNGS, StudyDriver
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -257,7 +257,7 @@ def test_bad_arguments_are_refused():
 def test_sweep_with_multi_objective_asha_stops_dominated_trials(ray_local, tmp_path):
     import io
 
-    from sweeps.runner import RunOptions, make_plan, open_study, run_sweep
+    from sweeps.run import RunOptions, make_plan, open_study, run_sweep
     from sweeps.searcher import EARLY_STOPPED, TRIAL_KEY
 
     from sweep_helpers import load_study, sqlite_uri, trial_runs, write_space
@@ -311,7 +311,7 @@ def test_a_resumed_sweep_ranks_new_trials_against_the_rungs_of_the_first_run(ray
     and always continue; with them it is ranked against the trials of the first run and stopped."""
     import io
 
-    from sweeps.runner import RunOptions, make_plan, open_study, run_sweep
+    from sweeps.run import RunOptions, make_plan, open_study, run_sweep
     from sweeps.searcher import RUNGS
 
     from sweep_helpers import load_study, sqlite_uri, write_space

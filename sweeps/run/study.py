@@ -1,17 +1,18 @@
 """The sweep's Optuna study in ``<results>/optuna.journal``: opening it, the driver that asks and tells it,
 making MLflow agree with it after a hard kill, counting its trial states.
 
-Optuna is imported only inside these functions. Private to :mod:`sweeps.runner`, which re-exports
-:func:`open_study`.
+Optuna is imported only inside these functions. Part of :mod:`sweeps.run`, which re-exports the public
+names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ._runner_baseline import absolute_paths
-from ._runner_spec import trial_threads
-from .errors import UserInputError
+from ..errors import UserInputError
+from .baseline import absolute_paths
+from .files import STUDY_FILE, study_file
+from .spec import trial_threads
 
 __all__ = ["open_study", "load_sweep_study", "study_storage", "make_driver", "trial_file_paths", "reconcile",
            "state_counts"]
@@ -21,7 +22,7 @@ def open_study(plan):
     """The sweep's Optuna study (created on first use) in ``plan.study_path``."""
     import optuna
 
-    from .space import directions, make_sampler
+    from ..space import directions, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=study_storage(plan.study_path), study_name=plan.sweep_id,
@@ -43,8 +44,6 @@ def load_sweep_study(results_dir, sweep_id: str | None = None):
     """The Optuna study of the sweep in ``results_dir`` (its ``optuna.journal``, or the ``optuna.db`` of
     an older sweep), for reading: ``sweep_id`` defaults to the one study stored there."""
     import optuna
-
-    from ._runner_files import STUDY_FILE, study_file
 
     folder = Path(results_dir)
     path = study_file(folder)
@@ -123,9 +122,9 @@ def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None,
     baseline metrics (for ``delta_m``) and the thread count added, and the space's budgets as constraints.
     With ``sweep_id``, each trial's checkpoints and export go to its own folder (:func:`trial_file_paths`).
     ``note(line)``: where the driver's lines for the user go (repeated configurations, exhaustion)."""
-    from .budgets import constraint_values
-    from .searcher import TRIAL_KEY, StudyDriver
-    from .space import suggest
+    from ..budgets import constraint_values
+    from ..searcher import TRIAL_KEY, StudyDriver
+    from ..space import suggest
 
     extra = {"num_threads": trial_threads(spec)}
     if baseline:
@@ -164,7 +163,7 @@ def reconcile(driver, tracker) -> None:
     """
     from optuna.trial import TrialState
 
-    from .searcher import EARLY_STOPPED, FAIL_REASON, METRICS
+    from ..searcher import EARLY_STOPPED, FAIL_REASON, METRICS
 
     for key, t in driver._latest_by_key().items():
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
@@ -179,7 +178,7 @@ def state_counts(study) -> dict:
     ``"RERUN"``: the attempts an interruption stopped, each run again since (a FAIL in the study, but not
     a failed trial); ``"DUPLICATE"``: proposals of parameters already tried, never trained (a FAIL in
     the study too)."""
-    from .searcher import DUPLICATE_OF, TRIAL_KEY, trial_key_of
+    from ..searcher import DUPLICATE_OF, TRIAL_KEY, trial_key_of
 
     latest: dict = {}
     rerun = 0

@@ -1,24 +1,20 @@
-"""The results folder of a sweep: its file names, ``sweep.json``, the lock, Ray run folders, the front CSV.
+"""The results folder of a sweep: its file names, reading ``sweep.json``, the lock, Ray run folders, the
+front CSV.
 
-The layout is described in :mod:`sweeps.runner`; ``.lock`` is held for the whole run. Private to
-:mod:`sweeps.runner`. Standard library only.
+The layout is described in :mod:`sweeps.run.runner`; ``.lock`` is held for the whole run; ``sweep.json`` is
+written by :mod:`sweeps.run.state`. Part of :mod:`sweeps.run`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
-if TYPE_CHECKING:
-    from ._runner_plan import Plan
-
-__all__ = ["STATE_FILE", "SPACE_COPY", "STUDY_FILE", "LEGACY_STUDY_FILE", "DEFAULT_RESULTS_ROOT", "FRONT_CSV", "study_file", "read_state",
-           "latest_results_dir", "free_results_dir", "write_state", "lock_results_dir", "next_ray_run",
+__all__ = ["STATE_FILE", "SPACE_COPY", "STUDY_FILE", "LEGACY_STUDY_FILE", "DEFAULT_RESULTS_ROOT", "FRONT_CSV",
+           "study_file", "read_state", "latest_results_dir", "free_results_dir", "lock_results_dir", "next_ray_run",
            "write_front_csv"]
 
 STATE_FILE = "sweep.json"
@@ -55,7 +51,7 @@ def read_state(results_dir: Path) -> dict:
 
 
 def _state_problem(state) -> str | None:
-    """What makes ``state`` not a ``sweep.json`` written by :func:`write_state`, or None."""
+    """What makes ``state`` not a ``sweep.json`` written by :func:`sweeps.run.state.write_state`, or None."""
     if not isinstance(state, dict):
         return f"holds a JSON {type(state).__name__} ({json.dumps(state)[:60]})"
     for key in ("sweep_id", "tracking_uri"):
@@ -90,36 +86,6 @@ def free_results_dir(root: Path, name: str) -> Path:
     return candidate
 
 
-# ----------------------------------------------------------------------------------- writing one
-def write_state(plan: Plan, status: str) -> None:
-    """Create or update ``sweep.json`` (atomically); the first write also copies the space file."""
-    plan.results_dir.mkdir(parents=True, exist_ok=True)
-    state_path = plan.results_dir / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if not state:
-        state = {"sweep_id": plan.sweep_id, "space_name": plan.spec.name,
-                 "space_source": str(plan.space_file) if plan.space_file else None,
-                 "overrides": list(plan.overrides), "tracking_uri": plan.tracking_uri,
-                 "experiment": plan.experiment, "ray_address": plan.ray_address,
-                 "study": plan.study_path.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        _copy_space(plan)
-    else:
-        state["overrides"] = list(plan.overrides)
-    state["status"] = status
-    state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    tmp = state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(state_path)
-
-
-def _copy_space(plan: Plan) -> None:
-    copy = plan.results_dir / SPACE_COPY
-    if plan.spec.raw_text:
-        copy.write_text(plan.spec.raw_text, encoding="utf-8")
-    elif plan.space_file:
-        shutil.copyfile(plan.space_file, copy)
-
-
 def lock_results_dir(results_dir: Path):
     """An exclusive lock on ``<results>/.lock`` for the whole run (released by the OS even on SIGKILL)."""
     import fcntl
@@ -147,7 +113,7 @@ def next_ray_run(results_dir: Path) -> str:
 def write_front_csv(results_dir: Path, text: str | None, front: list, objectives: Sequence[str]) -> None:
     """``pareto_front.csv``: a local copy of the one logged to MLflow (``text``: objectives and params), or
     when there is none, the front's objectives. A convenience (MLflow's is the reference): errors ignored."""
-    from .tracking import front_csv
+    from ..tracking import front_csv
 
     try:
         text = text if text else front_csv(front, objectives, [])

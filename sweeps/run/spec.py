@@ -1,7 +1,7 @@
 """What a validated space means for running it: resources per trial, early stopping, the metrics a
 trial watches for NaN, the final hypervolume.
 
-Pure functions of a :class:`~sweeps.space.SweepSpec`. Private to :mod:`sweeps.runner`.
+Pure functions of a :class:`~sweeps.space.SweepSpec`. Part of :mod:`sweeps.run`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def early_stopping(spec):
     es = dict(spec.early_stopping or {})
     if es.get("type", "none") in (None, "none"):
         return None
-    from .ray import EarlyStopping
+    from ..ray import EarlyStopping
 
     max_t = int(es.get("max_steps") or _max_steps(spec))
     grace = int(es.get("grace_steps") or es.get("grace_period") or 1)
@@ -46,7 +46,7 @@ def early_stopping(spec):
     mode = str(es.get("mode") or "").lower()
     mode = {"maximize": "max", "minimize": "min"}.get(mode, mode)
     if mode not in ("max", "min"):
-        from .budgets import higher_is_better
+        from ..budgets import higher_is_better
         mode = "max" if higher_is_better(es["metric"]) else "min"
     return EarlyStopping(metric=es["metric"], mode=mode, max_t=max_t, grace_period=grace,
                          reduction_factor=factor, time_attr="step",
@@ -78,7 +78,7 @@ def final_hypervolume(points: list, dirs: list, fixed: list | None = None) -> tu
     trials finished."""
     if not points:
         return None, None
-    from .pareto import default_reference, hypervolume_history, with_fixed
+    from ..pareto import default_reference, hypervolume_history, with_fixed
 
     try:
         ref = with_fixed(default_reference(points, dirs), fixed)

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["format_number", "format_table", "param_value"]
+__all__ = ["format_number", "format_table", "param_value", "is_number", "pct_change"]
 
 
 def format_number(value: Any) -> str:
@@ -34,16 +34,16 @@ def format_number(value: Any) -> str:
     return f"{value:.3e}"
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, indent: str = "") -> str:
     """A plain-text table: numbers right-aligned (and formatted), text left-aligned."""
     rows = [list(r) for r in rows]
-    cells = [[format_number(v) if _is_number(v) else ("" if v is None else str(v)) for v in r] for r in rows]
-    numeric = [bool(rows) and all(_is_number(r[i]) or r[i] in (None, "") for r in rows)
-               and any(_is_number(r[i]) for r in rows) for i in range(len(headers))]
+    cells = [[format_number(v) if is_number(v) else ("" if v is None else str(v)) for v in r] for r in rows]
+    numeric = [bool(rows) and all(is_number(r[i]) or r[i] in (None, "") for r in rows)
+               and any(is_number(r[i]) for r in rows) for i in range(len(headers))]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
@@ -55,7 +55,7 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, inden
     return "\n".join(out)
 
 
-def _pct_change(value: float, base: float) -> str:
+def pct_change(value: float, base: float) -> str:
     if base == 0 or not math.isfinite(base) or not math.isfinite(value):
         return ""
     change = round((value - base) / abs(base) * 100, 2)
@@ -69,4 +69,4 @@ def param_value(rec: Mapping[str, Any], key: str) -> Any:
         value = json.loads(raw)
     except (TypeError, ValueError):
         return raw
-    return value if _is_number(value) else raw
+    return value if is_number(value) else raw

@@ -2,7 +2,7 @@
 
 :func:`make_plan` validates the space, overrides, flags, paths, Ray address and tracking URI and raises
 :class:`~sweeps.errors.UserInputError` (one line) on the first problem; :func:`describe_plan` is the
-``--dry-run`` text. Private to :mod:`sweeps.runner`, which re-exports the public names.
+``--dry-run`` text. Part of :mod:`sweeps.run`, which re-exports the public names.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._runner_checks import check_creatable, check_free_space, check_local_cpus, nearest_existing
-from ._runner_files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir,
-                            latest_results_dir, read_state, study_file)
-from .errors import UserInputError, text_value_problem
+from ..errors import UserInputError, text_value_problem
+from .baseline import baseline_note
+from .checks import check_creatable, check_free_space, check_local_cpus, nearest_existing
+from .files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir, latest_results_dir,
+                    read_state, study_file)
+from .study import load_sweep_study
 
-__all__ = ["RunOptions", "Plan", "make_plan", "describe_plan"]
+__all__ = ["RunOptions", "Plan", "make_plan", "describe_plan", "resume_dir"]
 
 
 @dataclass
@@ -128,8 +130,8 @@ def _check_address(address: str | None) -> None:
 
 # ----------------------------------------------------------------------------------- a new sweep
 def _new_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
-    from .space import DEFAULT_SPACE, load_space
-    from .tracking import DEFAULT_EXPERIMENT, default_tracking_uri, probe_http_store
+    from ..space import DEFAULT_SPACE, load_space
+    from ..tracking import DEFAULT_EXPERIMENT, default_tracking_uri, probe_http_store
 
     # cheap checks before the space (whose validation loads the core, i.e. torch)
     tracking_uri = _check_tracking_uri(opts.tracking_uri or default_tracking_uri(cwd))
@@ -169,7 +171,7 @@ def _check_new_results_dir(given: str) -> Path:
 
 def _check_tracking_uri(uri: str) -> str:
     """Validate a store a sweep will write, without creating anything (no folder, no file)."""
-    from .tracking import validate_tracking_uri
+    from ..tracking import validate_tracking_uri
 
     text = str(uri)
     if text.startswith("sqlite:///"):
@@ -193,7 +195,7 @@ def _free_sweep_id(name: str, tracking_uri: str, experiment: str) -> str:
     path = Path(tracking_uri[len("sqlite:///"):]) if tracking_uri.startswith("sqlite:///") else None
     if path is not None and not path.is_file():
         return name  # a new store: every id is free (and nothing is created to find out)
-    from .tracking import load_sweep
+    from ..tracking import load_sweep
 
     candidate, n = name, 1
     while True:
@@ -207,10 +209,10 @@ def _free_sweep_id(name: str, tracking_uri: str, experiment: str) -> str:
 
 # -------------------------------------------------------------------------------------- --resume
 def _resume_plan(opts: RunOptions, overrides: list[str], cwd: Path) -> Plan:
-    from .space import load_space
-    from .tracking import DEFAULT_EXPERIMENT, probe_http_store, validate_tracking_uri
+    from ..space import load_space
+    from ..tracking import DEFAULT_EXPERIMENT, probe_http_store, validate_tracking_uri
 
-    results_dir = _resume_dir(opts, cwd / DEFAULT_RESULTS_ROOT)
+    results_dir = resume_dir(opts, cwd / DEFAULT_RESULTS_ROOT)
     state = read_state(results_dir)
     space_file = results_dir / SPACE_COPY
     if not space_file.is_file():
@@ -265,8 +267,6 @@ def _saved_study(results_dir: Path, sweep_id: str):
     """The sweep's study if it was created already (a sweep stopped during its baseline has none)."""
     if not study_file(results_dir).exists():
         return None
-    from ._runner_study import load_sweep_study
-
     try:
         return load_sweep_study(results_dir, sweep_id)
     except KeyError:  # optuna: no study of that name yet
@@ -286,9 +286,9 @@ def _check_saved_address(address, results_dir: Path) -> None:
                              f"--ray-address to override it)")
 
 
-def _resume_dir(opts: RunOptions, root: Path) -> Path:
+def resume_dir(opts: RunOptions, root: Path) -> Path:
     """``--results-dir``, else the latest sweep folder named after the space."""
-    from .space import DEFAULT_SPACE, load_space
+    from ..space import DEFAULT_SPACE, load_space
 
     if opts.results_dir:
         return Path(opts.results_dir).expanduser().resolve()
@@ -301,7 +301,7 @@ def _resume_dir(opts: RunOptions, root: Path) -> Path:
 
 
 def _check_same_space(given_space: str, space_file: Path) -> None:
-    from .space import load_space
+    from ..space import load_space
 
     given = load_space(given_space)  # validates; a different file cannot continue this sweep
     if given.raw_text != space_file.read_text(encoding="utf-8"):
@@ -333,7 +333,6 @@ def describe_plan(plan: Plan) -> str:
     lines.append("early stopping: " + ("none" if es.get("type", "none") in (None, "none")
                                        else json.dumps(es, default=str)))
     lines.append(f"dense baseline: {'reused from MLflow or run first' if spec.baseline else 'off'}")
-    from ._runner_baseline import baseline_note
     note = baseline_note(spec)
     if note:
         lines.append(f"  {note}")

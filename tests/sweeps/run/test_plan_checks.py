@@ -14,12 +14,10 @@ from types import SimpleNamespace
 import pytest
 
 from sweeps import cli
-from sweeps._runner_baseline import run_baseline
-from sweeps._runner_checks import check_creatable, check_free_space
-from sweeps.tracking import probe_http_store
-from sweeps._runner_plan import RunOptions, _resume_dir
 from sweeps.errors import RunError, UserInputError
+from sweeps.run import RunOptions, check_creatable, check_free_space, resume_dir, run_baseline
 from sweeps.space import DEFAULT_SPACE, load_space
+from sweeps.tracking import probe_http_store
 
 
 def test_resume_finds_the_default_space_by_its_name(tmp_path):
@@ -28,7 +26,7 @@ def test_resume_finds_the_default_space_by_its_name(tmp_path):
     folder = tmp_path / name
     folder.mkdir()
     (folder / "sweep.json").write_text(json.dumps({"sweep_id": name}))
-    assert _resume_dir(RunOptions(resume=True), tmp_path) == folder
+    assert resume_dir(RunOptions(resume=True), tmp_path) == folder
 
 
 def test_results_dir_below_a_file_or_read_only_parent_is_rejected(tmp_path):
@@ -166,9 +164,7 @@ def _started_sweep(tmp_path, monkeypatch):
     """The results folder a started sweep leaves (sweep.json, space.yaml, the study), made without Ray."""
     from sweep_helpers import write_space
 
-    from sweeps._runner_files import write_state
-    from sweeps._runner_plan import make_plan
-    from sweeps._runner_study import open_study
+    from sweeps.run import make_plan, open_study, write_state
 
     monkeypatch.chdir(tmp_path)
     space = write_space(tmp_path, name="tiny")
@@ -203,7 +199,7 @@ def test_a_resume_with_other_objectives_is_refused_before_anything_is_written(tm
     assert len(lines) == 1 and lines[0].startswith("error: objectives: ") and "expected" in lines[0], err.text
     assert _snapshot(results) == before
     # and the sweep still resumes: a plain --resume plans fine
-    from sweeps._runner_plan import make_plan
+    from sweeps.run import make_plan
     plan = make_plan(RunOptions(resume=True, results_dir=str(results), trials=2))
     assert [o.name for o in plan.spec.objectives] == ["compression", "delta_m"]
 
@@ -212,8 +208,7 @@ def test_a_resume_whose_study_has_other_directions_is_refused(tmp_path, monkeypa
     """The study file is the reference: a sweep.json/space.yaml that disagree with it are refused too."""
     import optuna
 
-    from sweeps._runner_plan import make_plan
-    from sweeps._runner_study import study_storage
+    from sweeps.run import make_plan, study_storage
 
     results = _started_sweep(tmp_path, monkeypatch)
     (results / "optuna.journal").unlink()
@@ -256,7 +251,7 @@ def test_a_ray_client_address_is_refused_at_plan_time(address):
 
 
 def test_a_ray_client_address_saved_in_sweep_json_is_refused(tmp_path, monkeypatch):
-    from sweeps._runner_plan import make_plan
+    from sweeps.run import make_plan
 
     results = _started_sweep(tmp_path, monkeypatch)
     state = json.loads((results / "sweep.json").read_text())
@@ -268,7 +263,7 @@ def test_a_ray_client_address_saved_in_sweep_json_is_refused(tmp_path, monkeypat
 
 
 def test_a_sweep_that_samples_training_settings_says_what_delta_m_then_measures():
-    from sweeps._runner_baseline import baseline_note
+    from sweeps.run import baseline_note
 
     demo = baseline_note(load_space(DEFAULT_SPACE))
     assert demo.startswith("note: the sweep samples lr, cutoff, loss_weights.normal; the dense baseline trains "

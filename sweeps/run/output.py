@@ -1,6 +1,6 @@
 """Text the command line prints after a sweep: the front as a table, the command that opens MLflow's UI.
 
-Private to :mod:`sweeps.runner`, which re-exports both names.
+Part of :mod:`sweeps.run`, which re-exports both names.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from typing import Sequence
 
-from ._runner_files import FRONT_CSV
+from .files import FRONT_CSV
 
 __all__ = ["format_front", "mlflow_ui_command"]
 
@@ -18,8 +18,8 @@ def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int
     """The front as a plain-text table: trial, objectives, then up to ``max_params`` params that describe
     it, those that vary over ``among`` (the sweep's fully trained trials; default the front) first, as
     ``tune.py pareto`` orders them (:func:`sweeps.plots.key_params`); the CSV has every one."""
-    from .plots import key_params
-    from ._tables import format_table, param_value
+    from ..plots import key_params
+    from ..tables import format_table, param_value
 
     if not front:
         return "(empty Pareto front: no trial completed its full training)"

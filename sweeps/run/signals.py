@@ -3,7 +3,8 @@
 The handler re-raises the signal as SIGINT, so whatever handles Ctrl+C at that moment does the work: Ray
 Tune's handler inside ``Tuner.fit`` (stop the trials, close their MLflow runs), Python's
 ``KeyboardInterrupt`` elsewhere (the CLI prints the resume hint). ``ray.init`` installs its own SIGTERM
-handler (``sys.exit``), so :func:`reinstall` is called again once Ray is up. Private to the sweep layer.
+handler (``sys.exit``), so :func:`reinstall` is called again once Ray is up. Part of :mod:`sweeps.run`
+(the command line installs the handler around a run).
 """
 
 from __future__ import annotations

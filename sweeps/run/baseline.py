@@ -1,6 +1,6 @@
 """The dense baseline every trial is compared with: its config, and reusing or training it once.
 
-Private to :mod:`sweeps.runner`, which re-exports :func:`baseline_config`.
+Part of :mod:`sweeps.run`, which re-exports the public names.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from ._runner_spec import trial_resources, trial_threads
-from .errors import RunError, UserInputError
+from ..errors import RunError, UserInputError
+from .spec import trial_resources, trial_threads
 
 __all__ = ["baseline_config", "absolute_paths", "run_baseline", "baseline_note"]
 
@@ -68,7 +68,7 @@ def absolute_paths(config: dict) -> dict:
 def run_baseline(plan, tracker, backend, out: TextIO) -> tuple[dict | None, float]:
     """(baseline metrics, seconds spent training it): reused from MLflow when its key was run before,
     else trained as one Ray task and logged; (None, 0.0) when the space turns the baseline off."""
-    from .tracking import baseline_key
+    from ..tracking import baseline_key
 
     if not plan.spec.baseline:
         return None, 0.0

@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from sweeps.runner import RunOptions, make_plan, open_study, run_sweep
+from sweeps.run import RunOptions, make_plan, open_study, run_sweep
 from sweeps.searcher import CONSTRAINTS, EARLY_STOPPED, FAIL_REASON, TRIAL_KEY
 
 from sweep_helpers import load_study, sqlite_uri, sweep_run, trial_runs, write_space
@@ -100,7 +100,7 @@ def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, stor
         assert hypervolume(order, ["maximize", "maximize"]) == pytest.approx(summary.hypervolume)
     assert float(parent.data.tags["disparse.hypervolume"]) == pytest.approx(summary.hypervolume)
     # the table printed at the end shows what the sweep sampled, as `tune.py pareto` does
-    from sweeps.runner import format_front
+    from sweeps.run import format_front
     table = format_front(summary.front, plan.spec.metric_names, among=summary.eligible)
     header = table.splitlines()[0].split()
     assert header[:3] == ["trial", "compression", "delta_m"] and {"method", "sparsity"} <= set(header[3:])
@@ -273,7 +273,7 @@ def test_a_trial_killed_before_its_key_was_written_gets_one_on_resume():
 
 
 def test_progress_prints_a_line_only_when_something_changes():
-    from sweeps.progress import SweepProgress
+    from sweeps.run import SweepProgress
 
     stream = io.StringIO()
     ticks = iter(range(100))
@@ -303,7 +303,7 @@ def test_a_resumed_study_draws_new_configurations_not_the_first_runs_again(tmp_p
     the same way on every resume."""
     from optuna.trial import TrialState
 
-    from sweeps._runner_study import make_driver
+    from sweeps.run import make_driver
 
     def first_and_resumed(folder):
         space = write_space(folder, sampler={"type": sampler, "seed": 7}, budgets={}, baseline=False,
@@ -332,7 +332,7 @@ def test_trial_files_go_to_one_folder_per_trial_that_a_rerun_finds_again(tmp_pat
     rerun after a kill gets the folder of the attempt that was interrupted (so ``resume: true`` goes on)."""
     from optuna.trial import TrialState
 
-    from sweeps._runner_study import make_driver
+    from sweeps.run import make_driver
 
     space = write_space(tmp_path, budgets={}, trials=3, workload={
         "checkpoint_dir": "ck", "checkpoint_every": 2, "resume": True, "export_path": "out/net.pt"})

@@ -114,7 +114,7 @@ class SweepProgress:
             self.front_size, self.hv = 0, None
             return
         if self._front is None:
-            from .pareto import pareto_front
+            from ..pareto import pareto_front
 
             self._front = pareto_front
         self.front_size = len(self._front(self.points, self.directions))

@@ -1,8 +1,9 @@
 """Checks of the places a sweep will write and of the machine it runs on; each writes nothing.
 
-Used by :mod:`sweeps._runner_plan` before Ray starts and before MLflow is touched, so that a folder that
+Used by :mod:`sweeps.run.plan` before Ray starts and before MLflow is touched, so that a folder that
 cannot be created, a full disk or a trial bigger than the machine is one line ``error: ...`` (exit code
-2) and leaves no trace (an unreachable MLflow server likewise: :func:`sweeps.tracking.probe_http_store`). Private to :mod:`sweeps.runner`.
+2) and leaves no trace (an unreachable MLflow server likewise: :func:`sweeps.tracking.probe_http_store`).
+Part of :mod:`sweeps.run`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import UserInputError
+from ..errors import UserInputError
+from .spec import trial_resources
 
 __all__ = ["MIN_FREE_MIB", "nearest_existing", "check_creatable", "check_free_space", "check_local_cpus"]
 
@@ -63,7 +65,6 @@ def check_free_space(flag: str, path: Path, min_mib: int = MIN_FREE_MIB) -> None
 def check_local_cpus(spec) -> None:
     """A local Ray gets ``os.cpu_count()`` CPUs (see ``sweeps.ray.connect``): one trial must fit, or
     Tune would wait for ever."""
-    from ._runner_spec import trial_resources
 
     cpu = trial_resources(spec)[0]
     have = os.cpu_count() or 1

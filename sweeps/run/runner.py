@@ -18,10 +18,10 @@ Resume: the study says which trials finished; those are neither rerun nor logged
 keyed by the trial key); trials a killed driver left running are told FAIL and enqueued again under the
 same key, and the MLflow run of that key is reopened.
 
-This module holds :func:`run_sweep` and re-exports the public names of its private helpers:
-``_runner_plan`` (options → :class:`Plan`, ``--dry-run`` text), ``_runner_files`` (the results folder),
-``_runner_spec`` (resources, early stopping, hypervolume from the space), ``_runner_baseline`` (the dense
-baseline), ``_runner_study`` (the Optuna study and its driver) and ``_runner_output`` (front table, UI
+This module holds :func:`run_sweep`; the steps are its neighbours in :mod:`sweeps.run`: ``plan`` (options →
+:class:`Plan`, ``--dry-run`` text), ``files`` and ``state`` (the results folder, ``sweep.json``), ``spec``
+(resources, early stopping, hypervolume from the space), ``baseline`` (the dense baseline), ``study`` (the
+Optuna study and its driver), ``progress`` (the live progress line) and ``output`` (front table, UI
 command).
 """
 
@@ -35,18 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import _signals
-from ._runner_baseline import baseline_config, run_baseline
-from ._runner_files import lock_results_dir, next_ray_run, write_front_csv, write_state
-from ._runner_output import format_front, mlflow_ui_command
-from ._runner_plan import Plan, RunOptions, describe_plan, make_plan
-from ._runner_spec import early_stopping, final_hypervolume, fixed_reference, trial_resources, watched_metrics
-from ._runner_study import load_sweep_study, make_driver, open_study, reconcile, state_counts, study_storage
-from .errors import UserInputError
+from ..errors import UserInputError
+from . import signals
+from .baseline import run_baseline
+from .files import lock_results_dir, next_ray_run, write_front_csv
+from .plan import Plan
+from .progress import SweepProgress
+from .spec import early_stopping, final_hypervolume, fixed_reference, trial_resources, watched_metrics
+from .state import write_state
+from .study import make_driver, open_study, reconcile, state_counts
 
-__all__ = ["RunOptions", "Plan", "SweepSummary", "make_plan", "describe_plan", "run_sweep",
-           "baseline_config", "format_front", "open_study", "load_sweep_study", "study_storage",
-           "mlflow_ui_command"]
+__all__ = ["SweepSummary", "run_sweep"]
 
 _INTERRUPTED = "sweep interrupted; continue it with --resume"
 
@@ -75,7 +74,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    from . import ray as backend  # Ray: the heavy import
+    from .. import ray as backend  # Ray: the heavy import
     timings["imports_s"] = time.perf_counter() - t0
     if not plan.verbose:
         _quiet_libraries()
@@ -99,7 +98,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     try:
         try:
             session = _connect(plan, backend)
-            _signals.reinstall()  # ray.init replaced the SIGTERM handler with sys.exit
+            signals.reinstall()  # ray.init replaced the SIGTERM handler with sys.exit
             if check_first:
                 _check_cluster(plan.spec, session)
                 mlflow_thread.start()
@@ -151,7 +150,7 @@ def _quiet_libraries() -> None:
 
 def _open_tracker(plan: Plan, opened: dict) -> None:
     """Thread body: start (or reopen) the MLflow sweep run; ``opened`` gets tracker or error, seconds."""
-    from .tracking import SweepTracker
+    from ..tracking import SweepTracker
 
     spec = plan.spec
     t_start = time.perf_counter()
@@ -191,9 +190,8 @@ def _check_cluster(spec, session) -> None:
 # --------------------------------------------------------------------------------------- trials
 def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, out: TextIO) -> None:
     """Open the study, run the Tuner over it, then close the sweep (front, state) or mark it interrupted."""
-    from .pareto import OutwardHypervolume
-    from .progress import SweepProgress
-    from .space import directions
+    from ..pareto import OutwardHypervolume
+    from ..space import directions
 
     spec, timings = plan.spec, summary.timings
     t0 = time.perf_counter()
@@ -248,7 +246,7 @@ def _announce(plan: Plan, driver, session, timings: dict, out: TextIO) -> None:
 
 def _finish(plan: Plan, summary: SweepSummary, tracker, points: list) -> None:
     """Close the MLflow sweep run with the front and hypervolume; write the CSV and the final state."""
-    from .space import directions
+    from ..space import directions
 
     spec = plan.spec
     dirs = directions(spec)

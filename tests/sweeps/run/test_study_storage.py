@@ -13,14 +13,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps._runner_files import LEGACY_STUDY_FILE, STUDY_FILE
-from sweeps._runner_plan import Plan
-from sweeps._runner_study import study_storage
 from sweeps.errors import UserInputError
-from sweeps.runner import load_sweep_study
+from sweeps.run import LEGACY_STUDY_FILE, STUDY_FILE, Plan, load_sweep_study, study_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _plan(results_dir) -> Plan:
@@ -55,7 +52,7 @@ def test_a_tell_is_readable_by_another_process_at_once(tmp_path):
     folder = tmp_path / "sweep"
     folder.mkdir()
     _study(folder / STUDY_FILE, 3)
-    code = ("import sys; sys.path.insert(0, %r); from sweeps.runner import load_sweep_study; "
+    code = ("import sys; sys.path.insert(0, %r); from sweeps.run import load_sweep_study; "
             "s = load_sweep_study(%r, 's'); print(len(s.trials), s.trials[-1].values)")
     out = subprocess.run([sys.executable, "-c", code % (str(REPO_ROOT), str(folder))],
                          capture_output=True, text=True, check=True).stdout.split("\n")[0]

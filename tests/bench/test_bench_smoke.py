@@ -193,3 +193,39 @@ def test_asha_replay_collect_quick(tmp_path, local_ray):
     rep = tmp_path / "replay.json"
     assert asha_replay.main(["replay", str(out), "--out", str(rep)]) == 0
     assert json.loads(rep.read_text())["rows"][0]["random_steps"] == 8
+
+
+def test_fidelity_quick(tmp_path):
+    """Every part of the fidelity benchmark runs and reports what the issue asks for, paired by seed."""
+    import fidelity
+
+    out = tmp_path / "fidelity.json"
+    assert fidelity.main(["--quick", "--jobs", "1", "--out", str(out), "--plot", str(tmp_path / "f.png")]) == 0
+    data = _load(out)
+    methods = {r["method"] for r in data["records"] if r["part"] == "methods"}
+    assert methods == set(fidelity.METHODS)
+    for r in data["records"]:
+        assert r["metrics"] and "achieved_sparsity" in r and "min_layer_density" in r
+        assert isinstance(r["cut_off"], list)
+        if r["method"] == "dense":
+            assert r["delta_m"] == 0.0
+    options = {r["option"] for r in data["records"] if r["part"] == "options"}
+    assert len(options) == 2 and data["trained"] < len(data["records"])   # shared trials run once
+    labels = {(c["comparison"], c["option"]) for c in data["comparisons"]}
+    assert ("disparse_static − snip", "default") in labels and ("disparse_dynamic − rigl", "default") in labels
+    assert all(c["n"] == 2 for c in data["comparisons"])
+    weights = data["loss_weights"]
+    assert {w["method"] for w in weights} == set(fidelity.STATIC)
+    assert all(0.0 <= w["mask_iou_reference_vs_equal"] <= 1.0 for w in weights)
+    md = out.with_suffix(".md").read_text()
+    assert "Paired differences" in md and data["machine"]["cpu"] in md
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_interval_is_a_t_interval():
+    import fidelity
+
+    got = fidelity.paired({0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 3.0, 9: 0.0})
+    # differences 2, 3, 1: mean 2, sd 1, half-width t(2) * 1 / sqrt(3)
+    assert got["n"] == 3 and got["mean"] == 2.0 and got["wins"] == 3
+    assert got["high"] - 2.0 == 2.0 - got["low"] == pytest.approx(4.303 / 3 ** 0.5)

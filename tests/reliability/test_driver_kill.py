@@ -1,7 +1,7 @@
 """The driver dies mid-sweep; ``--resume`` finishes the sweep, every trial ends exactly once in MLflow and
 nothing that finished runs again.
 
-tests/sweeps/test_resume.py already kills a one-at-a-time sweep (SIGKILL of the process group, SIGINT)
+tests/sweeps/run/test_resume.py already kills a one-at-a-time sweep (SIGKILL of the process group, SIGINT)
 after a trial completed and resumes once. This file covers the rest:
 
 * SIGKILL while the dense baseline trains (no trial started yet): the resume trains the baseline once;

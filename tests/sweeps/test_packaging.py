@@ -52,6 +52,16 @@ def test_the_wheel_ships_every_built_in_space(wheel):
     assert any(n.startswith("disparse_core/data/") for n in names)
 
 
+def test_the_wheel_ships_every_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "-z", "disparse_core", "sweeps"], check=True,
+                             capture_output=True, text=True).stdout.split("\0")
+    packages = sorted(name.rpartition("/")[0] for name in tracked if name.endswith("/__init__.py"))
+    assert {"sweeps/ray", "sweeps/run", "sweeps/tracking"} <= set(packages)
+    missing = [p for p in packages if f"{p}/__init__.py" not in names]
+    assert not missing, f"packages left out of the wheel (pyproject.toml [tool.setuptools] packages): {missing}"
+
+
 def test_an_installed_wheel_finds_the_default_space(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),

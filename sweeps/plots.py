@@ -199,10 +199,15 @@ def plane_front(records: Sequence[Mapping[str, Any]], x_key: str, y_key: str,
     return {usable[i]["run_id"] for i in pareto_front(points, list(directions))} if points else set()
 
 
-def mask_iou_png(mask_iou: Mapping[str, Any], path: str | Path, title: str | None = None) -> Path | None:
+def mask_iou_png(mask_iou: Mapping[str, Any], path: str | Path, title: str | None = None,
+                 watershed: Mapping[str, Any] | None = None) -> Path | None:
     """Bar chart of per-layer mask IoU (``disparse_core.iou.plot_mask_iou``), the watershed highlighted
     when there is one number per layer; nested values (``{layer: {pair: iou}}``) are drawn flattened
     (``layer/pair``), without a watershed. None when nothing to plot; a drawing error is raised.
+
+    ``watershed``: the trial's own ``{layer, cutoff, starved}`` (``disparse_core.iou.watershed_summary``,
+    found with layer sizes in ``run_trial``), drawn as it is, starved layers marked; without it the
+    watershed is found from the IoU values alone (no sizes: small layers are not skipped).
 
     Safe off the main thread (the sweep tracker draws these in a background worker): the core draws on a
     Figure of its own, never through pyplot's global state.
@@ -212,14 +217,17 @@ def mask_iou_png(mask_iou: Mapping[str, Any], path: str | Path, title: str | Non
     values = _flat_numbers(mask_iou)
     if not values:
         return None
-    watershed = None
-    if all(isinstance(v, (int, float)) for v in mask_iou.values()):
+    layer, starved = None, []
+    if isinstance(watershed, Mapping):
+        layer = watershed.get("layer") if watershed.get("layer") in values else None
+        starved = [n for n in watershed.get("starved") or () if n in values]
+    elif all(isinstance(v, (int, float)) for v in mask_iou.values()):
         try:
-            watershed = find_watershed(values)
+            layer = find_watershed(values)
         except ValueError:          # fewer than two usable layers: no watershed to show
             pass
     heading = "Mask IoU of the tasks' keep-sets per shared layer" + (f" - {title}" if title else "")
-    return Path(plot_mask_iou(values, path, watershed=watershed, title=heading))
+    return Path(plot_mask_iou(values, path, watershed=layer, title=heading, starved=starved))
 
 
 def _flat_numbers(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

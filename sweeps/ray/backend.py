@@ -44,6 +44,7 @@ __all__ = [
 
 _RAY_KEYS = set(AUTO_RESULT_KEYS) | {
     "done", "trial_id", "experiment_tag", "should_checkpoint", "__duplicate__", "node_id", "mask_iou",
+    "watershed",
 }
 
 
@@ -242,7 +243,8 @@ class SweepCallback(tune.Callback):
                 self.progress.trial_failed(key, reason)
             return
         iou = result.get("mask_iou") if isinstance(result.get("mask_iou"), Mapping) else None
-        self._track("trial_completed", key, metrics, mask_iou=iou, early_stopped=not full)
+        shed = result.get("watershed") if isinstance(result.get("watershed"), Mapping) else None
+        self._track("trial_completed", key, metrics, mask_iou=iou, watershed=shed, early_stopped=not full)
         if self.progress is not None:
             self.progress.trial_finished(key, metrics, full=full)
 

@@ -75,7 +75,7 @@ def trainable(config: dict) -> None:
         result = run_trial(dict(config["trial"]), report=report)
         final = held.get("final")
         if final is None:  # run_trial returned without a final report: its result is the final one
-            final = {k: v for k, v in result.items() if k != "mask_iou"}
+            final = {k: v for k, v in result.items() if k not in _NOT_REPORTED}
             final.update(final=1.0, node_id=node_id)
             _check_finite(final, watch)
     except Exception as err:
@@ -85,7 +85,21 @@ def trainable(config: dict) -> None:
     iou = result.get("mask_iou") if isinstance(result, Mapping) else None
     if isinstance(iou, Mapping) and iou:
         final["mask_iou"] = {str(k): float(v) for k, v in iou.items()}
+    shed = result.get("watershed") if isinstance(result, Mapping) else None
+    if isinstance(shed, Mapping):
+        final["watershed"] = watershed_record(shed)
     tune.report(final)
+
+
+#: run_trial result keys that are not metrics (per-layer or per-task dicts)
+_NOT_REPORTED = frozenset({"mask_iou", "watershed", "task_min_density"})
+
+
+def watershed_record(shed: Mapping[str, Any]) -> dict:
+    """A trial's ``watershed`` summary as plain JSON values: ``{layer, cutoff, starved}``."""
+    return {"layer": None if shed.get("layer") is None else str(shed["layer"]),
+            "cutoff": None if shed.get("cutoff") is None else int(shed["cutoff"]),
+            "starved": [str(n) for n in shed.get("starved") or ()]}
 
 
 def baseline_task(config: dict) -> dict:

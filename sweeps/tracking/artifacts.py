@@ -67,8 +67,10 @@ class PlotQueue:
         with self._cond:
             return self._pending
 
-    def submit(self, run_id: str, mask_iou: Mapping[str, Any], title: str) -> None:
-        """Queue the chart of ``mask_iou`` for ``run_id`` (``mask_iou.png``); returns at once."""
+    def submit(self, run_id: str, mask_iou: Mapping[str, Any], title: str,
+               watershed: Mapping[str, Any] | None = None) -> None:
+        """Queue the chart of ``mask_iou`` for ``run_id`` (``mask_iou.png``; ``watershed``: the trial's
+        ``{layer, cutoff, starved}`` to mark); returns at once."""
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
                 # each worker has its own queue, so a stopping worker can never take a new worker's job
@@ -77,7 +79,7 @@ class PlotQueue:
                                                 name="disparse-mask-iou-plots")
                 self._thread.start()
             self._pending += 1
-            self._jobs.put((run_id, mask_iou, title))
+            self._jobs.put((run_id, mask_iou, title, watershed))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every chart queued so far is logged (or tagged as failed); False when ``timeout``
@@ -140,12 +142,13 @@ class PlotQueue:
                     self._cond.notify_all()
 
 
-def _draw_and_log(client, run_id: str, mask_iou: Mapping[str, Any], title: str) -> None:
+def _draw_and_log(client, run_id: str, mask_iou: Mapping[str, Any], title: str,
+                  watershed: Mapping[str, Any] | None = None) -> None:
     """``mask_iou.png`` on ``run_id``, or ``disparse.plot_error`` when it cannot be drawn or logged.
     ``plots.mask_iou_png`` is looked up here, when the job runs (tests replace its drawer)."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            png = plots.mask_iou_png(mask_iou, Path(tmp) / "mask_iou.png", title=title)
+            png = plots.mask_iou_png(mask_iou, Path(tmp) / "mask_iou.png", title=title, watershed=watershed)
             if png is not None:
                 client.log_artifact(run_id, str(png))
     except Exception as exc:  # a plot must never fail a trial that trained fine

@@ -34,6 +34,7 @@ TAG_NOT_FINITE = "disparse.not_finite"     # final metrics that were NaN/inf (ML
 TAG_BASELINE_KEY = "disparse.baseline_key"
 TAG_BASELINE_RUN = "disparse.baseline_run_id"   # on a sweep run: the dense run its Δm refers to
 TAG_CODE_VERSION = "disparse.code_version"
+TAG_WATERSHED = "disparse.watershed"         # on a trial: the watershed layer of its mask IoU
 
 
 # --- store location -------------------------------------------------------------------------------------

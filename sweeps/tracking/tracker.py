@@ -26,7 +26,7 @@ from .front import (_history_pairs, eligible_for_front, front_indices, front_sum
 from .read import _baseline_record, _record
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION, TAG_EARLY_STOPPED,
                     TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID,
-                    TAG_TRIAL_KEY, _client, _get_or_create_experiment, _quote, _search, validate_tracking_uri)
+                    TAG_TRIAL_KEY, TAG_WATERSHED, _client, _get_or_create_experiment, _quote, _search, validate_tracking_uri)
 from .values import _code_version_text, _not_finite_keys, _one_line, _spec_attr, flatten_params, sweep_params
 from .values import code_version as _code_version     # start_sweep's argument shadows the name
 from .writer import RunWriter
@@ -195,9 +195,12 @@ class SweepTracker(RunWriter):
         self._log_metrics(run_id, metrics, step)
 
     def trial_completed(self, trial_key: str, metrics: Mapping[str, Any], *,
-                        mask_iou: Mapping[str, Any] | None = None, early_stopped: bool = False) -> None:
+                        mask_iou: Mapping[str, Any] | None = None, watershed: Mapping[str, Any] | None = None,
+                        early_stopped: bool = False) -> None:
         """Final metrics, the mask-IoU artifacts (``mask_iou.json``, ``mask_iou.png``), status FINISHED.
-        ``early_stopped`` trials are tagged and never enter a front.
+        ``early_stopped`` trials are tagged and never enter a front. ``watershed`` (the trial's
+        ``{layer, cutoff, starved}``, :func:`disparse_core.iou.watershed_summary`) goes into
+        ``mask_iou.json`` as ``watershed``, the tag ``disparse.watershed`` and the chart.
 
         Returns once the metrics, tags, ``mask_iou.json`` and the status are logged; the chart is queued
         for the worker thread (see :meth:`flush`). A chart that cannot be drawn or logged never raises: it
@@ -213,11 +216,16 @@ class SweepTracker(RunWriter):
         if not_finite:    # MLflow keeps no NaN final value: readers must not take an earlier one for it
             self.client.set_tag(run_id, TAG_NOT_FINITE, ",".join(not_finite))
         self.client.set_tag(run_id, TAG_EARLY_STOPPED, "true" if early_stopped else "false")
+        watershed = watershed if watershed is not None else metrics.pop("watershed", None)
         if isinstance(mask_iou, Mapping) and mask_iou:
-            self._log_texts(run_id, {"mask_iou.json": json.dumps(mask_iou, indent=2, sort_keys=True,
+            layers = json.loads(json.dumps(mask_iou, default=float))   # plain floats, layer order
+            shed = dict(watershed) if isinstance(watershed, Mapping) else None
+            payload = layers if shed is None else {**layers, "watershed": shed}
+            self._log_texts(run_id, {"mask_iou.json": json.dumps(payload, indent=2, sort_keys=True,
                                                                  default=float)})
-            # a copy in plain floats, in layer order (the caller may reuse its dict)
-            self._plots.submit(run_id, json.loads(json.dumps(mask_iou, default=float)), key)
+            if shed is not None and shed.get("layer"):
+                self.client.set_tag(run_id, TAG_WATERSHED, str(shed["layer"]))
+            self._plots.submit(run_id, layers, key, shed)
         self.client.set_terminated(run_id, "FINISHED")
         self._status[key] = "FINISHED"
 

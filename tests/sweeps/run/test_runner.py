@@ -74,6 +74,15 @@ def test_sweep_logs_parent_nested_runs_front_and_study(ray_local, tmp_path, stor
         # per-evaluation history: the step-3 evaluation and the final one
         history = client.get_metric_history(run.info.run_id, "seg.miou")
         assert sorted(m.step for m in history) == [3, 6]
+        if run.data.params["method"].startswith("disparse_"):   # the trial's watershed reaches MLflow
+            where = tmp_path / run.info.run_id
+            where.mkdir()
+            iou = json.loads(pathlib.Path(client.download_artifacts(run.info.run_id, "mask_iou.json",
+                                                                    str(where))).read_text())
+            assert set(iou["watershed"]) == {"layer", "cutoff", "starved"}
+            if iou["watershed"]["layer"] is not None:
+                assert run.data.tags["disparse.watershed"] == iou["watershed"]["layer"]
+                assert run.data.metrics["suggested_cutoff"] == iou["watershed"]["cutoff"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "pareto_front.csv" in artifacts
     # the results folder's copy is the logged one: objectives, then the sampled params (method, sparsity)

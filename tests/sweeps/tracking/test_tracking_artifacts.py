@@ -41,10 +41,10 @@ def gated_plots(monkeypatch):
     real_plot, real_client = plots.mask_iou_png, chart_worker._client
     gate, calls, clients, released = threading.Event(), [], [], []
 
-    def held(mask_iou, path, title=None):
+    def held(mask_iou, path, title=None, watershed=None):
         calls.append((threading.current_thread(), title, list(mask_iou)))
         released.append(gate.wait(10))
-        return real_plot(mask_iou, path, title=title)
+        return real_plot(mask_iou, path, title=title, watershed=watershed)
 
     def client(uri):
         clients.append((threading.current_thread(), real_client(uri)))
@@ -113,7 +113,7 @@ def test_abort_logs_the_queued_charts(store, gated_plots):
 def test_a_chart_that_cannot_be_drawn_is_tagged_and_never_raises(store, monkeypatch):
     from sweeps import plots
 
-    def broken(mask_iou, path, title=None):
+    def broken(mask_iou, path, title=None, watershed=None):
         raise RuntimeError("no fonts\nsecond line")
 
     monkeypatch.setattr(plots, "mask_iou_png", broken)
@@ -224,3 +224,32 @@ def test_front_csv_and_html_list_every_sampled_param_then_the_usual_constants(st
     page = (art / "pareto_front.html").read_text()
     head = page.split("<thead>")[1].split("</thead>")[0]
     assert head.endswith("".join(f"<th>{k}</th>" for k in params) + "</tr>")
+
+
+def test_the_trials_watershed_is_logged_and_drawn_as_the_trial_found_it(store, monkeypatch):
+    """The chart marks the watershed run_trial found (with layer sizes), not one recomputed from the
+    IoU values alone; mask_iou.json and a tag carry it."""
+    import json
+
+    from sweeps import plots
+
+    drawn = []
+    real_plot = plots.mask_iou_png
+
+    def spy(mask_iou, path, title=None, watershed=None):
+        drawn.append(watershed)
+        return real_plot(mask_iou, path, title=title, watershed=watershed)
+
+    monkeypatch.setattr(plots, "mask_iou_png", spy)
+    shed = {"layer": "backbone.1.weight", "cutoff": 1, "starved": ["backbone.2.weight"]}
+    tracker = start(store)
+    run_id = tracker.trial_started("t0", config())
+    tracker.trial_completed("t0", {"compression": 0.5, "suggested_cutoff": 1.0}, mask_iou=IOU, watershed=shed)
+    assert tracker.flush(timeout=30)
+    run = MlflowClient(store).get_run(run_id)
+    assert run.data.tags["disparse.watershed"] == "backbone.1.weight"
+    assert run.data.metrics["suggested_cutoff"] == 1.0
+    local = Path(run.info.artifact_uri.replace("file://", ""))
+    logged = json.loads((local / "mask_iou.json").read_text())
+    assert logged["watershed"] == shed and logged["backbone.0.weight"] == 0.9
+    assert drawn == [shed] and png_of(run)[:4] == b"\x89PNG"

@@ -12,37 +12,68 @@ points:
 - :func:`run_trial` — one configuration end to end: data, model with a sharing cutoff, method,
   training, evaluation, metrics.
 
-This package imports torch and numpy only; the sweep machinery lives in ``sweeps``.
+This package imports torch and numpy only; the sweep machinery lives in ``sweeps``. The names below are
+loaded on first use (PEP 562), so ``disparse_core.config`` (the trial schema) and
+``disparse_core.metric_keys`` (metric directions and ranges) can be imported without torch.
 """
 
-from .masks import (attach_masks, count_prunable, fold_masks, get_masks, prunable_weights,
-                    record_effective_weights, remove_masks, sparsity_report)
-from .ownership import ownership_from_outputs, task_ownership
-from .scoring import COLLAPSED_TASK, CRITERIA, collapse_tasks, per_task_gradients, task_scores
-from .decision import calibrated_keep, unanimous_keep
-from .erk import erk_densities, random_masks
-from .schedules import cubic_sparsity, drop_fraction
-from .sparsify import METHODS, GradualPruner, SparsifyResult, sparsify
-from .dynamic import DynamicSparsifier
-from .iou import find_watershed, mask_iou, plot_mask_iou, suggest_cutoff
-from .models import build_model
-from .data import build_workload, workload_tasks
-from .metrics import delta_m, higher_is_better, register_metric
-from .trial import TrialConfig, run_trial
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "attach_masks", "count_prunable", "fold_masks", "get_masks", "prunable_weights",
-    "record_effective_weights", "remove_masks", "sparsity_report",
-    "ownership_from_outputs", "task_ownership",
-    "COLLAPSED_TASK", "CRITERIA", "collapse_tasks", "per_task_gradients", "task_scores",
-    "calibrated_keep", "unanimous_keep",
-    "erk_densities", "random_masks", "cubic_sparsity", "drop_fraction",
-    "METHODS", "GradualPruner", "SparsifyResult", "sparsify",
-    "DynamicSparsifier",
-    "find_watershed", "mask_iou", "plot_mask_iou", "suggest_cutoff",
-    "build_model", "build_workload", "workload_tasks",
-    "delta_m", "higher_is_better", "register_metric",
-    "TrialConfig", "run_trial",
-]
+#: public name -> the module that defines it
+_EXPORTS = {
+    **dict.fromkeys(("attach_masks", "count_prunable", "fold_masks", "get_masks", "prunable_weights",
+                     "record_effective_weights", "remove_masks", "sparsity_report"), "masks"),
+    **dict.fromkeys(("ownership_from_outputs", "task_ownership"), "ownership"),
+    **dict.fromkeys(("COLLAPSED_TASK", "CRITERIA", "collapse_tasks", "per_task_gradients", "task_scores"),
+                    "scoring"),
+    **dict.fromkeys(("calibrated_keep", "unanimous_keep"), "decision"),
+    **dict.fromkeys(("erk_densities", "random_masks"), "erk"),
+    **dict.fromkeys(("cubic_sparsity", "drop_fraction"), "schedules"),
+    **dict.fromkeys(("METHODS", "GradualPruner", "SparsifyResult", "sparsify"), "sparsify"),
+    "DynamicSparsifier": "dynamic",
+    **dict.fromkeys(("find_watershed", "mask_iou", "plot_mask_iou", "suggest_cutoff"), "iou"),
+    "build_model": "models",
+    **dict.fromkeys(("build_workload", "workload_tasks"), "data"),
+    "delta_m": "metrics",
+    **dict.fromkeys(("higher_is_better", "register_metric"), "metric_keys"),
+    "TrialConfig": "trial_config",
+    "run_trial": "trial",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """A public name (loads its module on first use), or a submodule (``disparse_core.metrics``)."""
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``disparse_core.sparsify`` the function: importing the submodule of that name sets the
+    package's attribute to the module (the import system does), as the eager package never showed it."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -28,7 +28,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ._metric_keys import higher_is_better, metric_directions, metric_range, register_metric
+from .metric_keys import higher_is_better, metric_directions, metric_range, register_metric
 from .tasks import canonical_kind, valid_depth, valid_normals, valid_regression
 
 __all__ = [
@@ -252,7 +252,7 @@ def make_meter(info):
     return ClassificationMeter()
 
 
-# --- directions and ranges: disparse_core/_metric_keys.py (re-exported here) ----------------------------
+# --- directions and ranges: disparse_core/metric_keys.py (re-exported here) ----------------------------
 
 # --- Δm ---------------------------------------------------------------------------------------------
 

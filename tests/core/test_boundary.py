@@ -1,7 +1,10 @@
 """disparse_core is a plain PyTorch library: no module may import the sweep machinery."""
 
 import ast
+import subprocess
 from pathlib import Path
+
+import pytest
 
 import disparse_core
 
@@ -51,3 +54,26 @@ def test_importing_every_core_module_loads_none_of_them():
     assert done.returncode == 0, done.stderr
     count, loaded = done.stdout.split(" ", 1)
     assert int(count) >= 10 and loaded.strip() == "[]", done.stdout
+
+
+TORCH_FREE = ("disparse_core.metric_keys",)
+
+
+def _import_without_torch(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where ``import torch`` fails (``sys.modules['torch'] = None``)."""
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None\n" + code],
+                          cwd=ROOT.parent, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_the_schema_and_metric_keys_import_without_torch(module):
+    done = _import_without_torch(f"import importlib; importlib.import_module({module!r}); print('ok')")
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_module_that_needs_torch_fails_there():
+    """The check can fail: the same interpreter refuses a module that imports torch."""
+    done = _import_without_torch("import disparse_core.masks")
+    assert done.returncode != 0 and "torch" in done.stderr

@@ -1,12 +1,15 @@
 """What a metric key says about its values: its direction (higher or lower is better) and its range.
-The last dotted component decides (``seg.miou`` -> ``miou``), so any task name works. Private to
-:mod:`disparse_core.metrics`, which re-exports these names. Standard library only.
+The last dotted component decides (``seg.miou`` -> ``miou``), so any task name works. The one table of
+metric directions and ranges: :mod:`disparse_core.metrics` re-exports these names and the sweep
+(objectives, budgets, Pareto fronts) reads them here. Standard library only, so it loads no torch.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Iterable
+
+__all__ = ["higher_is_better", "metric_directions", "metric_range", "register_metric"]
 
 _HIGHER = {"miou", "pixel_acc", "within_11", "within_22", "within_30", "delta1", "delta2", "delta3",
            "acc", "compression", "delta_m", "sparsity", "min_layer_density"}

@@ -1,8 +1,8 @@
 """The training loop of one trial (private; :func:`disparse_core.trial.run_trial` is the entry point).
 
 :class:`_Trial` holds the state of one run: workload, model, optimizer, scheduler, the method's
-sparsifier (``DynamicSparsifier`` or ``GradualPruner``), checkpoints. :meth:`_Trial.run` reads top to
-bottom; the module docstring of :mod:`disparse_core.trial` says when each method prunes.
+pruner (:mod:`disparse_core._pruners`, chosen once from the method), checkpoints. :meth:`_Trial.run`
+reads top to bottom; the module docstring of :mod:`disparse_core.trial` says when each method prunes.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from ._pruners import LoopParts, make_pruner
 from .masks import buffers_kept, get_masks, sparsity_report
 from .metrics import delta_m, evaluate
-from .tasks import build_losses, check_loss_weights, weighted_total
-from .trial_config import DYNAMIC, ONE_SHOT_AT_INIT, PRETRAINED, TrialConfig, gradual_start
+from .tasks import build_losses, check_loss_weights
+from .trial_config import TrialConfig
 
 Report = Callable[[dict], None]
 
@@ -87,23 +88,21 @@ class _Trial:
         self.test_loader = self.workload.test_loader(cfg.batch_size)
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16
                          else nullcontext())
-        self.dynamic = None
-        self.pruner = None
-        self.mask_iou: dict[str, float] | None = None
-        self.starved: list[str] = []         # shared layers some task kept (almost) nothing of
-        self.ownership: dict | None = None   # {layer: tasks using it}, from the last one-shot prune
+        self.pruner = make_pruner(LoopParts(
+            cfg, self.model, self.optimizer, self.losses, self.loss_weights,
+            score_batches=self._score_batches, sample_batch=self._sample_batch))
         self.start_step = 0
 
     # ---------------------------------------------------------------------------------- the run
     def run(self) -> dict:
         cfg = self.cfg
-        self._setup_method()
+        self.pruner.setup()
         if cfg.resume:
             self._maybe_resume()
         batches = _cycle(self.train_loader, *divmod(self.start_step, len(self.train_loader)))
         every = cfg.resolved_eval_every
         for step in range(self.start_step, cfg.steps):
-            self._prune_events(step)
+            self.pruner.before_step(step)
             self._train_step(step, next(batches))
             done = step + 1
             if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
@@ -111,7 +110,7 @@ class _Trial:
             if done % every == 0 and done < cfg.steps:
                 self._report(self._summary(done, cfg.eval_batches))
         final = self._summary(cfg.steps, None)
-        ious = self._mask_iou()              # before the export folds the masks away
+        ious = self.pruner.final_mask_iou()  # before the export folds the masks away
         watershed = self._watershed(ious) if ious is not None else None
         if watershed is not None and watershed["cutoff"] is not None:
             final["suggested_cutoff"] = float(watershed["cutoff"])
@@ -128,88 +127,18 @@ class _Trial:
         final["task_min_density"] = self._task_min_density()
         return final
 
-    # ---------------------------------------------------------------------------------- methods
-    def _setup_method(self) -> None:
-        cfg = self.cfg
-        if cfg.method in DYNAMIC:
-            from .dynamic import DynamicSparsifier
-            d = cfg.dynamic
-            sample = _to_device(next(iter(self._score_batches(1))), self.device)
-            self.dynamic = DynamicSparsifier(
-                self.model, self.optimizer, self.losses, sparsity=cfg.sparsity, t_end=cfg.t_end,
-                sample_batch=sample, alpha0=d.alpha0, delta_t=d.delta_t, decay=d.decay, grow=d.grow,
-                erk_power=d.erk_power, dense_first=d.dense_first, loss_weights=self.loss_weights,
-                collapse=cfg.method == "rigl", seed=cfg.seed)
-        elif cfg.method in PRETRAINED and cfg.gradual is not None:
-            from .sparsify import GradualPruner
-            g = cfg.gradual
-            self.pruner = GradualPruner(
-                self.model, self.losses, final_sparsity=cfg.sparsity, prune_steps=g.prune_steps,
-                interval=g.interval, initial_sparsity=g.initial_sparsity,
-                start=gradual_start(cfg.resolved_pretrain_steps, g), method=cfg.method,
-                criterion=cfg.resolved_criterion,
-                loss_weights=self.loss_weights, seed=cfg.seed, **self._one_shot_options())
-
-    def _prune_events(self, step: int) -> None:
-        cfg = self.cfg
-        if cfg.method in ONE_SHOT_AT_INIT and step == 0:
-            self._sparsify_once()
-        elif cfg.method in PRETRAINED:
-            pre = cfg.resolved_pretrain_steps
-            if step == pre:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = cfg.resolved_finetune_lr
-            if self.pruner is not None:
-                if step in self.pruner.prune_steps():
-                    result = self.pruner.maybe_prune(step, self._score_batches(cfg.score_batches))
-                    if result is not None:
-                        self._after_prune(result)
-            elif step == pre:
-                self._sparsify_once()
-
-    def _sparsify_once(self) -> None:
-        from .sparsify import sparsify
-        cfg = self.cfg
-        result = sparsify(self.model, self._score_batches(cfg.score_batches), self.losses,
-                          sparsity=cfg.sparsity, method=cfg.method, criterion=cfg.resolved_criterion,
-                          loss_weights=self.loss_weights, seed=cfg.seed, **self._one_shot_options())
-        self._after_prune(result)
-
-    def _one_shot_options(self) -> dict:
-        """The scoring and allotment options every one-shot method gets alike (sparsify's options);
-        ``distribution`` only matters to ``random``, ``erk_power`` to the ERK allotments."""
-        cfg = self.cfg
-        return {"score_batches": cfg.score_batches, "distribution": cfg.distribution,
-                "erk_power": cfg.dynamic.erk_power, "score_on": cfg.score_on,
-                "allotment": cfg.allotment, "floor": cfg.layer_floor, "rounds": cfg.score_rounds}
-
-    def _after_prune(self, result) -> None:
-        self.optimizer.state.clear()     # masked weights stay exactly zero; a finetune starts fresh
-        if result.ownership:
-            self.ownership = dict(result.ownership)
-        if self.cfg.method.startswith("disparse_"):
-            from .iou import starved_layers
-            self.mask_iou = result.mask_iou()
-            self.starved = starved_layers(result.task_keep, result.ownership)
-
-    def _mask_iou(self) -> dict[str, float] | None:
-        """Per shared layer IoU of the tasks' keep-sets: from the last prune (static, pretrained) or
-        from end-of-training taylor keep-sets of the live weights (dynamic; see disparse_core.trial)."""
-        if self.cfg.method == "disparse_dynamic":
-            return self._final_keep_iou()
-        return dict(self.mask_iou) if self.mask_iou is not None else None
-
+    # ------------------------------------------------------------------------- end of training
     def _task_min_density(self) -> dict[str, float]:
         """``{task: the lowest density of a layer the task uses}`` (1.0 for dense): a task whose value
         is 0 or next to it is cut off — every path from its input to its output runs through that
         layer, unless a skip connection bypasses it. Ownership is the one the pruning saw (dense and
         a resumed static run without it: every layer some task reaches is read from the model)."""
-        owner_map = (self.dynamic.ownership if self.dynamic is not None else self.ownership)
+        owner_map = self.pruner.ownership
         if owner_map is None:
             if not _is_masked(self.model):
                 return {t: 1.0 for t in self.tasks}
             from .ownership import task_ownership
-            inputs, _ = _to_device(next(iter(self._score_batches(1))), self.device)
+            inputs, _ = self._sample_batch()
             with buffers_kept(self.model):
                 owner_map = task_ownership(self.model, inputs)
         masks = get_masks(self.model)
@@ -226,30 +155,7 @@ class _Trial:
         from .masks import prunable_weights
         sizes = {n: p.numel() for n, p in prunable_weights(self.model).items()}
         blocks = self.model.block_names() if hasattr(self.model, "block_names") else None
-        return watershed_summary(ious, sizes, blocks, starved=self.starved)
-
-    def _final_keep_iou(self) -> dict[str, float]:
-        """The unanimous decision applied once more to the trained sparse net: each task ranks the
-        live weights it owns by ``taylor``; one calibrated ``k`` keeps ``1 − sparsity`` of the live
-        weights (union); IoU of those keep-sets. (Keeping all live weights would make ``k`` ≈ 1 and
-        every IoU ≈ 1.) BatchNorm statistics are restored; weights and ``.grad`` are left alone.
-        Sets ``self.starved`` from the same keep-sets."""
-        from .decision import calibrated_keep
-        from .iou import mask_iou, starved_layers
-        from .scoring import task_scores
-        ownership = self.dynamic.ownership
-        alive = get_masks(self.model)
-        live = sum(int(alive[n].sum()) for n in ownership)
-        total = sum(alive[n].numel() for n in ownership)
-        with buffers_kept(self.model):
-            scores = task_scores(self.model, self._score_batches(self.cfg.score_batches), self.losses,
-                                 criterion="taylor", ownership=ownership)
-        target = 1.0 - (1.0 - self.cfg.sparsity) * live / total
-        with warnings.catch_warnings():   # unowned live weights can make the union miss by a few
-            warnings.simplefilter("ignore", RuntimeWarning)
-            _, task_keep, _, _ = calibrated_keep(scores, ownership, target, alive=alive)
-        self.starved = starved_layers(task_keep, ownership)
-        return mask_iou(task_keep, ownership)
+        return watershed_summary(ious, sizes, blocks, starved=self.pruner.starved)
 
     def _score_batches(self, n: int) -> list:
         """The first ``n`` batches of the scoring stream (seeded apart from the training order)."""
@@ -260,20 +166,20 @@ class _Trial:
                 return out
         return out
 
+    def _sample_batch(self):
+        """The first batch of the scoring stream, on the device."""
+        return _to_device(next(iter(self._score_batches(1))), self.device)
+
     # --------------------------------------------------------------------------------- training
     def _train_step(self, step: int, batch) -> None:
         inputs, targets = _to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        recording = self.dynamic.recording(step) if self.dynamic is not None else nullcontext()
-        with recording:
+        with self.pruner.recording(step):
             with self.autocast:
                 outputs = self.model(inputs)
             task_losses = {t: self.losses[t](outputs[t].float(), targets[t]) for t in self.tasks}
         self._check_finite(step, task_losses)
-        if self.dynamic is not None:
-            self.dynamic.backward(step, task_losses)
-        else:
-            weighted_total(task_losses, self.loss_weights).backward()
+        self.pruner.backward(step, task_losses)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -340,33 +246,22 @@ class _Trial:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "dynamic": self.dynamic.state_dict() if self.dynamic is not None else None,
-            "pruner": _pruner_state(self.pruner),
-            "mask_iou": dict(self.mask_iou) if self.mask_iou is not None else None,
-            "starved": list(self.starved),
+            **self.pruner.state_dict(),          # dynamic, pruner, mask_iou, starved
             "rng": ckpt.rng_state(),
         }
         ckpt.save_checkpoint(self._checkpoint_path(), state)
 
     def _maybe_resume(self) -> None:
-        from .masks import attach_masks
         path = self._checkpoint_path()
         if not path.exists():
             return
         state = ckpt.load_checkpoint(path)
         self._check_resumable(state["config"], path)
-        if self.dynamic is not None and state["dynamic"] is not None:
-            self.dynamic.load_state_dict(state["dynamic"])
-        elif state["masks"] is not None:
-            attach_masks(self.model, state["masks"])
+        self.pruner.load_state_dict(state)      # masks first: the model's state names them
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.mask_iou = state["mask_iou"]
-        self.starved = list(state.get("starved") or [])
-        if self.pruner is not None and state.get("pruner"):
-            _load_pruner_state(self.pruner, state["pruner"], state["masks"])
         ckpt.set_rng_state(state["rng"])
         self.start_step = int(state["step"])
         self.elapsed_before = float(state["elapsed"])
@@ -400,21 +295,3 @@ def _prunable(model: nn.Module):
     from .masks import prunable_weights
     return prunable_weights(model).values()
 
-
-def _pruner_state(pruner) -> list[dict] | None:
-    """A GradualPruner's state as plain data: one summary per prune event done (its ``history``;
-    the keep-sets of the last event are saved separately as ``mask_iou``)."""
-    if pruner is None:
-        return None
-    return [{"method": r.method, "criterion": r.criterion, "target_sparsity": r.target_sparsity,
-             "achieved_sparsity": r.achieved_sparsity, "keep_fraction": r.keep_fraction,
-             "layer_sparsity": dict(r.layer_sparsity)} for r in pruner.history]
-
-
-def _load_pruner_state(pruner, history: list[dict], masks) -> None:
-    """Restore ``pruner.history`` from :func:`_pruner_state`: the summaries, with the checkpoint's
-    masks; per-task keep-sets and ownership are not kept (empty)."""
-    from .sparsify import SparsifyResult
-    masks = dict(masks or {})
-    pruner.history = [SparsifyResult(masks=masks, task_keep={}, ownership={}, **dict(h))
-                      for h in history]

@@ -68,6 +68,21 @@ def test_every_method_runs_reports_and_hits_the_target(method):
     assert (min(densities.values()) == 1.0) == (method == "dense")
 
 
+def test_every_method_has_one_pruner_and_it_prunes_when_the_method_says():
+    """The loop asks one pruner per method (disparse_core._pruners.PRUNERS); its kind matches the method
+    groups the config validates with, and only DiSparse keeps per-task keep-sets."""
+    from disparse_core._pruners import PRUNERS, AtInitPruner, DynamicPruner, PretrainedPruner, Pruner
+    from disparse_core.trial import DYNAMIC, ONE_SHOT_AT_INIT, PRETRAINED
+
+    assert set(PRUNERS) == set(METHODS)
+    kinds = {kind: {m for m, (cls, _) in PRUNERS.items() if cls is kind}
+             for kind in (Pruner, AtInitPruner, PretrainedPruner, DynamicPruner)}
+    assert kinds == {Pruner: {"dense"}, AtInitPruner: set(ONE_SHOT_AT_INIT),
+                     PretrainedPruner: set(PRETRAINED), DynamicPruner: set(DYNAMIC)}
+    assert {m for m, (_, per_task) in PRUNERS.items() if per_task} == {
+        "disparse_static", "disparse_pretrained", "disparse_dynamic"}
+
+
 def test_rerun_with_same_seed_is_bit_identical_and_seed_matters():
     cfg = tiny(method="disparse_dynamic")
     first, second = run_trial(cfg), run_trial(cfg)

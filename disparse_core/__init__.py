@@ -43,7 +43,7 @@ _EXPORTS = {
     **dict.fromkeys(("build_workload", "workload_tasks"), "data"),
     "delta_m": "metrics",
     **dict.fromkeys(("higher_is_better", "register_metric"), "metric_keys"),
-    "TrialConfig": "trial_config",
+    "TrialConfig": "config",
     "run_trial": "trial",
 }
 

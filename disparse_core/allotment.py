@@ -38,15 +38,13 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from .config import ALLOTMENTS, SCORE_ON
 from .decision import calibrated_keep
 from .erk import erk_densities, mask_counts, uniform_densities
 
 __all__ = ["ALLOTMENTS", "SCORE_ON", "allotted_keep", "layer_floors", "normalised_per_layer", "fixed_layer_counts",
            "settle_counts"]
 
-ALLOTMENTS = ("global", "layer", "iterative", "erk", "uniform")
-#: which weights the scores are computed on: the model's own, or a seeded Xavier-normal re-draw
-SCORE_ON = ("weights", "reinit")
 
 Scores = Mapping[str, Mapping[str, Tensor]]
 Ownership = Mapping[str, frozenset]

@@ -94,13 +94,12 @@ from .erk import erk_densities, mask_counts, random_masks
 from .masks import (_mask_param, attach_masks, buffers_kept, get_masks, prunable_modules, prunable_weights,
                     record_effective_weights)
 from .ownership import check_losses, forward_tasks, task_ownership
+from .config import GROW_MODES
 from .schedules import DECAYS, drop_fraction, is_update_step
-from .scoring import batch_task_losses, check_scalar_loss, per_task_gradients
+from .scoring import COLLAPSED_TASK, batch_task_losses, check_scalar_loss, per_task_gradients
 
 __all__ = ["DynamicSparsifier", "COLLAPSED_TASK", "GROW_MODES"]
 
-COLLAPSED_TASK = "all_tasks"
-GROW_MODES = ("exact", "union")
 
 
 def _sample_inputs(batch):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DECAYS", "drop_fraction", "cubic_sparsity", "is_update_step", "update_steps"]
+from .config import DECAYS
 
-DECAYS = ("cosine", "linear", "constant")
+__all__ = ["DECAYS", "drop_fraction", "cubic_sparsity", "is_update_step", "update_steps"]
 
 
 def drop_fraction(step: int, *, alpha0: float, t_end: int, decay: str = "cosine") -> float:

@@ -20,13 +20,12 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+from .config import CRITERIA
 from .masks import get_masks, prunable_weights, record_effective_weights
 from .ownership import check_losses, forward_tasks, ownership_from_outputs
 
 __all__ = ["CRITERIA", "COLLAPSED_TASK", "per_task_gradients", "task_scores", "collapse_losses",
            "collapse_ownership", "collapse_tasks", "batch_task_losses"]
-
-CRITERIA = ("snip", "magnitude", "taylor", "gradient")
 
 #: name of the single pseudo-task that baselines (SNIP, IMP, RigL, random, dense) score and decide with
 COLLAPSED_TASK = "all_tasks"

@@ -32,7 +32,9 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from .allotment import ALLOTMENTS, SCORE_ON, allotted_keep, layer_floors, settle_counts
+from .allotment import allotted_keep, layer_floors, settle_counts
+from .config import ALLOTMENTS, SCORE_ON, SPARSIFY_METHODS
+from .config import METHODS as TRIAL_METHODS
 from .erk import erk_densities, mask_counts, random_masks_with_counts, uniform_densities
 from .masks import (attach_masks, buffers_kept, get_masks, prunable_weights, weights_redrawn,
                     weights_tracked)
@@ -42,15 +44,8 @@ from .scoring import COLLAPSED_TASK, _check_batch, _to_device, collapse_ownershi
 
 __all__ = ["METHODS", "SCORE_ON", "SparsifyResult", "sparsify", "GradualPruner"]
 
-#: method -> (default criterion, allowed criteria); None: the method uses no scores
-METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "disparse_static": ("snip", ("snip", "gradient", "taylor")),
-    "disparse_pretrained": ("magnitude", ("magnitude", "taylor", "snip")),
-    "snip": ("snip", ("snip",)),
-    "magnitude": ("magnitude", ("magnitude",)),
-    "random": (None, ()),
-    "dense": (None, ()),
-}
+#: the methods decided here -> (default criterion, allowed criteria), from the trial schema's table
+METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {m: TRIAL_METHODS[m] for m in SPARSIFY_METHODS}
 _COLLAPSED = {"snip", "magnitude", "random", "dense"}
 _OPTIONS = {"score_batches", "distribution", "erk_power", "dense_layers", "tol", "allotment", "floor",
             "score_on", "rounds"}

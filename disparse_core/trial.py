@@ -3,7 +3,7 @@
 ``run_trial(config, report=None) -> dict`` is what the sweep calls (docs/ARCHITECTURE.md holds the
 contract). ``config`` is a plain dict (or a :class:`TrialConfig`); ``TrialConfig.from_dict`` validates it
 and every problem is a one-line ``ValueError`` naming the key. The config lives in
-:mod:`disparse_core.trial_config`, the training loop in the private ``_train_loop``; both are
+:mod:`disparse_core.config`, the training loop in the private ``_train_loop``; both are
 re-exported here.
 
 Methods and when they prune (``step`` counts training iterations from 0):
@@ -62,7 +62,7 @@ import numpy as np
 import torch
 
 from ._train_loop import Report, _Trial
-from .trial_config import (ARCHS, DYNAMIC, METHODS, ONE_SHOT_AT_INIT, PRESETS, PRETRAINED, WORKLOADS,
+from .config import (ARCHS, DYNAMIC, METHODS, ONE_SHOT_AT_INIT, PRESETS, PRETRAINED, WORKLOADS,
                            DynamicOptions, GradualOptions, TrialConfig, resolved_config)
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "run_trial",

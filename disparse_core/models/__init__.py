@@ -10,6 +10,7 @@ from typing import Mapping
 
 import torch
 
+from ..config import ARCHS, num_blocks
 from .base import (ClassificationHead, DenseHead, MultitaskNet, count_params, count_prunable_params,
                    validate_cutoff)
 from .deeplab import DeepLabResNet34
@@ -29,19 +30,6 @@ __all__ = [
     "ClassificationHead",
 ]
 
-ARCHS = ("small", "deeplab_resnet34")
-_NUM_BLOCKS = {"small": 8, "deeplab_resnet34": 17}
-
-
-def num_blocks(arch: str) -> int:
-    """Number of backbone blocks ``B`` of an architecture (valid cutoffs are ``0..B``)."""
-    _check_arch(arch)
-    return _NUM_BLOCKS[arch]
-
-
-def _check_arch(arch) -> None:
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
 
 
 def build_model(arch: str, task_channels: Mapping[str, int], *,
@@ -62,8 +50,7 @@ def build_model(arch: str, task_channels: Mapping[str, int], *,
 
     Build on the meta device (``with torch.device("meta"): ...``) to count parameters for free.
     """
-    _check_arch(arch)
-    validate_cutoff(cutoff, _NUM_BLOCKS[arch])
+    validate_cutoff(cutoff, num_blocks(arch))
     if arch == "small":
         return SmallMultitaskNet(task_channels, task_kinds=task_kinds, cutoff=cutoff,
                                  in_channels=in_channels, width=width, seed=seed)

@@ -40,7 +40,7 @@ def baseline_note(spec) -> str | None:
     differ = [p.name for p in spec.parameters if p.name.split(".", 1)[0] not in _SPARSE_ONLY + ("method",)]
     if not differ:
         return None
-    from disparse_core.trial_config import resolved_config
+    from disparse_core.config import resolved_config
 
     resolved = resolved_config(baseline_config(spec))
     shown = ", ".join(f"{n}={_value(resolved, n)}" for n in differ[:4]) + (", ..." if len(differ) > 4 else "")

@@ -376,11 +376,11 @@ class SweepTracker(RunWriter):
 
 
 def _resolved(config: Mapping[str, Any]) -> dict:
-    """The trial config with every setting it runs with (``disparse_core.trial_config.resolved_config``:
+    """The trial config with every setting it runs with (``disparse_core.config.resolved_config``:
     the defaults of this code version written out), so that the logged file alone reruns the trial; a
     config the core cannot resolve is returned as given (the trial will report its error)."""
     try:
-        from disparse_core.trial_config import resolved_config
+        from disparse_core.config import resolved_config
 
         return resolved_config(config)
     except Exception:  # noqa: BLE001 - logging the config must not depend on it being valid

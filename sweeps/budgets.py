@@ -10,6 +10,10 @@ Grammar (one budget; see docs/search-spaces.md)::
 In YAML the same thing is a mapping ``{METRIC: VALUE}`` where VALUE is ``"-2%"``, ``0.25``,
 ``">=0.25"`` …, or a list of budget strings.
 
+Budgets are parsed once, where they come in (:func:`parse_budgets`: the space's ``budgets`` section,
+the ``--budget`` flags, the budgets a sweep logged); everything else here takes the parsed
+``list[Budget]``.
+
 Sign convention: **a relative budget is the loss you tolerate**, measured in the metric's own direction.
 ``seg.miou=-2%`` (higher is better) means ``seg.miou >= 0.98 · baseline``; ``normal.mean=+5%`` (lower is
 better) means ``normal.mean <= 1.05 · baseline``. An unsigned ``2%`` means the same as the signed form
@@ -29,7 +33,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+from disparse_core.metric_keys import higher_is_better, metric_range
 
 from .errors import BudgetError
 
@@ -41,6 +47,7 @@ __all__ = [
     "GLOBAL_METRICS",
     "parse_budget",
     "parse_budgets",
+    "check_known_metrics",
     "constraint_values",
     "violations",
     "best_under_budget",
@@ -61,12 +68,6 @@ GRAMMAR = ("METRIC=-2% (relative loss vs. the dense baseline), METRIC>=X, METRIC
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _EXPR = re.compile(r"^\s*(?P<metric>[A-Za-z_][\w.\-]*)\s*(?P<op>>=|<=|=)\s*(?P<value>.*?)\s*$")
 _VALUE = re.compile(rf"^(?P<op>>=|<=|=)?\s*(?P<num>{_NUMBER})\s*(?P<pct>%)?$")
-
-
-def higher_is_better(key: str) -> bool:
-    """Direction of a metric key (``disparse_core.metrics.higher_is_better``); ValueError if unknown."""
-    from disparse_core.metrics import higher_is_better as core_higher_is_better
-    return core_higher_is_better(key)
 
 
 def _fmt(x: float) -> str:
@@ -164,13 +165,8 @@ def parse_budget(expr: str, value: Any = None, *, known_metrics: Iterable[str] |
                               f"+5%, >=0.25, <=20 or a number")
         value_text = str(value).strip()
         text = f"{metric}={value_text}" if not value_text.startswith((">", "<")) else metric + value_text
-    known = None if known_metrics is None else set(known_metrics)
-    if known is not None and metric not in known:
-        import difflib
-        close = difflib.get_close_matches(metric, sorted(known), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise BudgetError(f"budget {text!r}: unknown metric {metric!r}{hint}; expected one of "
-                          f"{_known_list(known)}")
+    if known_metrics is not None:
+        _check_known(text, metric, set(known_metrics))
     try:
         higher = higher_is_better(metric)
     except ValueError:
@@ -193,10 +189,25 @@ def parse_budget(expr: str, value: Any = None, *, known_metrics: Iterable[str] |
     return Budget(metric=metric, relative=False, amount=number, higher_is_better=higher)
 
 
+def _check_known(text: str, metric: str, known: set[str]) -> None:
+    if metric not in known:
+        import difflib
+        close = difflib.get_close_matches(metric, sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise BudgetError(f"budget {text!r}: unknown metric {metric!r}{hint}; expected one of "
+                          f"{_known_list(known)}")
+
+
+def check_known_metrics(budgets: Sequence[Budget], known_metrics: Iterable[str]) -> None:
+    """BudgetError (one line, the closest known name) for the first budget whose metric is not one of
+    ``known_metrics`` (e.g. the metrics a sweep's trials logged)."""
+    known = set(known_metrics)
+    for b in _parsed(budgets):
+        _check_known(b.text, b.metric, known)
+
+
 def _check_reachable(text: str, metric: str, number: float, higher: bool) -> None:
     """An absolute bound outside the metric's range can never be met: say so now, not after the sweep."""
-    from disparse_core.metrics import metric_range
-
     low, high = metric_range(metric)
     if (number > high) if higher else (number < low):
         edge = _fmt(high if higher else low)
@@ -227,20 +238,18 @@ def _relative(text: str, metric: str, num_text: str, number: float, higher: bool
 
 
 def parse_budgets(budgets: Any, *, known_metrics: Iterable[str] | None = None) -> list[Budget]:
-    """Budgets from YAML/CLI: ``None``, a mapping ``{metric: value}``, a list of expressions, one
-    expression, or already-parsed :class:`Budget` objects. One budget per metric."""
+    """The one way in for budgets as a user writes them (a space's ``budgets`` section, ``--budget``
+    flags, the text a sweep logged): ``None``, a mapping ``{metric: value}``, a list of expressions or
+    one expression. One budget per metric. Bad input is one BudgetError line naming the expression."""
     if budgets is None:
         return []
-    if isinstance(budgets, Budget):
-        return [budgets]
     if isinstance(budgets, str):
         items: list[Budget] = [parse_budget(budgets, known_metrics=known_metrics)]
     elif isinstance(budgets, Mapping):
         items = [parse_budget(k, v if v is not None else "", known_metrics=known_metrics)
                  for k, v in budgets.items()]
     elif isinstance(budgets, (list, tuple)):
-        items = [b if isinstance(b, Budget) else parse_budget(b, known_metrics=known_metrics)
-                 for b in budgets]
+        items = [parse_budget(b, known_metrics=known_metrics) for b in budgets]
     else:
         raise BudgetError(f"budgets: {budgets!r} is not a mapping or a list; expected e.g. "
                           f"{{seg.miou: -2%, normal.mean: +5%}} or [seg.miou>=0.25]")
@@ -253,10 +262,19 @@ def parse_budgets(budgets: Any, *, known_metrics: Iterable[str] | None = None) -
     return items
 
 
-def constraint_values(budgets: Any, metrics: Mapping[str, Any],
+def _parsed(budgets: Sequence[Budget]) -> Sequence[Budget]:
+    """``budgets`` itself, after checking that it holds parsed budgets (:func:`parse_budgets` is the way
+    from text to them)."""
+    for b in budgets:
+        if not isinstance(b, Budget):
+            raise TypeError(f"expected parsed budgets (sweeps.budgets.parse_budgets), got {b!r}")
+    return budgets
+
+
+def constraint_values(budgets: Sequence[Budget], metrics: Mapping[str, Any],
                       baseline: Mapping[str, float] | None = None) -> list[float]:
     """One Optuna constraint value per budget (``<= 0`` feasible), in the order of ``budgets``."""
-    return [b.violation(metrics.get(b.metric), baseline) for b in parse_budgets(budgets)]
+    return [b.violation(metrics.get(b.metric), baseline) for b in _parsed(budgets)]
 
 
 # --- choosing a model ----------------------------------------------------------------------------
@@ -336,11 +354,11 @@ def lost_task_metrics(metrics: Mapping[str, Any]) -> list[str]:
     return sorted(lost)
 
 
-def violations(budgets: Any, metrics: Mapping[str, Any],
+def violations(budgets: Sequence[Budget], metrics: Mapping[str, Any],
                baseline: Mapping[str, float] | None = None) -> list[Violation]:
     """The budgets that ``metrics`` does not meet, with values, thresholds and normalised shortfalls."""
     out = []
-    for b in parse_budgets(budgets):
+    for b in _parsed(budgets):
         amount = b.violation(metrics.get(b.metric), baseline)
         if amount > 0:
             value = _float(metrics.get(b.metric))
@@ -349,7 +367,7 @@ def violations(budgets: Any, metrics: Mapping[str, Any],
     return out
 
 
-def best_under_budget(records: Iterable[Mapping[str, Any]], budgets: Any,
+def best_under_budget(records: Iterable[Mapping[str, Any]], budgets: Sequence[Budget],
                       baseline: Mapping[str, float] | None = None
                       ) -> tuple[Mapping[str, Any] | None, Closest | None]:
     """The sparsest record that meets every budget, else the closest one.
@@ -364,7 +382,7 @@ def best_under_budget(records: Iterable[Mapping[str, Any]], budgets: Any,
     ``(None, closest)`` with the record of smallest total normalised violation and its violations, or
     ``(None, None)`` when there is no usable record.
     """
-    parsed = parse_budgets(budgets)
+    parsed = _parsed(budgets)
     rows = []
     for index, rec in enumerate(records):
         metrics = _metrics_of(rec)

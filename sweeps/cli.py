@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._space_fields import SEED_MAX
 from .errors import RunError, UserInputError, text_value_problem
 from .run import RunOptions, describe_plan, format_front, make_plan, mlflow_ui_command, run_sweep, signals
+from .space import SEED_MAX
 
 __all__ = ["main", "build_parser"]
 
@@ -210,10 +210,12 @@ def _budget_hint(spec, summary) -> str:
 
 def _query(args, out, err) -> int:
     from . import queries
+    from .budgets import parse_budgets
 
     common = dict(out=out, err=err)
-    if args.command == "best":
-        return queries.best(args.tracking_uri, args.experiment, args.budgets or None, args.sweep, **common)
+    if args.command == "best":       # the --budget texts are parsed here, once, before the store is read
+        budgets = parse_budgets(args.budgets) if args.budgets else None
+        return queries.best(args.tracking_uri, args.experiment, budgets, args.sweep, **common)
     if args.command == "pareto":
         return queries.pareto(args.tracking_uri, args.experiment, args.sweep,
                               objectives=args.objectives or None, **common)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from .budgets import (Budget, Violation, best_under_budget, check_known_metrics, lost_task_metrics,
+                      parse_budgets, violations)
+from .errors import BudgetError, UserInputError
 from .tables import format_number, format_table, is_number, param_value, pct_change
-from .errors import UserInputError
 
-__all__ = ["best", "pareto", "report", "format_table", "format_number", "param_value"]
+__all__ = ["best", "pareto", "report", "choose_best", "render_best", "BestChoice", "Margin", "format_table",
+           "format_number", "param_value"]
 
 EXIT_OK, EXIT_NONE_MEETS, EXIT_USAGE = 0, 1, 2
 
@@ -124,11 +128,10 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | None, budgets: Sequence,
-                 base_for_budgets: Mapping[str, float] | None) -> list[list[Any]]:
-    from .budgets import violations
-
-    by_metric = {b.metric: b for b in budgets}
+def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | None,
+                 margins: Sequence[Margin]) -> list[list[Any]]:
+    """The chosen trial's metrics against the baseline, each budgeted one with its verdict."""
+    by_metric = {m.budget.metric: m for m in margins}
     keys = sorted(k for k in metrics if "." in k and not k.startswith(("mask_iou", "best")))
     keys += [k for k in ("delta_m", "min_layer_density") if k in metrics]
     keys += [m for m in by_metric if m not in keys]
@@ -136,14 +139,14 @@ def _metric_rows(metrics: Mapping[str, float], baseline: Mapping[str, float] | N
     for key in keys:
         value = metrics.get(key)
         base = (baseline or {}).get(key) if key != "min_layer_density" else None   # dense: 1 by definition
-        budget = by_metric.get(key)
+        margin = by_metric.get(key)
         verdict = ""
-        if budget is not None:
-            missed = violations([budget], metrics, base_for_budgets)
-            verdict = "ok" if not missed else ("VIOLATED (missing)" if missed[0].value is None
-                                               else f"VIOLATED (short by {missed[0].shortfall()})")
+        if margin is not None:
+            missed = margin.violation
+            verdict = "ok" if missed is None else ("VIOLATED (missing)" if missed.value is None
+                                                   else f"VIOLATED (short by {missed.shortfall()})")
         rows.append([key, value, base, pct_change(value, base) if is_number(value) and is_number(base)
-                     else "", budget.text if budget is not None else "", verdict])
+                     else "", margin.budget.text if margin is not None else "", verdict])
     return rows
 
 
@@ -169,83 +172,142 @@ def _sweep_budgets(sweep_rec: Mapping[str, Any]) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[str] | None = None,
+@dataclass(frozen=True)
+class Margin:
+    """Where the chosen trial stands on one budget: ``violation`` None when it meets it."""
+
+    budget: Budget
+    violation: Violation | None
+
+
+@dataclass(frozen=True)
+class BestChoice:
+    """What :func:`choose_best` decided, with what a reader needs to trust it.
+
+    ``chosen``: the sparsest trial meeting every budget (``meets``), else the closest one (smallest total
+    shortfall), else None (no trial to choose from); ``margins``: its standing on each budget, in order.
+    Trials left out and why: ``unfinished`` (failed, early-stopped or running: their keys) and ``lost``
+    (fully trained, but a task metric is not finite: ``{trial: those metrics}``)."""
+
+    budgets: tuple[Budget, ...]
+    baseline: Mapping[str, float] | None
+    finished: tuple[Mapping[str, Any], ...]
+    unfinished: tuple[str, ...]
+    lost: Mapping[str, list[str]]
+    chosen: Mapping[str, Any] | None
+    meets: bool
+    margins: tuple[Margin, ...]
+
+    @property
+    def considered(self) -> int:
+        """Fully trained trials that took part in the choice."""
+        return len(self.finished) - len(self.lost)
+
+    def shortfalls(self) -> str:
+        """The budgets the chosen trial misses, on one line."""
+        return "; ".join(str(m.violation) for m in self.margins if m.violation is not None)
+
+
+def choose_best(trials: Sequence[Mapping[str, Any]], budgets: Sequence[Budget],
+                baseline: Mapping[str, float] | None) -> BestChoice:
+    """The ``best`` decision over a sweep's trial records (:func:`sweeps.tracking.load_trials`), pure:
+    :func:`~sweeps.budgets.best_under_budget` among the fully trained trials, with the chosen trial's
+    margin on each budget and the trials left out."""
+    finished = _finished(trials)
+    finished_ids = {id(t) for t in finished}
+    winner, closest = best_under_budget(finished, budgets, baseline)
+    chosen = winner if winner is not None else (closest.record if closest is not None else None)
+    margins = tuple(_margin(b, chosen["metrics"], baseline) for b in budgets) if chosen is not None else ()
+    return BestChoice(
+        budgets=tuple(budgets), baseline=baseline, finished=tuple(finished),
+        unfinished=tuple(t.get("trial_key") or t["run_id"] for t in trials if id(t) not in finished_ids),
+        lost={t["trial_key"] or t["run_id"]: keys for t in finished if (keys := lost_task_metrics(t["metrics"]))},
+        chosen=chosen, meets=winner is not None, margins=margins)
+
+
+def _margin(budget: Budget, metrics: Mapping[str, Any], baseline: Mapping[str, float] | None) -> Margin:
+    missed = violations([budget], metrics, baseline)
+    return Margin(budget, missed[0] if missed else None)
+
+
+def render_best(choice: BestChoice, sweep_rec: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
+                base_rec: Mapping[str, Any] | None, source: str = "") -> str:
+    """The text ``best`` prints for ``choice``: the trials considered, the budgets (``source`` says whose)
+    and baseline, the chosen trial, its metrics against the baseline and budgets, how to fetch it."""
+    skipped = len(choice.unfinished)
+    if not choice.finished:    # an answer (no model to offer), not bad input: exit 1 like "none meets"
+        return (f"NO TRIAL MEETS EVERY BUDGET: sweep {sweep_rec['sweep_id']} has no finished, fully trained "
+                f"trial ({skipped} failed, early-stopped or running)")
+    lines = [f"sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): {choice.considered} "
+             f"fully trained trials considered, {skipped} failed/early-stopped/running skipped"]
+    lost = choice.lost
+    if lost:
+        shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in list(lost.items())[:3])
+        lines.append(f"{len(lost)} fully trained trial(s) skipped: a task metric is not finite (the task is "
+                     f"lost): {shown}" + (" ..." if len(lost) > 3 else ""))
+    lines.append(f"budgets: {', '.join(b.text for b in choice.budgets) or '(none: the sparsest trial)'}{source}")
+    lines.append("baseline: " + (f"dense run {base_rec['run_id']}" if base_rec and base_rec.get("run_id")
+                                 else "the baseline_metrics the trials were given" if base_rec
+                                 else "none found (relative changes not shown)"))
+    lines.append("")
+    rec = choice.chosen
+    if rec is None:
+        lines.append("No trial has a compression value; nothing to choose from.")
+        return "\n".join(lines)
+    lines.append("Sparsest trial within every budget:" if choice.meets
+                 else "NO TRIAL MEETS EVERY BUDGET. Closest trial (smallest total shortfall):")
+    m = rec["metrics"]
+    lines.append(f"  run id       {rec['run_id']}   (trial {rec.get('trial_key')})")
+    lines.append(f"  compression  {format_number(m.get('compression'))}   achieved sparsity "
+                 f"{format_number(m.get('sparsity'))}"
+                 + (f"   delta_m {m['delta_m']:+.2f}%" if is_number(m.get("delta_m")) else ""))
+    lines.append(f"  config       {_config_summary(rec, trials)}")
+    weights = (rec.get("config") or {}).get("export_path")
+    if isinstance(weights, str) and weights:
+        lines.append(f"  weights      {weights}" + ("" if Path(weights).is_file() else "   (not there now)"))
+    if not choice.meets:
+        lines.append("  violations   " + choice.shortfalls())
+    lines.append("")
+    lines.append(format_table(["metric", "value", "baseline", "change", "budget", "status"],
+                              _metric_rows(m, choice.baseline, choice.margins), indent="  "))
+    lines.append("")
+    lines.append("fetch it:")
+    lines.extend(f"  {line}" for line in _fetch_hint(sweep_rec["tracking_uri"], rec["run_id"]))
+    return "\n".join(lines)
+
+
+def _own_budgets(sweep_rec: Mapping[str, Any]) -> list[Budget]:
+    """The budgets the sweep's space declared, parsed (bad input when it declared none)."""
+    texts = _sweep_budgets(sweep_rec)
+    if not texts:
+        raise UserInputError(f"best: sweep {sweep_rec['sweep_id']!r} declares no budgets; expected "
+                             f"--budget METRIC=LIMIT, e.g. --budget seg.miou=-2%")
+    try:
+        return parse_budgets(texts)
+    except BudgetError as exc:
+        raise UserInputError(f"sweep {sweep_rec['sweep_id']!r}'s own budgets: {exc}; expected "
+                             f"--budget METRIC=LIMIT to give them here") from None
+
+
+def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[Budget] | None = None,
          sweep: str | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """The sparsest trial (highest ``compression``) meeting every budget, with its metrics vs the dense
     baseline, its config and how to fetch it. Exit 0 found, 1 none meets (closest shown), 2 bad input.
 
-    ``budgets=None``: the budgets the sweep's space declared (bad input if it declared none);
-    ``[]``: no budget, the sparsest fully trained trial."""
+    ``budgets`` (parsed: :func:`sweeps.budgets.parse_budgets`): ``None`` = the budgets the sweep's space
+    declared (bad input if it declared none); ``[]`` = no budget, the sparsest fully trained trial."""
     def go(out: TextIO) -> int:
-        from .budgets import BudgetError, best_under_budget, lost_task_metrics, parse_budgets
-        given = None if budgets is None else list(budgets)
-        parsed = parse_budgets(given or [])                     # syntax errors before touching the store
         tracking, sweep_rec, trials = _load(tracking_uri, experiment, sweep)
-        source = ""
-        if given is None:
-            given = _sweep_budgets(sweep_rec)
-            if not given:
-                raise UserInputError(f"best: sweep {sweep_rec['sweep_id']!r} declares no budgets; expected "
-                                     f"--budget METRIC=LIMIT, e.g. --budget seg.miou=-2%")
-            try:
-                parsed = parse_budgets(given)
-            except BudgetError as exc:
-                raise UserInputError(f"sweep {sweep_rec['sweep_id']!r}'s own budgets: {exc}; expected "
-                                     f"--budget METRIC=LIMIT to give them here") from None
-            source = " (the sweep's own, from its space; --budget METRIC=LIMIT asks for others)"
-        finished = _finished(trials)
-        known = set().union(*(t["metrics"] for t in finished)) if finished else set()
+        chosen = list(budgets) if budgets is not None else _own_budgets(sweep_rec)
+        source = "" if budgets is not None else \
+            " (the sweep's own, from its space; --budget METRIC=LIMIT asks for others)"
+        known = set().union(*(t["metrics"] for t in _finished(trials)))
         if known:
-            parse_budgets(given, known_metrics=known)
+            check_known_metrics(chosen, known)
         base_rec = tracking.load_baseline_for(trials)
-        baseline = base_rec["metrics"] if base_rec else None
-        skipped = len(trials) - len(finished)
-        if not finished:    # an answer (no model to offer), not bad input: exit 1 like "none meets"
-            print(f"NO TRIAL MEETS EVERY BUDGET: sweep {sweep_rec['sweep_id']} has no finished, fully trained "
-                  f"trial ({skipped} failed, early-stopped or running)", file=out)
-            return EXIT_NONE_MEETS
-        winner, closest = best_under_budget(finished, parsed, baseline)
-        lost = {t["trial_key"] or t["run_id"]: keys for t in finished if (keys := lost_task_metrics(t["metrics"]))}
-        uri = sweep_rec["tracking_uri"]
-        print(f"sweep {sweep_rec['sweep_id']} (experiment {sweep_rec['experiment']}): "
-              f"{len(finished) - len(lost)} fully trained trials considered, {skipped} "
-              f"failed/early-stopped/running skipped", file=out)
-        if lost:
-            shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in list(lost.items())[:3])
-            print(f"{len(lost)} fully trained trial(s) skipped: a task metric is not finite (the task is lost): "
-                  f"{shown}" + (" ..." if len(lost) > 3 else ""), file=out)
-        print(f"budgets: {', '.join(b.text for b in parsed) or '(none: the sparsest trial)'}{source}", file=out)
-        print("baseline: " + (f"dense run {base_rec['run_id']}" if base_rec and base_rec.get("run_id")
-                               else "the baseline_metrics the trials were given" if base_rec
-                               else "none found (relative changes not shown)"), file=out)
-        print(file=out)
-        rec = winner if winner is not None else (closest.record if closest is not None else None)
-        if winner is None:
-            if closest is None:
-                print("No trial has a compression value; nothing to choose from.", file=out)
-                return EXIT_NONE_MEETS
-            print("NO TRIAL MEETS EVERY BUDGET. Closest trial (smallest total shortfall):", file=out)
-        else:
-            print("Sparsest trial within every budget:", file=out)
-        m = rec["metrics"]
-        print(f"  run id       {rec['run_id']}   (trial {rec.get('trial_key')})", file=out)
-        print(f"  compression  {format_number(m.get('compression'))}   achieved sparsity "
-              f"{format_number(m.get('sparsity'))}" + (f"   delta_m {m['delta_m']:+.2f}%" if is_number(
-                  m.get("delta_m")) else ""), file=out)
-        print(f"  config       {_config_summary(rec, trials)}", file=out)
-        weights = (rec.get("config") or {}).get("export_path")
-        if isinstance(weights, str) and weights:
-            print(f"  weights      {weights}" + ("" if Path(weights).is_file() else "   (not there now)"), file=out)
-        if winner is None:
-            print("  violations   " + closest.describe(), file=out)
-        print(file=out)
-        print(format_table(["metric", "value", "baseline", "change", "budget", "status"],
-                           _metric_rows(m, baseline, parsed, baseline), indent="  "), file=out)
-        print(file=out)
-        print("fetch it:", file=out)
-        for line in _fetch_hint(uri, rec["run_id"]):
-            print(f"  {line}", file=out)
-        return EXIT_OK if winner is not None else EXIT_NONE_MEETS
+        choice = choose_best(trials, chosen, base_rec["metrics"] if base_rec else None)
+        print(render_best(choice, sweep_rec, trials, base_rec, source), file=out)
+        return EXIT_OK if choice.meets else EXIT_NONE_MEETS
     return _run(go, out, err)
 
 

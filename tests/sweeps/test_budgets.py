@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from sweeps.budgets import (MISSING_VIOLATION, Budget, best_under_budget, constraint_values, parse_budget,
-                            parse_budgets, violations)
+from sweeps.budgets import (MISSING_VIOLATION, Budget, best_under_budget, check_known_metrics,
+                            constraint_values, parse_budget, parse_budgets, violations)
 from sweeps.errors import BudgetError
 
 BASE = {"seg.miou": 0.30, "normal.mean": 20.0, "depth.abs_err": 0.5}
@@ -120,17 +120,27 @@ def test_constraint_values_sign_and_scale():
     assert constraint_values(budgets, {**met, "seg.miou": 0.294}, BASE)[0] == pytest.approx(0, abs=1e-12)
 
 
-def test_constraint_values_accept_raw_budgets_and_handle_missing_metrics():
-    assert constraint_values({"seg.miou": "-2%"}, {"seg.miou": 0.3}, BASE) == [pytest.approx(-0.02)]
-    assert constraint_values(["seg.miou>=0.2"], {}, None) == [MISSING_VIOLATION]
-    assert constraint_values(["seg.miou>=0.2"], {"seg.miou": float("nan")}, None) == [MISSING_VIOLATION]
+def test_constraint_values_take_parsed_budgets_and_handle_missing_metrics():
+    assert constraint_values(parse_budgets({"seg.miou": "-2%"}), {"seg.miou": 0.3}, BASE) == [pytest.approx(-0.02)]
+    floor = parse_budgets(["seg.miou>=0.2"])
+    assert constraint_values(floor, {}, None) == [MISSING_VIOLATION]
+    assert constraint_values(floor, {"seg.miou": float("nan")}, None) == [MISSING_VIOLATION]
     assert constraint_values([], {"seg.miou": 0.1}, None) == []
+    with pytest.raises(TypeError, match="parse_budgets"):     # text is parsed once, where it comes in
+        constraint_values(["seg.miou>=0.2"], {}, None)
+
+
+def test_known_metrics_are_checked_on_parsed_budgets():
+    check_known_metrics(parse_budgets(["seg.miou=-2%"]), KNOWN)
+    with pytest.raises(BudgetError, match=r"budget 'normal\.median<=5': unknown metric 'normal\.median' "
+                                          r"\(did you mean normal\.mean\?\); expected one of compression"):
+        check_known_metrics(parse_budgets(["seg.miou=-2%", "normal.median<=5"]), KNOWN)
 
 
 def test_relative_budget_needs_the_baseline_metric():
     with pytest.raises(BudgetError, match=r"seg\.miou=-2%: relative to the dense baseline, but the baseline "
                                           r"has no finite seg\.miou"):
-        constraint_values(["seg.miou=-2%"], {"seg.miou": 0.3}, {"normal.mean": 20})
+        constraint_values(parse_budgets(["seg.miou=-2%"]), {"seg.miou": 0.3}, {"normal.mean": 20})
 
 
 def test_negative_baseline_keeps_the_direction():
@@ -145,7 +155,7 @@ def _rec(run_id, compression, miou, mean, method="disparse_dynamic", **extra):
                                           **extra}, "params": {"method": method}}
 
 
-BUDGETS = ["seg.miou=-2%", "normal.mean=+5%"]
+BUDGETS = parse_budgets(["seg.miou=-2%", "normal.mean=+5%"])
 
 
 def test_best_is_the_sparsest_record_meeting_every_budget():
@@ -193,21 +203,21 @@ def test_records_without_compression_or_only_baselines():
 
 def test_no_budgets_means_the_sparsest_and_flat_records_work():
     records = [{"run_id": "a", "compression": 0.5}, {"run_id": "b", "compression": 0.7, "config": {"method": "rigl"}}]
-    assert best_under_budget(records, None, None)[0]["run_id"] == "b"
+    assert best_under_budget(records, [], None)[0]["run_id"] == "b"
 
 
 def test_violations_lists_only_unmet_budgets():
     found = violations(BUDGETS, {"seg.miou": 0.29, "normal.mean": 20.0}, BASE)
     assert len(found) == 1 and found[0].metric == "seg.miou" and math.isclose(found[0].threshold, 0.294)
-    assert isinstance(parse_budgets(BUDGETS)[0], Budget)
+    assert isinstance(BUDGETS[0], Budget)
 
 
 def test_a_violation_says_how_far_in_the_metric_s_own_terms():
     from sweeps.budgets import violations
 
-    (delta,) = violations(["delta_m>=5"], {"delta_m": 4.591})
+    (delta,) = violations(parse_budgets(["delta_m>=5"]), {"delta_m": 4.591})
     assert str(delta) == "delta_m>=5: 4.591 < 5 (short by 0.41 points)"      # Δm is a percentage already
-    (seg,) = violations(["seg.miou>=0.3"], {"seg.miou": 0.285})
+    (seg,) = violations(parse_budgets(["seg.miou>=0.3"]), {"seg.miou": 0.285})
     assert str(seg) == "seg.miou>=0.3: 0.285 < 0.3 (short by 5.0%)"
-    (gone,) = violations(["normal.mean<=20"], {"normal.mean": float("nan")})
+    (gone,) = violations(parse_budgets(["normal.mean<=20"]), {"normal.mean": float("nan")})
     assert str(gone) == "normal.mean<=20: missing or not finite (needs <= 20)"

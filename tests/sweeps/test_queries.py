@@ -81,6 +81,12 @@ def call(fn, *args, **kw):
     return code, out.getvalue(), err.getvalue()
 
 
+def best(uri, budgets, **kw):
+    """``queries.best`` as the command line calls it: the ``--budget`` texts parsed first (None: none given)."""
+    from sweeps.budgets import parse_budgets
+    return call(queries.best, uri, EXP, None if budgets is None else parse_budgets(budgets), **kw)
+
+
 @pytest.mark.parametrize("budgets, winner", [
     (["seg.miou=-2%", "normal.mean=+5%"], "B"),                 # relative: A and D break a budget
     (["seg.miou=-2%"], "D"),                                    # only seg: D (0.85) beats B
@@ -90,7 +96,7 @@ def call(fn, *args, **kw):
 ])
 def test_best_picks_the_sparsest_trial_within_budgets(sweep_store, budgets, winner):
     uri, ids = sweep_store
-    code, out, err = call(queries.best, uri, EXP, budgets)
+    code, out, err = best(uri, budgets)
     assert (code, err) == (0, "")
     assert f"run id       {ids[winner]}" in out
     assert ids["E"] not in out                                   # early-stopped never chosen
@@ -111,19 +117,42 @@ def budgeted_store(tmp_path_factory, template_db):
     return uri, ids
 
 
+def test_choose_best_is_a_pure_choice_with_margins_and_the_trials_left_out():
+    """No store, no printing: the records and the parsed budgets in, the decision out."""
+    from sweeps.budgets import parse_budgets
+
+    def rec(key, status="FINISHED", **metrics):
+        return {"run_id": f"run-{key}", "trial_key": key, "status": status, "metrics": metrics}
+
+    records = [rec("a", compression=0.9, **{"seg.miou": 0.49}),
+               rec("b", compression=0.8, **{"seg.miou": 0.5, "normal.mean": float("nan")}),   # lost a task
+               rec("c", compression=0.7, **{"seg.miou": 0.5}),
+               rec("d", "FAILED"),
+               {**rec("e", compression=0.99, **{"seg.miou": 0.6}), "early_stopped": True}]
+    choice = queries.choose_best(records, parse_budgets(["seg.miou=-1%"]), {"seg.miou": 0.5})
+    assert choice.meets and choice.chosen["trial_key"] == "c"            # a is 2 % short
+    assert [(m.budget.text, m.violation) for m in choice.margins] == [("seg.miou=-1%", None)]
+    assert choice.unfinished == ("d", "e") and dict(choice.lost) == {"b": ["normal.mean"]}
+    assert choice.considered == 2
+    choice = queries.choose_best(records, parse_budgets(["seg.miou>=0.55"]), None)
+    assert not choice.meets and choice.chosen["trial_key"] == "c"        # the closest
+    assert choice.margins[0].violation.value == 0.5
+    assert choice.shortfalls() == "seg.miou>=0.55: 0.5 < 0.55 (short by 9.1%)"
+
+
 def test_best_without_budgets_uses_the_ones_the_sweep_declared(budgeted_store):
     uri, ids = budgeted_store
-    code, out, err = call(queries.best, uri, EXP, None)
+    code, out, err = best(uri, None)
     assert (code, err) == (0, "")
     assert "budgets: seg.miou=-2%, normal.mean=+5% (the sweep's own, from its space" in out
     assert f"run id       {ids['B']}" in out                    # as with both budgets given by hand
-    code, out, err = call(queries.best, uri, EXP, ["seg.miou=-2%"])   # given budgets replace them
+    code, out, err = best(uri, ["seg.miou=-2%"])   # given budgets replace them
     assert (code, err) == (0, "") and f"run id       {ids['D']}" in out and "sweep's own" not in out
 
 
 def test_best_without_budgets_on_a_sweep_that_declared_none_is_one_line(sweep_store):
     uri, _ = sweep_store
-    code, out, err = call(queries.best, uri, EXP, None)
+    code, out, err = best(uri, None)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "sweep 'sw1' declares no budgets" in err and "--budget METRIC=LIMIT" in err
 
@@ -144,7 +173,7 @@ def test_the_choose_hint_fits_the_sweep():
 
 def test_best_prints_metrics_against_the_baseline_and_the_config(sweep_store):
     uri, ids = sweep_store
-    code, out, _ = call(queries.best, uri, EXP, ["seg.miou=-2%", "normal.mean=+5%"])
+    code, out, _ = best(uri, ["seg.miou=-2%", "normal.mean=+5%"])
     assert code == 0
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.strip().startswith(("seg.", "normal."))}
     assert "-1.00%" in lines["seg.miou"] and "ok" in lines["seg.miou"]
@@ -156,7 +185,7 @@ def test_best_prints_metrics_against_the_baseline_and_the_config(sweep_store):
 
 def test_best_reports_none_meets_with_the_closest(sweep_store):
     uri, ids = sweep_store
-    code, out, err = call(queries.best, uri, EXP, ["seg.miou=-0.1%", "normal.mean=+1%"])
+    code, out, err = best(uri, ["seg.miou=-0.1%", "normal.mean=+1%"])
     assert code == 1 and err == ""
     assert "NO TRIAL MEETS EVERY BUDGET" in out
     assert f"run id       {ids['C']}" in out                     # smallest total shortfall
@@ -167,10 +196,15 @@ def test_best_reports_none_meets_with_the_closest(sweep_store):
     ("seg.miou=abc", "cannot parse"),
     ("seg.miou=+2%", "demand an improvement"),
     ("seg.mIoU=-2%", "unknown metric"),
+    ("depth.abs_err<=0.5", "unknown metric 'depth.abs_err'"),      # a metric, but not of this sweep
 ])
 def test_bad_budget_is_one_line_exit_2(sweep_store, budget, words):
     uri, _ = sweep_store
-    code, out, err = call(queries.best, uri, EXP, [budget])
+    from sweeps.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["best", "--tracking-uri", uri, "--experiment", EXP, "--budget", budget], out=out, err=err)
+    out, err = out.getvalue(), err.getvalue()
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and words in err
 
@@ -184,7 +218,7 @@ def test_unknown_store_experiment_or_sweep_is_exit_2(sweep_store, tmp_path):
         assert code == 2 and out == "" and err.count("\n") == 1, err
         assert err.startswith("error: ") and named in err, err
     assert not missing_db.exists()                       # asking did not create an empty store
-    code, _, err = call(queries.best, uri, EXP, [], sweep="missing")
+    code, _, err = best(uri, [], sweep="missing")
     assert code == 2 and "no sweep 'missing'" in err
     code, _, err = call(queries.report, uri, "nope")
     assert code == 2 and "experiment 'nope' not found" in err
@@ -193,7 +227,7 @@ def test_unknown_store_experiment_or_sweep_is_exit_2(sweep_store, tmp_path):
 def test_sweep_without_trials_is_exit_2(tmp_path, template_db):
     uri, tracker = _store(tmp_path, template_db)
     tracker.start_sweep(_spec(), sweep_id="empty", code_version="x")
-    code, out, err = call(queries.best, uri, EXP, ["seg.miou=-2%"])
+    code, out, err = best(uri, ["seg.miou=-2%"])
     assert code == 2 and "has no trials" in err and out == ""
 
 
@@ -275,7 +309,7 @@ def sampled_store(tmp_path_factory, template_db):
 
 def test_best_config_line_shows_the_sampled_settings(sampled_store):
     uri, ids = sampled_store
-    code, out, err = call(queries.best, uri, EXP, [], sweep="sampled")
+    code, out, err = best(uri, [], sweep="sampled")
     assert (code, err) == (0, "") and f"run id       {ids[3]}" in out
     (line,) = [ln for ln in out.splitlines() if ln.startswith("  config ")]
     assert line.split(None, 1)[1] == (
@@ -349,7 +383,7 @@ def test_a_final_nan_metric_is_not_replaced_by_an_earlier_evaluation(tmp_path, t
     tracker.trial_started("t-ok", _config("ok", 0.6), optuna_number=1)
     tracker.trial_completed("t-ok", {"compression": 0.6, "seg.miou": 0.52, "normal.mean": 19.5, "step": 6})
     tracker.finish_sweep(objectives=["compression", "normal.mean"], directions=["maximize", "minimize"])
-    code, out, _ = call(queries.best, uri, EXP, ["seg.miou>=0.5"], sweep="nan")
+    code, out, _ = best(uri, ["seg.miou>=0.5"], sweep="nan")
     assert code == 0
     assert "(trial t-ok)" in out and "(trial t-nan)" not in out
 
@@ -362,11 +396,11 @@ def test_a_trial_that_lost_an_unbudgeted_task_is_never_the_answer(tmp_path, temp
     tracker.trial_started("t-ok", _config("ok", 0.6), optuna_number=1)
     tracker.trial_completed("t-ok", {"compression": 0.6, "seg.miou": 0.52, "normal.mean": 19.5})
     tracker.finish_sweep(objectives=OBJ, directions=DIRS)
-    code, out, _ = call(queries.best, uri, EXP, ["seg.miou>=0.5"], sweep="lost")
+    code, out, _ = best(uri, ["seg.miou>=0.5"], sweep="lost")
     assert code == 0 and "(trial t-ok)" in out and "(trial t-lost)" not in out
     assert "1 fully trained trials considered" in out
     assert "1 fully trained trial(s) skipped: a task metric is not finite (the task is lost): t-lost: normal.mean" in out
-    code, out, _ = call(queries.best, uri, EXP, ["seg.miou>=0.54"], sweep="lost")   # not even as the closest
+    code, out, _ = best(uri, ["seg.miou>=0.54"], sweep="lost")   # not even as the closest
     assert code == 1 and "(trial t-ok)" in out and "(trial t-lost)" not in out
 
 
@@ -375,7 +409,7 @@ def test_best_of_a_sweep_whose_trials_all_failed_is_none_meets_not_bad_input(tmp
     tracker.trial_started("t0", _config("t0", 0.9), optuna_number=0)
     tracker.trial_failed("t0", "loss is NaN")
     tracker.finish_sweep(objectives=OBJ, directions=DIRS)
-    code, out, err = call(queries.best, uri, EXP, ["seg.miou=-2%"], sweep="allfail")
+    code, out, err = best(uri, ["seg.miou=-2%"], sweep="allfail")
     assert code == 1 and err == ""
     assert "NO TRIAL MEETS EVERY BUDGET" in out and "1 failed" in out
 
@@ -389,5 +423,5 @@ def test_report_and_best_print_numbers_as_the_tables_do(budgeted_store):
     assert queries._reference_text("[0.12575773195876291, -43.91148198757421]") == "[0.1258, -43.911]"
     assert pct_change(0.99999, 1.0) == "+0.00%" and pct_change(0.5, 1.0) == "-50.00%"
     rows = queries._metric_rows({"seg.miou": 0.5, "min_layer_density": 0.2}, {"seg.miou": 0.5,
-                                "min_layer_density": 1.0}, [], None)
+                                "min_layer_density": 1.0}, [])
     assert ["min_layer_density", 0.2, None, "", "", ""] in rows       # no "-80 %" against the dense net

@@ -33,7 +33,7 @@ from torch import nn
 
 from .masks import buffers_kept, get_masks
 from .tasks import weighted_total
-from .trial_config import TrialConfig, gradual_start
+from .config import TrialConfig, gradual_start
 
 __all__ = ["LoopParts", "Pruner", "AtInitPruner", "PretrainedPruner", "DynamicPruner", "PRUNERS",
            "make_pruner"]
@@ -267,7 +267,7 @@ class DynamicPruner(Pruner):
 
 
 #: method -> (its pruner, whether it keeps a keep-set per task). A new method is one row here (and its
-#: criteria in ``trial_config.METHODS``).
+#: criteria in ``config.METHODS``, and its group there).
 PRUNERS: dict[str, tuple[type[Pruner], bool]] = {
     "dense": (Pruner, False),
     "disparse_static": (AtInitPruner, True),

@@ -22,7 +22,7 @@ from ._pruners import LoopParts, make_pruner
 from .masks import buffers_kept, get_masks, sparsity_report
 from .metrics import delta_m, evaluate
 from .tasks import build_losses, check_loss_weights
-from .trial_config import TrialConfig
+from .config import TrialConfig
 
 Report = Callable[[dict], None]
 

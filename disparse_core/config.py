@@ -18,13 +18,14 @@ import inspect
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from ._config_values import _DEVICE as DEVICE_PATTERN
 from ._config_values import (_bool, _choice, _device, _float, _float_dict, _int, _merge, _nest, _path,
                              _tasks, _unknown)
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "Field", "FIELDS", "SECTION_FIELDS", "METHODS",
            "PRESETS", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "SPARSIFY_METHODS", "WORKLOADS", "REAL_DATA",
            "GENERATED", "ARCHS", "NUM_BLOCKS", "num_blocks", "CRITERIA", "DISTRIBUTIONS", "SCORE_ON", "ALLOTMENTS",
-           "OPTIMIZERS", "DECAYS", "GROW_MODES", "resolved_config", "gradual_start"]
+           "OPTIMIZERS", "DECAYS", "GROW_MODES", "DEVICE_PATTERN", "resolved_config", "gradual_start"]
 
 # method -> (default criterion, allowed criteria); None: the method uses no scores
 METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
@@ -368,11 +369,11 @@ FIELDS: dict[str, Field] = {
 
 #: the keys of each section (``dynamic.alpha0``, ``gradual.interval``, ...)
 SECTION_FIELDS: dict[str, dict[str, Field]] = {
+    "gradual": {"prune_steps": _int_field(1), "interval": _int_field(1), "initial_sparsity": _FRACTION},
     "dynamic": {"alpha0": Field("float", 0.0, 1.0), "delta_t": _int_field(1),
                 "t_end_frac": Field("float", 0.0, 1.0, low_open=True),
                 "decay": _choice_field(DECAYS, "decay"), "grow": _choice_field(GROW_MODES, "grow mode"),
                 "erk_power": Field("float", 0.0), "dense_first": Field("bool")},
-    "gradual": {"prune_steps": _int_field(1), "interval": _int_field(1), "initial_sparsity": _FRACTION},
 }
 
 

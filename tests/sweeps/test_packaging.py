@@ -57,7 +57,7 @@ def test_the_wheel_ships_every_package(wheel):
     tracked = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "-z", "disparse_core", "sweeps"], check=True,
                              capture_output=True, text=True).stdout.split("\0")
     packages = sorted(name.rpartition("/")[0] for name in tracked if name.endswith("/__init__.py"))
-    assert {"sweeps/ray", "sweeps/run", "sweeps/tracking"} <= set(packages)
+    assert {"sweeps/ray", "sweeps/run", "sweeps/space", "sweeps/tracking"} <= set(packages)
     missing = [p for p in packages if f"{p}/__init__.py" not in names]
     assert not missing, f"packages left out of the wheel (pyproject.toml [tool.setuptools] packages): {missing}"
 

@@ -331,7 +331,7 @@ def test_a_resumed_study_draws_new_configurations_not_the_first_runs_again(tmp_p
     assert again and again not in first, (again, first)
     # reproducible: the same sweep interrupted at the same point resumes with the same draw
     assert first_and_resumed(tmp_path / "b") == (first, again)
-    from sweeps._space_sample import sampler_seed
+    from sweeps.space import sampler_seed
     assert sampler_seed(7, 2) != sampler_seed(7, 3) and sampler_seed(7, 0) == 7
     assert sampler_seed(None, 5) is None
 

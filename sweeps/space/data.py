@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from .errors import SpaceError
+from ..errors import SpaceError
 
 __all__ = ["check_layout", "check_data_config"]
 

@@ -1,6 +1,6 @@
 """Every combination a space can sample, probed and checked by the core's own ``TrialConfig`` before any
 trial starts (:func:`check_with_core`): each candidate of every parameter (the others at their first),
-both corners, and seeded random combinations. Private to :mod:`sweeps._space_validate`.
+both corners, and seeded random combinations. Private to :mod:`sweeps.space` (used by its validate module).
 """
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._space_data import check_data_config
-from ._space_fields import _show
-from ._space_sample import suggest
-from ._space_spec import Param, SweepSpec
-from .errors import SpaceError
+from disparse_core.config import TrialConfig
+
+from ..errors import SpaceError
+from .data import check_data_config
+from .fields import _show
+from .sample import suggest
+from .spec import Param, SweepSpec
 
 __all__ = ["check_with_core"]
 
@@ -71,9 +73,8 @@ def _probe_picks(spec: SweepSpec, n_random: int = 16):
 
 
 def check_with_core(spec: SweepSpec) -> None:
-    """Every combination probed must pass ``disparse_core.trial.TrialConfig.from_dict`` (criterion vs
+    """Every combination probed must pass ``disparse_core.config.TrialConfig.from_dict`` (criterion vs
     method, pretrain_steps vs steps, width vs arch, ...), so a bad space fails before any trial starts."""
-    from disparse_core.trial import TrialConfig
     for pick in _probe_picks(spec):
         trial = _PickTrial(spec, pick)
         config = suggest(spec, trial)

@@ -1,16 +1,6 @@
-"""Search spaces: load and validate a YAML sweep file, sample trial configs, build the Optuna sampler.
-
-``load_space(name_or_path, overrides=())`` reads a file from ``search_spaces/`` (or any path), applies
-``--set KEY=VALUE`` overrides, validates everything and returns a :class:`SweepSpec`; every problem is a
-:class:`~sweeps.errors.SpaceError` (or BudgetError) whose one-line message names the dotted key, the
-value and what was expected. ``suggest(spec, trial)`` samples one trial config define-by-run;
-``make_sampler(spec)`` builds the Optuna sampler. The YAML syntax is documented in
-docs/search-spaces.md.
-
-The work is done in private modules; this one reads the file and re-exports the public names:
-``_space_fields`` (what the core accepts, one-line errors), ``_space_spec`` (the spec dataclasses),
-``_space_yaml`` (strict YAML, overrides, ``${ENV}``), ``_space_validate`` and ``_space_params``
-(validation), ``_space_sample`` (suggest, directions, samplers).
+"""Finding and loading a space file: ``load_space(name_or_path, overrides=())`` reads a file from
+``search_spaces/`` (or any path), applies ``--set KEY=VALUE`` overrides and ``${ENV}`` values, and
+validates everything into a :class:`~sweeps.space.SweepSpec`. Part of :mod:`sweeps.space`.
 """
 
 from __future__ import annotations
@@ -21,37 +11,18 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._space_fields import (ARCHS, CRITERIA, DISTRIBUTIONS, FRACTION, LOSS_WEIGHT, METHODS,  # noqa: F401
-                            PARAM_KEYS, PATH_KEYS, RANGE_DISTS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS,
-                            SUB_FIELDS, TOP_KEYS, TRIAL_FIELDS, WORKLOADS, _show)
-from ._space_sample import ConstraintsFromUserAttrs, directions, make_sampler, suggest
-from ._space_spec import Objective, Param, SweepSpec
-from ._space_validate import _Validator, workload_tasks  # noqa: F401
-from ._space_yaml import _apply_override, _interpolate, _parse_yaml, parse_overrides
-from .errors import SpaceError
-
-__all__ = [
-    "DEFAULT_SPACE",
-    "Param",
-    "Objective",
-    "SweepSpec",
-    "load_space",
-    "apply_overrides",
-    "parse_overrides",
-    "space_from_dict",
-    "list_spaces",
-    "suggest",
-    "make_sampler",
-    "directions",
-    "ConstraintsFromUserAttrs",
-]
+from ..errors import SpaceError
+from .fields import _show
+from .spec import SweepSpec
+from .validate import _Validator
+from .yaml import _apply_override, _interpolate, _parse_yaml, parse_overrides
 
 DEFAULT_SPACE = "dynamic"
 """The space ``tune.py`` runs when ``--space`` is not given (search_spaces/dynamic.yaml)."""
 
 #: where ``<root>/search_spaces/`` is looked for, in order: the working directory, the checkout this module
 #: runs from, and the installed package (a wheel ships the built-in spaces as ``sweeps/search_spaces/``)
-SPACE_DIRS = (Path.cwd, lambda: Path(__file__).resolve().parent.parent, lambda: Path(__file__).resolve().parent)
+SPACE_DIRS = (Path.cwd, lambda: Path(__file__).resolve().parents[2], lambda: Path(__file__).resolve().parents[1])
 
 
 # --- finding and loading a space file ------------------------------------------------------------

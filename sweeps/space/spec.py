@@ -9,7 +9,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from .budgets import Budget
+from ..budgets import Budget
 
 _ES_FILE_KEYS = ("type", "metric", "grace_steps", "reduction_factor", "keep_non_dominated")
 
@@ -72,7 +72,7 @@ class SweepSpec:
     # {type: none}, or single-metric ASHA {type: asha, metric, mode, grace_steps, reduction_factor, max_steps},
     # or multi-objective ASHA {type: asha, metric: "objectives", grace_steps, reduction_factor,
     # keep_non_dominated, max_steps}
-    # (ranked on every objective in its direction: sweeps._mo_asha)
+    # (ranked on every objective in its direction: sweeps.ray.mo_asha)
     early_stopping: dict
     baseline: bool
     max_retries: int

@@ -1,9 +1,11 @@
-"""Search-space schema: what the core accepts (field tables and key lists) and the one-line errors.
+"""Search-space schema: what a space may set (field tables and key lists) and the one-line errors.
 
-Private to :mod:`sweeps.space` (which re-exports the public names). ``_Field.check`` validates one value
-and raises :class:`~sweeps.errors.SpaceError` naming the dotted key, the value and what was expected.
-``space.py`` keeps its own copy of the core's names so that importing it stays light (no torch); a test
-checks that the two agree.
+Private to :mod:`sweeps.space` (which re-exports the public names). The trial-config tables
+(:data:`TRIAL_FIELDS`, :data:`SUB_FIELDS`) and the value tuples are derived from
+:mod:`disparse_core.config`, the core's one schema (torch-free, so importing this stays light); this module
+adds only what is the sweep's own: which keys can be swept, the space file's keys, and the few bounds the
+sweep holds tighter than the core. ``_Field.check`` validates one value and raises
+:class:`~sweeps.errors.SpaceError` naming the dotted key, the value and what was expected.
 """
 
 from __future__ import annotations
@@ -11,21 +13,22 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .errors import SpaceError
+from disparse_core import config as core
 
-# --- what the core accepts (docs/ARCHITECTURE.md, "Trial config") -----------------------------------
+from ..errors import SpaceError
 
-WORKLOADS = ("scenes", "digits", "cues", "nyuv2", "cityscapes", "taskonomy")
-REAL_DATA = ("nyuv2", "cityscapes", "taskonomy")        # need data_root
-ARCHS = ("small", "deeplab_resnet34")
-METHODS = ("dense", "disparse_static", "disparse_pretrained", "disparse_dynamic", "snip", "random",
-           "magnitude", "rigl")
-CRITERIA = ("snip", "magnitude", "taylor", "gradient")
+# --- what the core accepts (docs/ARCHITECTURE.md, "Trial config"): disparse_core.config's tables ------------
+
+WORKLOADS = core.WORKLOADS
+REAL_DATA = core.REAL_DATA                               # need data_root
+ARCHS = core.ARCHS
+METHODS = tuple(core.METHODS)
+CRITERIA = core.CRITERIA
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform", "categorical", "fixed")
 
@@ -172,64 +175,34 @@ def _choice(choices, what, **kw) -> _Field:
     return _Field("choice", choices=tuple(choices), what=what, **kw)
 
 
-FRACTION = _float(0, 1, hi_open=True)
 SEED_MAX = 2 ** 32 - 1                  # numpy's limit (np.random.seed)
 
-TRIAL_FIELDS: dict[str, _Field] = {
-    "workload": _choice(WORKLOADS, "workload", sweepable=False),
-    "data_root": _Field("str", nullable=True, sweepable=False),
-    "image_size": _int(8, nullable=True),
-    "train_size": _int(1, nullable=True),
-    "test_size": _int(1, nullable=True),
-    "tasks": _Field("list", nullable=True, sweepable=False),
-    "arch": _choice(ARCHS, "arch"),
-    "width": _int(1),
-    "cutoff": _int(0, nullable=True),
-    "loss_weights": _Field("map", nullable=True),
-    "method": _choice(METHODS, "method"),
-    "criterion": _choice(CRITERIA, "criterion", nullable=True),
-    "sparsity": FRACTION,
-    "distribution": _choice(("uniform", "erk"), "mask distribution"),
-    "score_on": _choice(("weights", "reinit"), "scoring weights"),
-    "allotment": _choice(("global", "layer", "iterative", "erk", "uniform"), "layer allotment"),
-    "layer_floor": _float(0, 1),
-    "score_rounds": _int(1),
-    "steps": _int(1),
-    "batch_size": _int(1),
-    "lr": _float(0, lo_open=True),
-    "weight_decay": _float(0),
-    "optimizer": _choice(("adam", "sgd"), "optimizer"),
-    "lr_step": _int(1, nullable=True),
-    "lr_gamma": _float(0, 1, lo_open=True),
-    "eval_every": _int(1, nullable=True),
-    "eval_batches": _int(1, nullable=True),
-    "score_batches": _int(1),
-    "pretrain_steps": _int(0),
-    "finetune_lr": _float(0, lo_open=True, nullable=True),
-    "gradual": _Field("map", nullable=True),
-    "dynamic": _Field("map", nullable=True),
-    "seed": _int(0, hi=SEED_MAX),
-    "device": _Field("str", sweepable=False),
-    "bf16": _Field("bool"),
-    "num_threads": _int(1, nullable=True),
-    "checkpoint_dir": _Field("str", nullable=True, sweepable=False),
-    "checkpoint_every": _int(1, nullable=True),
-    "resume": _Field("bool", sweepable=False),
-    "export_path": _Field("str", nullable=True, sweepable=False),
-    "baseline_metrics": _Field("map", nullable=True, sweepable=False),
-    "preset": _Field("str", nullable=True, sweepable=False),
-}
-SUB_FIELDS: dict[str, dict[str, _Field]] = {
-    "gradual": {"prune_steps": _int(1), "interval": _int(1), "initial_sparsity": FRACTION},
-    "dynamic": {"alpha0": _float(0, 1), "delta_t": _int(1),
-                "t_end_frac": _float(0, 1, lo_open=True),
-                "decay": _choice(("cosine", "linear", "constant"), "decay"),
-                "grow": _choice(("exact", "union"), "grow mode"), "erk_power": _float(0),
-                "dense_first": _Field("bool")},
-}
-LOSS_WEIGHT = _float(0)
+#: the core's kinds as a space file writes them
+_KINDS = {"path": "str", "device": "str", "tasks": "list", "float_map": "map", "section": "map"}
+#: keys a space fixes under ``workload`` but never samples (what data, where files go, which device)
+FIXED_ONLY = ("workload", "data_root", "tasks", "device", "checkpoint_dir", "resume", "export_path",
+              "baseline_metrics", "preset")
+#: where the sweep holds a key tighter than the core: the core's defaults of width and pretrain_steps are
+#: not written as null in a space, and a seed must fit numpy's generator
+STRICTER: dict[str, dict[str, Any]] = {"width": {"nullable": False}, "pretrain_steps": {"nullable": False},
+                                       "seed": {"hi": SEED_MAX}}
+
+
+def _derived(field: core.Field, sweepable: bool = True, **tighter) -> _Field:
+    """A space field from the core's field of the same key."""
+    return replace(_Field(_KINDS.get(field.kind, field.kind), lo=field.low, hi=field.high, lo_open=field.low_open,
+                          hi_open=field.high_open, choices=field.choices, nullable=field.nullable,
+                          sweepable=sweepable, what=field.what), **tighter)
+
+
+TRIAL_FIELDS: dict[str, _Field] = {name: _derived(field, name not in FIXED_ONLY, **STRICTER.get(name, {}))
+                                   for name, field in core.FIELDS.items()}
+SUB_FIELDS: dict[str, dict[str, _Field]] = {section: {name: _derived(field) for name, field in fields.items()}
+                                            for section, fields in core.SECTION_FIELDS.items()}
+FRACTION = TRIAL_FIELDS["sparsity"]
+LOSS_WEIGHT = _float(0)                # the core's check_loss_weights: a finite number >= 0
 PATH_KEYS = ("data_root", "checkpoint_dir", "export_path")
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")          # use with fullmatch
+_DEVICE = core.DEVICE_PATTERN                              # use with fullmatch
 # the space's name is a results folder name and the MLflow sweep id
 _NAME = re.compile(r"[A-Za-z0-9_\-.]+")
 NAME_MAX = 100

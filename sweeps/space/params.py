@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ._space_fields import (DISTRIBUTIONS, LOSS_WEIGHT, PARAM_KEYS, RANGE_DISTS, SUB_FIELDS, TRIAL_FIELDS,
-                            _SCALAR, _check_task, _fail, _Field, _finite, _get_dotted, _number, _show, _unknown)
-from ._space_spec import Param
-from .errors import SpaceError
+from disparse_core.config import num_blocks
+
+from ..errors import SpaceError
+from .fields import (DISTRIBUTIONS, LOSS_WEIGHT, PARAM_KEYS, RANGE_DISTS, SUB_FIELDS, TRIAL_FIELDS,
+                     _SCALAR, _check_task, _fail, _Field, _finite, _get_dotted, _number, _show, _unknown)
+from .spec import Param
 
 
 def _arch_blocks(arch: str) -> int | None:
     """Number of backbone blocks ``B`` (cutoffs are ``0..B``), or None when the core cannot say."""
     try:
-        from disparse_core.models import num_blocks
         return int(num_blocks(arch))
     except (ImportError, ValueError, TypeError, KeyError):
         return None

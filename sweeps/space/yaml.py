@@ -13,8 +13,8 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import yaml
 
-from ._space_fields import SUB_FIELDS, _fail, _show
-from .errors import BudgetError, SpaceError
+from ..errors import BudgetError, SpaceError
+from .fields import SUB_FIELDS, _fail, _show
 
 
 # --- YAML reading ----------------------------------------------------------------------------------

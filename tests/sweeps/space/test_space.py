@@ -18,7 +18,7 @@ from sweeps.space import (DEFAULT_SPACE, TRIAL_FIELDS, apply_overrides, directio
 from test_space_sampling import _sample  # tests/sweeps is on sys.path, as for sweep_helpers
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+REPO = HERE.parents[2]
 BAD = HERE / "bad_spaces"
 BASE = str(BAD / "base.yaml")
 SHIPPED = ["static", "dynamic", "pretrained", "baselines", "nyuv2"]
@@ -207,16 +207,25 @@ def test_null_removes_a_fixed_key_so_it_can_be_swept():
 
 
 def test_names_mirror_the_core():
-    """space.py keeps its own copy of the core's names (so importing it stays light): they must agree."""
+    """The space's field tables are derived from the core's schema (disparse_core.config): every key and
+    section key, the same choices and bounds, tighter only where the sweep says so (seed, width, pretrain_steps)."""
     from dataclasses import fields
 
-    from disparse_core import trial
-    from sweeps import space
-    assert set(space.TRIAL_FIELDS) == {f.name for f in fields(trial.TrialConfig)}
-    assert set(space.METHODS) == set(trial.METHODS)
-    assert set(space.WORKLOADS) == set(trial.WORKLOADS) and set(space.ARCHS) == set(trial.ARCHS)
-    assert set(space.SUB_FIELDS["dynamic"]) == {f.name for f in fields(trial.DynamicOptions)}
-    assert set(space.SUB_FIELDS["gradual"]) == {f.name for f in fields(trial.GradualOptions)}
+    from disparse_core import config
+    from sweeps.space import SEED_MAX, SUB_FIELDS
+    assert set(TRIAL_FIELDS) == {f.name for f in fields(config.TrialConfig)}
+    assert TRIAL_FIELDS["method"].choices == tuple(config.METHODS)
+    assert TRIAL_FIELDS["workload"].choices == config.WORKLOADS and TRIAL_FIELDS["arch"].choices == config.ARCHS
+    assert set(SUB_FIELDS["dynamic"]) == {f.name for f in fields(config.DynamicOptions)}
+    assert set(SUB_FIELDS["gradual"]) == {f.name for f in fields(config.GradualOptions)}
+    for name, core in config.FIELDS.items():
+        mine = TRIAL_FIELDS[name]
+        assert (mine.lo, mine.lo_open, mine.hi_open, mine.choices) == (core.low, core.low_open, core.high_open,
+                                                                       core.choices), name
+        assert mine.hi == (SEED_MAX if name == "seed" else core.high), name
+        assert mine.nullable == (core.nullable and name not in ("width", "pretrain_steps")), name
+    assert SUB_FIELDS["dynamic"]["decay"].choices == config.DECAYS
+    assert SUB_FIELDS["gradual"]["initial_sparsity"].hi == config.SECTION_FIELDS["gradual"]["initial_sparsity"].high
 
 
 def test_env_default_and_numbers_written_like_1e_4(tmp_path, monkeypatch):

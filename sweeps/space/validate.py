@@ -1,9 +1,9 @@
 """Validation of a parsed space (overrides applied, ``${ENV}`` expanded) into a :class:`SweepSpec`.
 
 :class:`_Validator` checks the sections in this order: workload (the fixed trial config), parameters
-(delegated to :mod:`sweeps._space_params`), objectives, budgets, sampler and run settings; then
+(delegated to :mod:`sweeps.space.params`), objectives, budgets, sampler and run settings; then
 every sampled combination is checked by the core's own ``TrialConfig``
-(:func:`sweeps._space_probe.check_with_core`).
+(:func:`sweeps.space.probe.check_with_core`).
 Raises one-line :class:`~sweeps.errors.SpaceError` / BudgetError at the first problem. Private to
 :mod:`sweeps.space`.
 """
@@ -16,19 +16,21 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._space_fields import (LOSS_WEIGHT, NAME_EXPECTED, NAME_MAX, PATH_KEYS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS,
-                            SEED_MAX, SUB_FIELDS, TOP_KEYS, TRIAL_FIELDS, _check_task, _choice, _DEVICE, _fail, _Field,
-                            _finite, _float, _int, _mapping, _NAME, _number, _show, _unknown)
-from ._space_data import check_layout
-from ._space_params import _Parameters
-from ._space_probe import check_with_core
-from ._space_spec import Objective, SweepSpec
-from ._space_yaml import _expand_dotted
-from .budgets import GLOBAL_METRICS, Budget, higher_is_better, parse_budgets
-from .errors import BudgetError, SpaceError
+from disparse_core.config import PRESETS
+
+from ..budgets import GLOBAL_METRICS, Budget, higher_is_better, parse_budgets
+from ..errors import BudgetError, SpaceError
+from .fields import (LOSS_WEIGHT, NAME_EXPECTED, NAME_MAX, PATH_KEYS, REAL_DATA, SAMPLER_OPTIONS, SAMPLERS,
+                     SEED_MAX, SUB_FIELDS, TOP_KEYS, TRIAL_FIELDS, _check_task, _choice, _DEVICE, _fail, _Field,
+                     _finite, _float, _int, _mapping, _NAME, _number, _show, _unknown)
+from .data import check_layout
+from .params import _Parameters
+from .probe import check_with_core
+from .spec import Objective, SweepSpec
+from .yaml import _expand_dotted
 
 
-# --- knowledge from the core (lazy; torch loads only when these are needed) ----------------------------
+# --- knowledge from the core (the task tables load torch: imported when a space is validated) ----------
 
 def workload_tasks(name: str, tasks: Sequence[str] | None = None) -> dict[str, tuple[tuple[str, ...], str]]:
     """``{task: (metric names, primary metric)}`` of a workload (its default tasks, or ``tasks``).
@@ -37,11 +39,6 @@ def workload_tasks(name: str, tasks: Sequence[str] | None = None) -> dict[str, t
     """
     from disparse_core.data import workload_tasks as core_workload_tasks
     return {t: (tuple(info.metrics), info.primary) for t, info in core_workload_tasks(name, tasks).items()}
-
-
-def _core_presets() -> dict:
-    from disparse_core.trial import PRESETS
-    return PRESETS
 
 
 class _Validator:
@@ -147,7 +144,7 @@ class _Validator:
         name = base.pop("preset", None)
         if name is None:
             return base
-        presets = _core_presets()
+        presets = PRESETS
         if not isinstance(name, str) or name not in presets:
             raise _fail("workload.preset", name, "is not a known preset", f"one of {', '.join(presets)}")
         merged = copy.deepcopy(presets[name])
@@ -313,7 +310,7 @@ class _Validator:
         factor = _float(1, lo_open=True).check("early_stopping.reduction_factor",
                                                section.get("reduction_factor", 3))
         keep = section.get("keep_non_dominated", True)
-        if metric == "objectives":  # multi-objective ASHA: directions are the objectives' (sweeps._mo_asha)
+        if metric == "objectives":  # multi-objective ASHA: directions are the objectives' (sweeps.ray.mo_asha)
             if not isinstance(keep, bool):
                 raise _fail("early_stopping.keep_non_dominated", keep, "is not a boolean", "true or false")
             return {"type": "asha", "metric": "objectives", "grace_steps": grace, "reduction_factor": factor,

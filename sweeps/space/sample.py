@@ -12,8 +12,9 @@ import math
 import warnings
 from typing import Any, Mapping
 
-from ._space_fields import _get_dotted, _set_dotted
-from ._space_spec import Param, SweepSpec
+from ..budgets import MISSING_VIOLATION
+from .fields import _get_dotted, _set_dotted
+from .spec import Param, SweepSpec
 
 
 def directions(spec: SweepSpec) -> list[str]:
@@ -70,7 +71,6 @@ class ConstraintsFromUserAttrs:
         self.count = count
 
     def __call__(self, trial: Any) -> tuple[float, ...]:
-        from .budgets import MISSING_VIOLATION
         values = trial.user_attrs.get("constraints")
         if not isinstance(values, (list, tuple)) or len(values) != self.count:
             return (MISSING_VIOLATION,) * self.count

@@ -362,6 +362,54 @@ def test_a_closed_pipe_ends_a_query_quietly(sweep_store):
     assert done.stdout.rstrip().endswith("rc=0"), done.stdout
 
 
+# -- the read-only commands need no torch ---------------------------------------------------------------------
+
+# Runs a script (argv[1]) with its arguments where `import torch` raises ImportError, as without torch installed.
+_WITHOUT_TORCH = """
+import runpy, sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError(f"No module named {name!r} (made unimportable by the test)")
+sys.meta_path.insert(0, NoTorch())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _without_torch(script, *args):
+    import subprocess
+    import sys
+
+    from sweep_helpers import cli_env
+
+    return subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, str(script), *map(str, args)],
+                          capture_output=True, text=True, env=cli_env(), timeout=300)
+
+
+def test_best_pareto_and_report_run_without_torch(sweep_store, budgeted_store, tmp_path):
+    """``tune.py best/pareto/report`` in a process where torch cannot be imported print what they print
+    with torch (the sweep's own budgets parsed, --budget flags, the front, the summary)."""
+    from sweep_helpers import TUNE_PY
+
+    probe = tmp_path / "probe.py"
+    probe.write_text("import torch\n")
+    done = _without_torch(probe)
+    assert done.returncode != 0 and "made unimportable by the test" in done.stderr   # the guard holds
+    (uri, _), (own_uri, _) = sweep_store, budgeted_store
+    store = ["--tracking-uri", uri, "--experiment", EXP]
+    cases = [(["best", "--tracking-uri", own_uri, "--experiment", EXP], best(own_uri, None)),
+             (["best", *store, "--budget", "seg.miou=-0.1%", "--budget", "normal.mean=+1%"],
+              best(uri, ["seg.miou=-0.1%", "normal.mean=+1%"])),
+             (["pareto", *store], call(queries.pareto, uri, EXP)),
+             (["report", *store], call(queries.report, uri, EXP))]
+    for argv, (code, out, err) in cases:
+        done = _without_torch(TUNE_PY, *argv)
+        assert (done.returncode, done.stdout) == (code, out), (argv, done.stderr[-2000:])
+        assert "torch" not in done.stderr, done.stderr[-2000:]
+    assert "Sparsest trial within every budget" in cases[0][1][1] and "NO TRIAL MEETS" in cases[1][1][1]
+
+
 def _new_sweep(tmp_path, template_db, sweep_id):
     """A fresh store with a started sweep ``sweep_id`` and the dense baseline BASE logged."""
     uri, tracker = _store(tmp_path, template_db)

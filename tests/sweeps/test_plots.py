@@ -7,7 +7,6 @@ import re
 
 from sweeps import plots
 
-PNG = b"\x89PNG\r\n\x1a\n"
 OBJ = ["compression", "seg.miou", "normal.mean"]
 DIRS = ["maximize", "maximize", "minimize"]
 
@@ -25,13 +24,35 @@ def records(n=6):
     return out
 
 
+RED, GREY, BLUE = "#d93025", "#9aa0a6", "#1a73e8"        # the Pareto PNGs: plane front, other trials, rings
+TAB_BLUE, TAB_RED = "#1f77b4", "#d62728"                 # the mask-IoU chart: bars, the watershed bar
+
+
+def pixels(path, colour: str, tol: float = 0.02) -> int:
+    """How many pixels of the PNG at ``path`` have ``colour`` (``#rrggbb``, each channel within ``tol``)."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100     # a decoded picture
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+    return int((np.abs(image[..., :3] - rgb) <= tol).all(axis=-1).sum())
+
+
 def test_pngs_per_task_primary_metric_and_delta_m(tmp_path):
     recs = records()
     made = plots.pareto_pngs(recs, {"run00", "run05"}, OBJ, DIRS, tmp_path)
     names = sorted(p.name for p in made)
     assert names == ["pareto_compression_vs_delta_m.png", "pareto_compression_vs_normal.mean.png",
                      "pareto_compression_vs_seg.miou.png"]
-    assert all(p.read_bytes()[:8] == PNG and p.stat().st_size > 1000 for p in made)
+    # every trial is on each plane's front (red), two are ringed as the sweep's front (blue); none grey
+    for path in made:
+        assert pixels(path, RED) > 50 and pixels(path, BLUE) > 20 and pixels(path, GREY) == 0, path.name
+    dominated = {"run_id": "runD", "trial_key": "tD", "params": {}, "config": {},
+                 "metrics": {"compression": 0.5, "seg.miou": 0.1, "normal.mean": 40.0, "delta_m": -20.0}}
+    (tmp_path / "d").mkdir()
+    again = plots.pareto_pngs(recs + [dominated], {"run00", "run05"}, OBJ, DIRS, tmp_path / "d")
+    assert len(again) == 3 and all(pixels(path, GREY) > 10 for path in again)   # the one grey trial
 
 
 def test_primary_metric_prefers_objectives_then_known_order():
@@ -133,9 +154,9 @@ def test_html_table_lists_every_sampled_param_then_the_usual_constants(tmp_path)
 
 def test_mask_iou_png(tmp_path):
     path = plots.mask_iou_png({"a.weight": 0.9, "b.weight": 0.5, "c.weight": 0.45}, tmp_path / "m.png", title="t")
-    assert path.read_bytes()[:8] == PNG
+    assert pixels(path, TAB_BLUE) > 100 and pixels(path, TAB_RED) > 50        # bars, the watershed's red
     nested = plots.mask_iou_png({"a": {"seg-normal": 0.4}}, tmp_path / "n.png")
-    assert nested.read_bytes()[:8] == PNG
+    assert pixels(nested, TAB_BLUE) > 100 and pixels(nested, TAB_RED) == 0    # one bar, no watershed
     assert plots.mask_iou_png({}, tmp_path / "e.png") is None
 
 

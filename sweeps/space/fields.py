@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
 import yaml
@@ -89,26 +89,22 @@ def _finite(num: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class _Field:
-    kind: str                      # int | float | bool | str | choice | map | list
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-    choices: tuple = ()
-    nullable: bool = False
+class _Field(core.Field):
+    """The core's :class:`~disparse_core.config.Field` as a space file meets it: ``kind`` is ``int``,
+    ``float``, ``bool``, ``str``, ``choice``, ``map`` or ``list``; ``sweepable`` says whether
+    ``parameters`` may sample it; ``check`` raises :class:`~sweeps.errors.SpaceError` and reads numbers
+    written like ``1e-4``."""
     sweepable: bool = True
-    what: str = ""                 # noun for choices ("method", "workload", ...)
 
     def expected(self) -> str:
         null = " or null" if self.nullable else ""
         if self.kind in ("int", "float"):
             noun = "an integer" if self.kind == "int" else "a number"
-            if self.lo is not None and self.hi is not None:
-                return (f"{noun} in {'(' if self.lo_open else '['}{_num(self.lo)}, "
-                        f"{_num(self.hi)}{')' if self.hi_open else ']'}{null}")
-            if self.lo is not None:
-                return f"{noun} {'>' if self.lo_open else '>='} {_num(self.lo)}{null}"
+            if self.low is not None and self.high is not None:
+                return (f"{noun} in {'(' if self.low_open else '['}{_num(self.low)}, "
+                        f"{_num(self.high)}{')' if self.high_open else ']'}{null}")
+            if self.low is not None:
+                return f"{noun} {'>' if self.low_open else '>='} {_num(self.low)}{null}"
             return noun + null
         if self.kind == "choice":
             return f"one of {', '.join(map(str, self.choices))}{null}"
@@ -152,9 +148,9 @@ class _Field:
         return value
 
     def _in_range(self, x: float) -> bool:
-        if self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo)):
+        if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
             return False
-        if self.hi is not None and (x > self.hi or (self.hi_open and x == self.hi)):
+        if self.high is not None and (x > self.high or (self.high_open and x == self.high)):
             return False
         return True
 
@@ -163,12 +159,12 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _int(lo=None, **kw) -> _Field:
-    return _Field("int", lo=lo, **kw)
+def _int(low=None, **kw) -> _Field:
+    return _Field("int", low=low, **kw)
 
 
-def _float(lo=None, hi=None, **kw) -> _Field:
-    return _Field("float", lo=lo, hi=hi, **kw)
+def _float(low=None, high=None, **kw) -> _Field:
+    return _Field("float", low=low, high=high, **kw)
 
 
 def _choice(choices, what, **kw) -> _Field:
@@ -185,14 +181,12 @@ FIXED_ONLY = ("workload", "data_root", "tasks", "device", "checkpoint_dir", "res
 #: where the sweep holds a key tighter than the core: the core's defaults of width and pretrain_steps are
 #: not written as null in a space, and a seed must fit numpy's generator
 STRICTER: dict[str, dict[str, Any]] = {"width": {"nullable": False}, "pretrain_steps": {"nullable": False},
-                                       "seed": {"hi": SEED_MAX}}
+                                       "seed": {"high": SEED_MAX}}
 
 
 def _derived(field: core.Field, sweepable: bool = True, **tighter) -> _Field:
     """A space field from the core's field of the same key."""
-    return replace(_Field(_KINDS.get(field.kind, field.kind), lo=field.low, hi=field.high, lo_open=field.low_open,
-                          hi_open=field.high_open, choices=field.choices, nullable=field.nullable,
-                          sweepable=sweepable, what=field.what), **tighter)
+    return _Field(**{**asdict(field), "kind": _KINDS.get(field.kind, field.kind), "sweepable": sweepable, **tighter})
 
 
 TRIAL_FIELDS: dict[str, _Field] = {name: _derived(field, name not in FIXED_ONLY, **STRICTER.get(name, {}))

@@ -240,7 +240,7 @@ class _Validator:
             if k not in ("type", "seed") and k not in SAMPLER_OPTIONS[kind]:
                 raise SpaceError(f"sampler.{k}: does not apply to type {kind}; expected "
                                  f"{', '.join(('seed',) + SAMPLER_OPTIONS[kind])}")
-        out = {"type": kind, "seed": _int(0, hi=SEED_MAX, nullable=True).check("sampler.seed", section.get("seed", 0))}
+        out = {"type": kind, "seed": _int(0, high=SEED_MAX, nullable=True).check("sampler.seed", section.get("seed", 0))}
         if "n_startup_trials" in SAMPLER_OPTIONS[kind]:
             out["n_startup_trials"] = _int(0).check(
                 "sampler.n_startup_trials", section.get("n_startup_trials", min(10, max(2, trials // 3))))
@@ -307,7 +307,7 @@ class _Validator:
             if low_steps is not None and grace >= low_steps:
                 raise _fail("early_stopping.grace_steps", grace, f"is not below the trial length "
                             f"({low_steps} steps)", "fewer grace steps than a trial runs")
-        factor = _float(1, lo_open=True).check("early_stopping.reduction_factor",
+        factor = _float(1, low_open=True).check("early_stopping.reduction_factor",
                                                section.get("reduction_factor", 3))
         keep = section.get("keep_non_dominated", True)
         if metric == "objectives":  # multi-objective ASHA: directions are the objectives' (sweeps.ray.mo_asha)

@@ -220,12 +220,12 @@ def test_names_mirror_the_core():
     assert set(SUB_FIELDS["gradual"]) == {f.name for f in fields(config.GradualOptions)}
     for name, core in config.FIELDS.items():
         mine = TRIAL_FIELDS[name]
-        assert (mine.lo, mine.lo_open, mine.hi_open, mine.choices) == (core.low, core.low_open, core.high_open,
-                                                                       core.choices), name
-        assert mine.hi == (SEED_MAX if name == "seed" else core.high), name
+        assert (mine.low, mine.low_open, mine.high_open, mine.choices, mine.what) == (
+            core.low, core.low_open, core.high_open, core.choices, core.what), name
+        assert mine.high == (SEED_MAX if name == "seed" else core.high), name
         assert mine.nullable == (core.nullable and name not in ("width", "pretrain_steps")), name
     assert SUB_FIELDS["dynamic"]["decay"].choices == config.DECAYS
-    assert SUB_FIELDS["gradual"]["initial_sparsity"].hi == config.SECTION_FIELDS["gradual"]["initial_sparsity"].high
+    assert SUB_FIELDS["gradual"]["initial_sparsity"].high == config.SECTION_FIELDS["gradual"]["initial_sparsity"].high
 
 
 def test_env_default_and_numbers_written_like_1e_4(tmp_path, monkeypatch):

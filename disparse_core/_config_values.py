@@ -1,4 +1,4 @@
-"""Value checks of the trial config (private; :mod:`disparse_core.trial_config` holds the tables that use
+"""Value checks of the trial config (private; :mod:`disparse_core.config` holds the tables that use
 them): each takes the key and the value and returns the value normalised, or raises a one-line
 ``ValueError`` naming the key, the value and what was expected. Also the dotted-key nesting and preset
 merging of ``TrialConfig.from_dict``.

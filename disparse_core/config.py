@@ -7,7 +7,7 @@ by the sweep's search-space checks too), the value tuples (:data:`METHODS`, :dat
 
 Importing this module loads no torch: the checks that need a workload's task table import the data
 package inside the method that needs it. The value checks are in the private ``_config_values``.
-:mod:`disparse_core.trial` (and the older :mod:`disparse_core.trial_config`) re-export these names.
+:mod:`disparse_core.trial` re-exports the main names.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_importing_every_core_module_loads_none_of_them():
     assert int(count) >= 10 and loaded.strip() == "[]", done.stdout
 
 
-TORCH_FREE = ("disparse_core.metric_keys", "disparse_core.config", "disparse_core.trial_config")
+TORCH_FREE = ("disparse_core.metric_keys", "disparse_core.config")
 
 
 def _import_without_torch(code: str) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from disparse_core import run_trial
-from disparse_core.trial_config import METHODS, TrialConfig, resolved_config
+from disparse_core.config import METHODS, TrialConfig, resolved_config
 
 from tracking_helpers import EXP, start
 

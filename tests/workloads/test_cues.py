@@ -76,7 +76,7 @@ def test_the_registry_describes_cues_without_building_data(monkeypatch):
     monkeypatch.setattr(registry, "_build_cues", no_build)
     tasks = workload_tasks("cues")
     assert list(tasks) == ["seg", "depth", "count", "orient"]
-    assert tasks["count"].metrics == ("acc",) and tasks["seg"].num_classes == 4
+    assert tasks["count"].metrics == ("acc",) and tasks["seg"].num_classes == len(SHAPE_CLASSES) == 3
     assert list(workload_tasks("cues", ["orient", "seg"])) == ["orient", "seg"]
     weights = workload_loss_weights("cues")
     assert weights == LOSS_WEIGHTS and set(weights) == set(tasks)

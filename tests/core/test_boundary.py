@@ -2,6 +2,7 @@
 
 import ast
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,6 @@ TORCH_FREE = ("disparse_core.metric_keys", "disparse_core.config")
 
 def _import_without_torch(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where ``import torch`` fails (``sys.modules['torch'] = None``)."""
-    import sys
-
     return subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None\n" + code],
                           cwd=ROOT.parent, capture_output=True, text=True, timeout=120)
 
@@ -77,3 +76,17 @@ def test_a_module_that_needs_torch_fails_there():
     """The check can fail: the same interpreter refuses a module that imports torch."""
     done = _import_without_torch("import disparse_core.masks")
     assert done.returncode != 0 and "torch" in done.stderr
+
+
+def test_the_lazy_package_gives_the_names_the_eager_one_gave():
+    """``disparse_core.sparsify`` stays the function even after its module is imported by name, and
+    submodules are reachable as attributes of ``import disparse_core``."""
+    code = ("import types, disparse_core, disparse_core.sparsify\n"
+            "from disparse_core import sparsify, METHODS, TrialConfig, higher_is_better\n"
+            "assert not isinstance(sparsify, types.ModuleType) and disparse_core.sparsify is sparsify\n"
+            "assert 'disparse_static' in METHODS and TrialConfig().method == 'dense' and higher_is_better('a.miou')\n"
+            "assert disparse_core.metrics.delta_m is disparse_core.delta_m\n"
+            "assert set(disparse_core.__all__) <= set(dir(disparse_core))\n"
+            "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -22,6 +22,7 @@ same allotment.
     python bench/fidelity.py                 # the full run (~45 min on 2 cores), writes
                                              # bench/results/fidelity.{json,md} and docs/images/fidelity.png
     python bench/fidelity.py --quick         # seconds: a smoke run of every part
+    python bench/fidelity.py ... --resume    # after an interruption: train only what the journal lacks
 
 Trials run in ``--jobs`` worker processes (default 2) with one torch thread each.
 """
@@ -34,7 +35,7 @@ import math
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -129,7 +130,21 @@ def _effective_key(config: dict) -> str:
     return json.dumps(c, sort_keys=True, default=str)
 
 
-def plan(workloads, seeds, sparsities, options_sparsity, option_sets, quick) -> list[dict]:
+def _read_journal(path: Path) -> dict:
+    """``{key: record}`` of the trials a journal holds (a torn last line is ignored)."""
+    out = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out[entry["key"]] = entry["record"]
+    return out
+
+
+def plan(workloads, seeds, sparsities, options_sparsity, option_sets, quick,
+         methods=METHODS[1:]) -> list[dict]:
     """Every trial to run, dense runs first (they are the Δm reference of their workload and seed)."""
     jobs = []
 
@@ -145,7 +160,7 @@ def plan(workloads, seeds, sparsities, options_sparsity, option_sets, quick) -> 
     for w in workloads:
         for sp in sparsities:
             for s in seeds:
-                for m in METHODS[1:]:
+                for m in methods:
                     add("methods", w, s, m, sp, "default", {})
     for name in option_sets:
         for s in seeds:
@@ -292,7 +307,7 @@ def markdown(records, comps, weight_rows, meta) -> str:
     for w in meta["workloads"]:
         lines += [f"### {w}", "", "| method | " + " | ".join(f"{s:g}" for s in meta["sparsities"]) + " |",
                   "|---|" + "---|" * len(meta["sparsities"])]
-        for m in METHODS[1:]:
+        for m in [m for m in METHODS[1:] if any(r["method"] == m for r in records)]:
             cells = []
             for sp in meta["sparsities"]:
                 rs = [r for r in records if r["part"] == "methods" and r["workload"] == w
@@ -359,7 +374,7 @@ def plot(records, meta, path: Path) -> None:
     FigureCanvasAgg(fig)
     for i, w in enumerate(ws):
         ax = fig.add_subplot(1, len(ws), i + 1)
-        for m in METHODS[1:]:
+        for m in [m for m in METHODS[1:] if any(r["method"] == m for r in records)]:
             xs, ys, es = [], [], []
             for sp in meta["sparsities"]:
                 mean, sd, n = _mean_sd([r["delta_m"] for r in records if r["part"] == "methods"
@@ -392,9 +407,19 @@ def main(argv=None) -> int:
     parser.add_argument("--option-sets", default=",".join(OPTION_SETS))
     parser.add_argument("--parts", default="methods,options,weights")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--methods", default=",".join(METHODS[1:]),
+                        help="the sparse methods of the methods part (dense always runs)")
+    parser.add_argument("--analyse-only", action="store_true",
+                        help="train nothing: the tables from the journal's trials (implies --resume)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the trials already in the journal (<out>.jsonl) and train the rest")
     parser.add_argument("--out", default=str(RESULTS_DIR / "fidelity.json"))
     parser.add_argument("--plot", default=str(ROOT / "docs" / "images" / "fidelity.png"))
     args = parser.parse_args(argv)
+    args.resume = args.resume or args.analyse_only
+    methods = [m for m in args.methods.split(",") if m]
+    if [m for m in methods if m not in METHODS[1:]]:
+        parser.error(f"--methods: expected some of {', '.join(METHODS[1:])}, got {args.methods!r}")
     workloads = [w for w in args.workloads.split(",") if w]
     sparsities = [float(s) for s in args.sparsities.split(",") if s]
     option_sets = [o for o in args.option_sets.split(",") if o]
@@ -408,7 +433,7 @@ def main(argv=None) -> int:
         args.seeds = min(args.seeds, 2)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     jobs = plan(workloads, seeds, sparsities if "methods" in parts else [], args.options_sparsity,
-                option_sets if "options" in parts else [], args.quick)
+                option_sets if "options" in parts else [], args.quick, methods)
     started = time.perf_counter()
     for w in workloads:                    # generate and cache the data once, before the workers start
         from disparse_core.data import build_workload
@@ -417,15 +442,28 @@ def main(argv=None) -> int:
                   if k in ("image_size", "train_size", "test_size")}
             build_workload(w, seed=s, **kw)
     unique = list({job["key"]: job for job in reversed(jobs)}.values())[::-1]   # first of each key
-    trained = {}
+    # every finished trial is appended to the journal at once: an interrupted run loses nothing, and a
+    # rerun with the same journal trains only what is missing (same code, same keys)
+    journal = Path(args.out).with_suffix(".jsonl")
+    trained = _read_journal(journal) if args.resume else {}
+    if not args.resume and journal.exists():
+        journal.unlink()
+    todo = [] if args.analyse_only else [job for job in unique if job["key"] not in trained]
+    print(f"{len(unique)} distinct trials ({len(jobs)} labelled), {len(unique) - len(todo)} from "
+          f"{journal.name}, {len(todo)} to train", flush=True)
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
-        for done, (job, record) in enumerate(zip(unique, pool.map(_run, unique)), 1):
+        futures = {pool.submit(_run, job): job for job in todo}
+        for done, future in enumerate(as_completed(futures), 1):
+            job, record = futures[future], future.result()
             trained[job["key"]] = record
-            print(f"[{time.perf_counter() - started:7.1f}s] {done}/{len(unique)} {record['workload']} "
+            with journal.open("a") as fh:
+                fh.write(json.dumps({"key": job["key"], "record": record}, default=float) + "\n")
+            print(f"[{time.perf_counter() - started:7.1f}s] {done}/{len(todo)} {record['workload']} "
                   f"{record['method']} {record['sparsity']:g} {record['option']} seed {record['seed']} "
                   f"({record['wall_s']:.1f}s)", flush=True)
-    records = [{**trained[job["key"]], **{k: job[k] for k in ("part", "option")}} for job in jobs]
+    records = [{**trained[job["key"]], **{k: job[k] for k in ("part", "option")}} for job in jobs
+               if job["key"] in trained]
     add_delta_m(records)
     weight_rows = (loss_weight_masks(workloads[0], seeds, args.options_sparsity, args.quick)
                    if "weights" in parts else [])

@@ -220,6 +220,11 @@ def test_fidelity_quick(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "Paired differences" in md and data["machine"]["cpu"] in md
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    # the journal keeps every trial: the tables come back from it without training anything
+    assert len(out.with_suffix(".jsonl").read_text().splitlines()) == data["trained"]
+    assert fidelity.main(["--quick", "--jobs", "1", "--out", str(out), "--plot", "", "--analyse-only"]) == 0
+    again = json.loads(out.read_text())
+    assert again["comparisons"] == data["comparisons"] and again["records"] == data["records"]
 
 
 def test_paired_interval_is_a_t_interval():

@@ -62,7 +62,7 @@ OPTION_SETS = {
 }
 #: fixed per workload for this benchmark (written down before any comparison; see docs/fidelity.md)
 WORKLOAD_SETTINGS = {
-    "cues": {},                                    # its defaults: 32 px, 4096 train, 8192 test
+    "cues": {"steps": 1500},                       # its design's length (docs/data.md); 32 px, 4096/8192
     "scenes": {"image_size": 32},                  # 32 px (the demo uses 64) to fit the time budget
     "digits": {},
 }

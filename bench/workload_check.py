@@ -248,8 +248,10 @@ def main(argv=None) -> int:
                 entry["delta_m"] = delta_m(entry["metrics"], runs["dense"][-1]["metrics"], w.tasks)
                 entry["achieved_sparsity"] = result.get("sparsity")
             runs[method].append(entry)
-            print(f"{method:6s} seed {seed}: {entry['wall_s']:.1f}s "
-                  + ("" if method == "dense" else f"Δm {entry['delta_m']:+.2f} "), flush=True)
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in entry["metrics"].items()
+                              if k.split(".")[1] in ("miou", "abs_err", "acc"))
+            print(f"{method:6s} seed {seed}: {entry['wall_s']:.1f}s ({entry['cpu_s']:.1f}s CPU) {shown}"
+                  + ("" if method == "dense" else f" Δm {entry['delta_m']:+.2f}"), flush=True)
     report["runs"] = runs
     _summarise(report, w)
     return _write(report, args.workload)

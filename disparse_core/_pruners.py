@@ -10,15 +10,13 @@ One :class:`Pruner` per trial, chosen once from the method (:func:`make_pruner`,
   IoU, the starved layers and the ownership the pruning saw, at the end of training;
 - :meth:`Pruner.state_dict` / :meth:`Pruner.load_state_dict`: its part of a checkpoint.
 
-The methods (``disparse_core.trial`` says when each prunes):
+The pruners (``disparse_core.trial`` says when each method prunes):
 
-================== =============================================================================
-:class:`Pruner`            ``dense``: never prunes
-:class:`AtInitPruner`      ``disparse_static``, ``snip``, ``random``: one-shot ``sparsify`` at step 0
-:class:`PretrainedPruner`  ``disparse_pretrained``, ``magnitude``: dense until ``pretrain_steps``, then
-                           ``finetune_lr`` and a one-shot prune (or a :class:`GradualPruner`'s events)
-:class:`DynamicPruner`     ``disparse_dynamic``, ``rigl``: a :class:`DynamicSparsifier` from step 0
-================== =============================================================================
+- :class:`Pruner` itself, the null pruner: ``dense`` never prunes;
+- :class:`AtInitPruner`: ``disparse_static``, ``snip``, ``random``: one-shot ``sparsify`` at step 0;
+- :class:`PretrainedPruner`: ``disparse_pretrained``, ``magnitude``: dense until ``pretrain_steps``,
+  then ``finetune_lr`` and a one-shot prune (or the events of a ``GradualPruner``);
+- :class:`DynamicPruner`: ``disparse_dynamic``, ``rigl``: a ``DynamicSparsifier`` from step 0.
 """
 
 from __future__ import annotations
@@ -31,9 +29,9 @@ from typing import Any, Callable, ContextManager, Mapping
 import torch
 from torch import nn
 
+from .config import TrialConfig, gradual_start
 from .masks import buffers_kept, get_masks
 from .tasks import weighted_total
-from .config import TrialConfig, gradual_start
 
 __all__ = ["LoopParts", "Pruner", "AtInitPruner", "PretrainedPruner", "DynamicPruner", "PRUNERS",
            "make_pruner"]

@@ -174,9 +174,12 @@ def _sweep_budgets(sweep_rec: Mapping[str, Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class Margin:
-    """Where the chosen trial stands on one budget: ``violation`` None when it meets it."""
+    """Where the chosen trial stands on one budget: ``shortfall`` is the budget's normalised constraint
+    value (``<= 0`` met, below 0 by that much slack; :meth:`Budget.violation`), ``violation`` the details
+    of a missed budget (None when met)."""
 
     budget: Budget
+    shortfall: float
     violation: Violation | None
 
 
@@ -227,7 +230,7 @@ def choose_best(trials: Sequence[Mapping[str, Any]], budgets: Sequence[Budget],
 
 def _margin(budget: Budget, metrics: Mapping[str, Any], baseline: Mapping[str, float] | None) -> Margin:
     missed = violations([budget], metrics, baseline)
-    return Margin(budget, missed[0] if missed else None)
+    return Margin(budget, budget.violation(metrics.get(budget.metric), baseline), missed[0] if missed else None)
 
 
 def render_best(choice: BestChoice, sweep_rec: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],

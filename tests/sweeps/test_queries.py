@@ -132,11 +132,13 @@ def test_choose_best_is_a_pure_choice_with_margins_and_the_trials_left_out():
     choice = queries.choose_best(records, parse_budgets(["seg.miou=-1%"]), {"seg.miou": 0.5})
     assert choice.meets and choice.chosen["trial_key"] == "c"            # a is 2 % short
     assert [(m.budget.text, m.violation) for m in choice.margins] == [("seg.miou=-1%", None)]
+    assert choice.margins[0].shortfall == pytest.approx((0.495 - 0.5) / 0.5)     # 1 % of slack
     assert choice.unfinished == ("d", "e") and dict(choice.lost) == {"b": ["normal.mean"]}
     assert choice.considered == 2
     choice = queries.choose_best(records, parse_budgets(["seg.miou>=0.55"]), None)
     assert not choice.meets and choice.chosen["trial_key"] == "c"        # the closest
     assert choice.margins[0].violation.value == 0.5
+    assert choice.margins[0].shortfall == pytest.approx(0.05 / 0.55)             # 9.1 % short
     assert choice.shortfalls() == "seg.miou>=0.55: 0.5 < 0.55 (short by 9.1%)"
 
 

@@ -351,19 +351,55 @@ def markdown(records, comps, weight_rows, meta) -> str:
             thin = ", ".join(f"{t} {min(r['task_min_density']['reference'][t] for r in rows):.4f}"
                              for t in tasks)
             lines.append(f"| {m} | {statistics.mean(ious):.3f}, {min(ious):.3f} | {thin} |")
+    lines += watershed_lines(records, meta)
+    return "\n".join(lines) + "\n"
+
+
+def iou_trend(records) -> dict:
+    """Mean IoU per shared layer over the records (model order), and the rank correlation of IoU with
+    depth (Spearman's rho over the layers; negative: IoU falls with depth)."""
+    layers: dict[str, list[float]] = {}
+    for r in records:
+        for name, v in (r.get("mask_iou") or {}).items():
+            if isinstance(v, (int, float)) and math.isfinite(v) and name not in (r["watershed"] or {}).get("starved", []):
+                layers.setdefault(name, []).append(float(v))
+    means = {n: statistics.mean(v) for n, v in layers.items()}
+    names = list(means)
+    if len(names) < 3:
+        return {"layers": means, "rho": float("nan")}
+    order = sorted(range(len(names)), key=lambda i: means[names[i]])
+    rank = {names[i]: k for k, i in enumerate(order)}
+    d2 = sum((i - rank[n]) ** 2 for i, n in enumerate(names))
+    n = len(names)
+    return {"layers": means, "rho": 1.0 - 6.0 * d2 / (n * (n * n - 1))}
+
+
+def watershed_lines(records, meta) -> list[str]:
+    """Per workload and sparsity (disparse_static, default options): each seed's watershed and cutoff,
+    how many seeds agree with the most common one, and whether IoU falls with depth."""
     shed = [r for r in records if r.get("watershed") and r["method"] == "disparse_static"
             and r["part"] == "methods"]
-    if shed:
-        lines += ["", "## Watershed (disparse_static, default options)", "",
-                  "| workload | sparsity | watershed layer per seed | suggested cutoff per seed |", "|---|---|---|---|"]
-        for w in meta["workloads"]:
-            for sp in meta["sparsities"]:
-                rs = sorted((r for r in shed if r["workload"] == w and r["sparsity"] == sp),
-                            key=lambda r: r["seed"])
-                if rs:
-                    lines.append(f"| {w} | {sp:g} | " + ", ".join(str(r["watershed"]["layer"]) for r in rs)
-                                 + " | " + ", ".join(str(r["watershed"]["cutoff"]) for r in rs) + " |")
-    return "\n".join(lines) + "\n"
+    if not shed:
+        return []
+    lines = ["", "## Mask IoU and watershed (disparse_static, default options)", "",
+             "| workload | sparsity | watershed layer per seed | cutoff per seed | seeds on the most common | "
+             "IoU vs depth (Spearman rho over layers, starved left out) |", "|---|---|---|---|---|---|"]
+    for w in meta["workloads"]:
+        for sp in meta["sparsities"]:
+            rs = sorted((r for r in shed if r["workload"] == w and r["sparsity"] == sp), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            found = [r["watershed"]["layer"] for r in rs]
+            top = max(set(found), key=found.count)
+            trend = iou_trend(rs)
+            lines.append(f"| {w} | {sp:g} | " + ", ".join(str(x) for x in found) + " | "
+                         + ", ".join(str(r["watershed"]["cutoff"]) for r in rs)
+                         + f" | {found.count(top)}/{len(found)} ({top}) | {trend['rho']:+.2f} |")
+    lines += ["", "Mean IoU per shared layer (first sparsity): " + ", ".join(
+        f"{n.removesuffix('.weight')} {v:.2f}" for n, v in iou_trend(
+            [r for r in shed if r["workload"] == meta["workloads"][0]
+             and r["sparsity"] == meta["sparsities"][0]])["layers"].items())] if meta["sparsities"] else []
+    return lines
 
 
 def plot(records, meta, path: Path) -> None:

@@ -16,7 +16,8 @@ from .spec import trial_resources, trial_threads
 __all__ = ["baseline_config", "absolute_paths", "run_baseline", "baseline_note"]
 
 # run_trial keys that only matter to sparsification: a dense baseline drops them
-_SPARSE_ONLY = ("criterion", "sparsity", "distribution", "score_batches", "pretrain_steps",
+_SPARSE_ONLY = ("criterion", "sparsity", "distribution", "score_on", "allotment", "layer_floor",
+                "score_rounds", "score_batches", "pretrain_steps",
                 "finetune_lr", "gradual", "dynamic", "checkpoint_dir", "checkpoint_every", "resume",
                 "export_path", "baseline_metrics")
 

@@ -272,6 +272,10 @@ def test_a_sweep_that_samples_training_settings_says_what_delta_m_then_measures(
     fixed = load_space(DEFAULT_SPACE, ["parameters.lr=null", "parameters.loss_weights.normal=null",
                                        "parameters.cutoff=null"])
     assert baseline_note(fixed) is None                          # only pruning settings vary: no note
+    scoring = load_space(DEFAULT_SPACE, ["parameters.lr=null", "parameters.loss_weights.normal=null",
+                                         "parameters.cutoff=null", "parameters.allotment={values: [global, erk]}",
+                                         "parameters.score_on={values: [weights, reinit]}"])
+    assert baseline_note(scoring) is None                        # scoring/allotment never change a dense run
     seeds = load_space(DEFAULT_SPACE, ["parameters.lr=null", "parameters.cutoff=null", "workload.seed=null",
                                        "parameters.seed={values: [0, 1]}"])
     assert "samples loss_weights.normal, seed;" in baseline_note(seeds)

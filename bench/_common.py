@@ -54,6 +54,11 @@ def machine_info() -> dict:
             info["gpu"] = None
     except ImportError:
         info["torch"] = None
+    try:
+        import numpy
+        info["numpy"] = numpy.__version__
+    except ImportError:
+        info["numpy"] = None
     for mod in ("ray", "optuna", "mlflow"):
         m = sys.modules.get(mod)
         if m is not None:

@@ -299,7 +299,8 @@ def _fmt(x, digits=2):
 def markdown(records, comps, weight_rows, meta) -> str:
     lines = [f"# Fidelity benchmark ({meta['date']})", "",
              f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, torch "
-             f"{meta['machine']['torch']}, Python {meta['machine']['python']}; {meta['jobs']} worker "
+             f"{meta['machine']['torch']}, numpy {meta['machine'].get('numpy')}, Python "
+             f"{meta['machine']['python']}; {meta['jobs']} worker "
              f"processes of 1 thread; {meta['elapsed_s'] / 60:.1f} min in all. Seeds {meta['seeds']}. "
              f"Trial defaults unless named (see docs/fidelity.md); Δm in points against the dense run "
              f"of the same workload and seed (higher is better).", ""]

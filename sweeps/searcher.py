@@ -128,7 +128,7 @@ class StudyDriver:
     def _trials(self, states=None):
         return self.study.get_trials(deepcopy=False, states=states)
 
-    def _latest_by_key(self) -> dict:
+    def latest_by_key(self) -> dict:
         """``{trial key: its newest trial}``, without the keys whose newest trial is a duplicate."""
         latest = {}
         for t in sorted(self._trials(), key=lambda t: t.number):
@@ -143,7 +143,7 @@ class StudyDriver:
     def done_keys(self) -> set[str]:
         """Keys whose latest trial ended (COMPLETE, PRUNED or FAIL); a re-enqueued key is not done, and
         the key of a discarded duplicate is no trial of the sweep at all."""
-        return {k for k, t in self._latest_by_key().items() if t.state.is_finished()}
+        return {k for k, t in self.latest_by_key().items() if t.state.is_finished()}
 
     def remaining(self) -> int:
         """Trials still to start (the waiting, re-enqueued ones included); 0 once the space looks exhausted."""
@@ -271,7 +271,7 @@ class StudyDriver:
         from optuna.trial import TrialState
 
         out = []
-        for key, t in sorted(self._latest_by_key().items()):
+        for key, t in sorted(self.latest_by_key().items()):
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
                 continue
             for milestone, values in (t.user_attrs.get(RUNGS) or {}).items():
@@ -289,6 +289,10 @@ class StudyDriver:
 
     def is_live(self, key: str) -> bool:
         return key in self._live
+
+    def any_live(self) -> bool:
+        """Whether a trial was asked for and not yet told."""
+        return bool(self._live)
 
     def _tell_fail(self, trial, reason: str) -> None:
         from optuna.trial import TrialState

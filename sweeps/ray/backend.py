@@ -354,7 +354,7 @@ def run_tuner(driver: StudyDriver, *, resources: Mapping[str, float], concurrenc
                 and signal.getsignal(signal.SIGINT) is not sigint):
             signal.signal(signal.SIGINT, sigint)
     outcome.fit_s = time.perf_counter() - t0
-    outcome.interrupted = searcher.interrupted or bool(driver._live) or driver.remaining() > 0
+    outcome.interrupted = searcher.interrupted or driver.any_live() or driver.remaining() > 0
     outcome.nodes = dict(callback.nodes)
     outcome.tracking_errors = list(callback.tracking_errors)
     return outcome

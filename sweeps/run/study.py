@@ -165,7 +165,7 @@ def reconcile(driver, tracker) -> None:
 
     from ..searcher import EARLY_STOPPED, FAIL_REASON, METRICS
 
-    for key, t in driver._latest_by_key().items():
+    for key, t in driver.latest_by_key().items():
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             tracker.trial_completed(key, dict(t.user_attrs.get(METRICS, {})),
                                     early_stopped=bool(t.user_attrs.get(EARLY_STOPPED)))

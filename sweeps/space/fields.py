@@ -4,7 +4,7 @@ Private to :mod:`sweeps.space` (which re-exports the public names). The trial-co
 (:data:`TRIAL_FIELDS`, :data:`SUB_FIELDS`) and the value tuples are derived from
 :mod:`disparse_core.config`, the core's one schema (torch-free, so importing this stays light); this module
 adds only what is the sweep's own: which keys can be swept, the space file's keys, and the few bounds the
-sweep holds tighter than the core. ``_Field.check`` validates one value and raises
+sweep holds tighter than the core. ``SpaceField.check`` validates one value and raises
 :class:`~sweeps.errors.SpaceError` naming the dotted key, the value and what was expected.
 """
 
@@ -33,7 +33,7 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform", "categorical", "fixed")
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as the user wrote it (YAML-ish)."""
     if value is None:
         return "null"
@@ -50,11 +50,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _fail(key: str, value: Any, problem: str, expected: str) -> SpaceError:
-    return SpaceError(f"{key}: {_show(value)} {problem}; expected {expected}")
+def bad_value(key: str, value: Any, problem: str, expected: str) -> SpaceError:
+    return SpaceError(f"{key}: {show_value(value)} {problem}; expected {expected}")
 
 
-def _unknown(key: str, name: str, known: Iterable[str]) -> SpaceError:
+def unknown_key(key: str, name: str, known: Iterable[str]) -> SpaceError:
     known = sorted(known)
     hints = {"min": "low", "max": "high", "q": "step", "choices": "values", "condition": "when",
              "n_trials": "trials", "num_samples": "trials", "max_concurrent": "concurrency"}
@@ -69,7 +69,7 @@ def _unknown(key: str, name: str, known: Iterable[str]) -> SpaceError:
 _NUMERIC_STRING = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
-def _number(value: Any) -> float | int | None:
+def as_number(value: Any) -> float | int | None:
     """A number, also from YAML's strings like ``1e-4`` (PyYAML reads those as text); None if not."""
     if isinstance(value, bool):
         return None
@@ -80,7 +80,7 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-def _finite(num: Any) -> bool:
+def is_finite(num: Any) -> bool:
     """True for a finite number; False for nan/inf and for integers too large for a float."""
     try:
         return math.isfinite(num)
@@ -89,7 +89,7 @@ def _finite(num: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class _Field(core.Field):
+class SpaceField(core.Field):
     """The core's :class:`~disparse_core.config.Field` as a space file meets it: ``kind`` is ``int``,
     ``float``, ``bool``, ``str``, ``choice``, ``map`` or ``list``; ``sweepable`` says whether
     ``parameters`` may sample it; ``check`` raises :class:`~sweeps.errors.SpaceError` and reads numbers
@@ -121,30 +121,30 @@ class _Field(core.Field):
         if value is None:
             if self.nullable:
                 return None
-            raise _fail(key, value, "is not allowed", self.expected())
+            raise bad_value(key, value, "is not allowed", self.expected())
         if self.kind in ("int", "float"):
-            num = _number(value)
+            num = as_number(value)
             if num is None:
-                raise _fail(key, value, "is not a number", self.expected())
+                raise bad_value(key, value, "is not a number", self.expected())
             if self.kind == "int" and not isinstance(num, int):
-                raise _fail(key, value, "is not an integer", self.expected())
-            if not _finite(num) or not self._in_range(num):
-                raise _fail(key, value, "is out of range", self.expected())
+                raise bad_value(key, value, "is not an integer", self.expected())
+            if not is_finite(num) or not self._in_range(num):
+                raise bad_value(key, value, "is out of range", self.expected())
             return num
         if self.kind == "choice":
             if value not in self.choices or isinstance(value, bool) != isinstance(self.choices[0], bool):
                 close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise _fail(key, value, f"is not a known {self.what or 'value'}{hint}", self.expected())
+                raise bad_value(key, value, f"is not a known {self.what or 'value'}{hint}", self.expected())
             return value
         if self.kind == "bool" and not isinstance(value, bool):
-            raise _fail(key, value, "is not a boolean", self.expected())
+            raise bad_value(key, value, "is not a boolean", self.expected())
         if self.kind == "str" and not isinstance(value, str):
-            raise _fail(key, value, "is not a string", self.expected())
+            raise bad_value(key, value, "is not a string", self.expected())
         if self.kind == "map" and not isinstance(value, Mapping):
-            raise _fail(key, value, "is not a mapping", self.expected())
+            raise bad_value(key, value, "is not a mapping", self.expected())
         if self.kind == "list" and not isinstance(value, list):
-            raise _fail(key, value, "is not a list", self.expected())
+            raise bad_value(key, value, "is not a list", self.expected())
         return value
 
     def _in_range(self, x: float) -> bool:
@@ -159,16 +159,16 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _int(low=None, **kw) -> _Field:
-    return _Field("int", low=low, **kw)
+def int_field(low=None, **kw) -> SpaceField:
+    return SpaceField("int", low=low, **kw)
 
 
-def _float(low=None, high=None, **kw) -> _Field:
-    return _Field("float", low=low, high=high, **kw)
+def float_field(low=None, high=None, **kw) -> SpaceField:
+    return SpaceField("float", low=low, high=high, **kw)
 
 
-def _choice(choices, what, **kw) -> _Field:
-    return _Field("choice", choices=tuple(choices), what=what, **kw)
+def choice_field(choices, what, **kw) -> SpaceField:
+    return SpaceField("choice", choices=tuple(choices), what=what, **kw)
 
 
 SEED_MAX = 2 ** 32 - 1                  # numpy's limit (np.random.seed)
@@ -184,21 +184,22 @@ STRICTER: dict[str, dict[str, Any]] = {"width": {"nullable": False}, "pretrain_s
                                        "seed": {"high": SEED_MAX}}
 
 
-def _derived(field: core.Field, sweepable: bool = True, **tighter) -> _Field:
+def _derived(field: core.Field, sweepable: bool = True, **tighter) -> SpaceField:
     """A space field from the core's field of the same key."""
-    return _Field(**{**asdict(field), "kind": _KINDS.get(field.kind, field.kind), "sweepable": sweepable, **tighter})
+    return SpaceField(**{**asdict(field), "kind": _KINDS.get(field.kind, field.kind), "sweepable": sweepable,
+                         **tighter})
 
 
-TRIAL_FIELDS: dict[str, _Field] = {name: _derived(field, name not in FIXED_ONLY, **STRICTER.get(name, {}))
-                                   for name, field in core.FIELDS.items()}
-SUB_FIELDS: dict[str, dict[str, _Field]] = {section: {name: _derived(field) for name, field in fields.items()}
-                                            for section, fields in core.SECTION_FIELDS.items()}
+TRIAL_FIELDS: dict[str, SpaceField] = {name: _derived(field, name not in FIXED_ONLY, **STRICTER.get(name, {}))
+                                       for name, field in core.FIELDS.items()}
+SUB_FIELDS: dict[str, dict[str, SpaceField]] = {section: {name: _derived(field) for name, field in fields.items()}
+                                                for section, fields in core.SECTION_FIELDS.items()}
 FRACTION = TRIAL_FIELDS["sparsity"]
-LOSS_WEIGHT = _float(0)                # the core's check_loss_weights: a finite number >= 0
+LOSS_WEIGHT = float_field(0)                # the core's check_loss_weights: a finite number >= 0
 PATH_KEYS = ("data_root", "checkpoint_dir", "export_path")
-_DEVICE = core.DEVICE_PATTERN                              # use with fullmatch
+DEVICE_PATTERN = core.DEVICE_PATTERN                              # use with fullmatch
 # the space's name is a results folder name and the MLflow sweep id
-_NAME = re.compile(r"[A-Za-z0-9_\-.]+")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_\-.]+")
 NAME_MAX = 100
 NAME_EXPECTED = f"letters, digits, '-', '_', '.' (a folder name), at most {NAME_MAX} characters"
 
@@ -211,24 +212,24 @@ PARAM_KEYS = ("distribution", "low", "high", "step", "q", "values", "value", "wh
 RANGE_DISTS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform")
 SAMPLER_OPTIONS = {"tpe": ("n_startup_trials", "multivariate"), "gp": ("n_startup_trials",),
                    "nsga2": ("population_size",), "random": ()}
-_SCALAR = (str, int, float, bool, type(None))
+SCALAR = (str, int, float, bool, type(None))
 
 
 # --- small helpers shared by validation and sampling ------------------------------------------------
 
-def _mapping(key: str, value: Any, allowed: Iterable[str], example: str) -> dict:
+def checked_mapping(key: str, value: Any, allowed: Iterable[str], example: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise _fail(key, value, "is not a mapping", example)
+        raise bad_value(key, value, "is not a mapping", example)
     allowed = tuple(allowed)
     for k in value:
         if k not in allowed:
-            raise _unknown(key, str(k), allowed)
+            raise unknown_key(key, str(k), allowed)
     return dict(value)
 
 
-def _get_dotted(config: Mapping, name: str, default: Any = None) -> Any:
+def get_dotted(config: Mapping, name: str, default: Any = None) -> Any:
     node: Any = config
     for part in name.split("."):
         if not isinstance(node, Mapping) or part not in node:
@@ -237,7 +238,7 @@ def _get_dotted(config: Mapping, name: str, default: Any = None) -> Any:
     return node
 
 
-def _set_dotted(config: dict, name: str, value: Any) -> None:
+def set_dotted(config: dict, name: str, value: Any) -> None:
     parts = name.split(".")
     node = config
     for part in parts[:-1]:
@@ -247,7 +248,7 @@ def _set_dotted(config: dict, name: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _check_task(key: str, task: str, tasks: Mapping[str, Any]) -> None:
+def check_task(key: str, task: str, tasks: Mapping[str, Any]) -> None:
     """``task`` must be one of the workload's active ``tasks`` (loss weights are per task)."""
     if task not in tasks:
-        raise _fail(key, task, "is not an active task", f"one of {', '.join(tasks)}")
+        raise bad_value(key, task, "is not an active task", f"one of {', '.join(tasks)}")

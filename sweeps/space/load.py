@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import SpaceError
-from .fields import _show
+from .fields import show_value
 from .spec import SweepSpec
-from .validate import _Validator
-from .yaml import _apply_override, _interpolate, _parse_yaml, parse_overrides
+from .validate import SpaceValidator
+from .yaml import apply_override, interpolate_env, parse_overrides, parse_yaml
 
 DEFAULT_SPACE = "dynamic"
 """The space ``tune.py`` runs when ``--space`` is not given (search_spaces/dynamic.yaml)."""
@@ -65,7 +65,7 @@ def load_space(name_or_path: str | os.PathLike = DEFAULT_SPACE, overrides: Seque
     except (OSError, UnicodeDecodeError) as err:
         raise SpaceError(f"space: {str(path)!r} cannot be read ({err.__class__.__name__}); "
                          f"expected a readable UTF-8 YAML file") from None
-    raw = _parse_yaml(text, str(path))
+    raw = parse_yaml(text, str(path))
     return space_from_dict(raw, overrides, path=str(path), raw_text=text, default_name=path.stem)
 
 
@@ -80,12 +80,12 @@ def space_from_dict(raw: Any, overrides: Sequence[str] = (), *, path: str | None
                     raw_text: str = "", default_name: str = "sweep") -> SweepSpec:
     """Validate a parsed mapping (plus overrides) into a SweepSpec."""
     if not isinstance(raw, Mapping):
-        raise SpaceError(f"space: {_show(raw)} is not a mapping; expected a YAML mapping with "
+        raise SpaceError(f"space: {show_value(raw)} is not a mapping; expected a YAML mapping with "
                          f"workload, parameters, objectives, ... (see docs/search-spaces.md)")
     data = copy.deepcopy(dict(raw))
     for item in parse_overrides(overrides):
-        data = _apply_override(data, *item)
-    data = _interpolate(data, "")
-    spec = _Validator(data, default_name).run()
+        data = apply_override(data, *item)
+    data = interpolate_env(data, "")
+    spec = SpaceValidator(data, default_name).run()
     spec.path, spec.raw_text, spec.raw, spec.overrides = path, raw_text, copy.deepcopy(dict(raw)), tuple(overrides)
     return spec

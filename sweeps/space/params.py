@@ -1,7 +1,7 @@
 """The ``parameters`` section of a space: each entry becomes a :class:`Param` (distribution, bounds,
 values, ``when`` conditions), checked against the fixed workload base and the active tasks.
 
-Private to :mod:`sweeps.space`; :class:`_Parameters` is used by the validator.
+Private to :mod:`sweeps.space`; :class:`ParametersSection` is used by the validator.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, Mapping
 from disparse_core.config import num_blocks
 
 from ..errors import SpaceError
-from .fields import (DISTRIBUTIONS, LOSS_WEIGHT, PARAM_KEYS, RANGE_DISTS, SUB_FIELDS, TRIAL_FIELDS,
-                     _SCALAR, _check_task, _fail, _Field, _finite, _get_dotted, _number, _show, _unknown)
+from .fields import (DISTRIBUTIONS, LOSS_WEIGHT, PARAM_KEYS, RANGE_DISTS, SCALAR, SUB_FIELDS, TRIAL_FIELDS, SpaceField,
+                     as_number, bad_value, check_task, get_dotted, is_finite, show_value, unknown_key)
 from .spec import Param
 
 
@@ -44,7 +44,7 @@ def _dependency_order(entries: Mapping[str, Any]) -> list[str]:
     return order
 
 
-class _Parameters:
+class ParametersSection:
     """Turns the ``parameters`` section into Params; raises at the first problem."""
 
     def __init__(self, base: Mapping, tasks: Mapping[str, tuple]):
@@ -56,7 +56,7 @@ class _Parameters:
         names += [f"{s}.{k}" for s, subs in SUB_FIELDS.items() for k in subs]
         return names + [f"loss_weights.{t}" for t in self.tasks]
 
-    def _param_field(self, name: str) -> _Field:
+    def _param_field(self, name: str) -> SpaceField:
         key = f"parameters.{name}"
         head, _, rest = name.partition(".")
         fld = TRIAL_FIELDS.get(head)
@@ -71,39 +71,39 @@ class _Parameters:
         if head in SUB_FIELDS and rest in SUB_FIELDS[head]:
             return SUB_FIELDS[head][rest]
         if head == "loss_weights" and rest:
-            _check_task(key, rest, self.tasks)
+            check_task(key, rest, self.tasks)
             return LOSS_WEIGHT
         if head in SUB_FIELDS and rest:
-            raise _unknown(f"parameters.{head}", rest, SUB_FIELDS[head])
-        raise _unknown("parameters", name, self._sweepable_names())
+            raise unknown_key(f"parameters.{head}", rest, SUB_FIELDS[head])
+        raise unknown_key("parameters", name, self._sweepable_names())
 
     def parse(self, section: Any) -> list[Param]:
         if section is None:
             return []
         if not isinstance(section, Mapping):
-            raise _fail("parameters", section, "is not a mapping",
-                        "{name: {distribution: uniform, low: .., high: ..}, ...}")
+            raise bad_value("parameters", section, "is not a mapping",
+                            "{name: {distribution: uniform, low: .., high: ..}, ...}")
         params: list[Param] = []
         entries = {str(name): entry for name, entry in section.items()}
         for name in _dependency_order(entries):
             entry = entries[name]
             fld = self._param_field(name)
-            if _get_dotted(self.base, name) is not None:
+            if get_dotted(self.base, name) is not None:
                 raise SpaceError(f"parameters.{name}: also fixed as workload.{name}; expected it in one "
                                  f"place (remove one, or --set parameters.{name}={{value: X}})")
             params.append(self._param(name, fld, entry, {p.name: p for p in params}))
         self._check_cutoff(params)
         return params
 
-    def _param(self, name: str, fld: _Field, entry: Any, earlier: dict[str, Param]) -> Param:
+    def _param(self, name: str, fld: SpaceField, entry: Any, earlier: dict[str, Param]) -> Param:
         key = f"parameters.{name}"
         if not isinstance(entry, Mapping):
-            raise _fail(key, entry, "is not a mapping",
-                        "{distribution: uniform, low: .., high: ..}, {values: [..]} or {value: ..}")
+            raise bad_value(key, entry, "is not a mapping",
+                            "{distribution: uniform, low: .., high: ..}, {values: [..]} or {value: ..}")
         entry = dict(entry)
         for k in entry:
             if k not in PARAM_KEYS:
-                raise _unknown(key, str(k), PARAM_KEYS)
+                raise unknown_key(key, str(k), PARAM_KEYS)
         if "q" in entry:
             if "step" in entry:
                 raise SpaceError(f"{key}.q: given with step; expected only one of q and step")
@@ -115,8 +115,8 @@ class _Parameters:
                 raise SpaceError(f"{key}: has no distribution; expected distribution: one of "
                                  f"{', '.join(DISTRIBUTIONS)} (or values: [..] / value: X)")
         if dist not in DISTRIBUTIONS:
-            raise _fail(f"{key}.distribution", dist, "is not a known distribution",
-                        f"one of {', '.join(DISTRIBUTIONS)}")
+            raise bad_value(f"{key}.distribution", dist, "is not a known distribution",
+                            f"one of {', '.join(DISTRIBUTIONS)}")
         needed = {"categorical": ("values",), "fixed": ("value",)}.get(dist, ("low", "high"))
         allowed = set(needed) | {"distribution", "when"} | ({"step"} if dist in RANGE_DISTS else set())
         for k in entry:
@@ -136,57 +136,57 @@ class _Parameters:
         param.when = self._when(key, entry.get("when"), earlier)
         return param
 
-    def _choice_value(self, key: str, fld: _Field, value: Any) -> Any:
-        if not isinstance(value, _SCALAR):
-            raise _fail(key, value, "is not a scalar",
-                        f"{fld.expected()} (nested keys are swept by their dotted names)")
+    def _choice_value(self, key: str, fld: SpaceField, value: Any) -> Any:
+        if not isinstance(value, SCALAR):
+            raise bad_value(key, value, "is not a scalar",
+                            f"{fld.expected()} (nested keys are swept by their dotted names)")
         return fld.check(key, value)
 
-    def _values(self, key: str, fld: _Field, values: Any) -> tuple:
+    def _values(self, key: str, fld: SpaceField, values: Any) -> tuple:
         if not isinstance(values, list) or not values:
-            raise _fail(f"{key}.values", values, "is not a non-empty list", f"a list of {fld.expected()}")
+            raise bad_value(f"{key}.values", values, "is not a non-empty list", f"a list of {fld.expected()}")
         out = tuple(self._choice_value(f"{key}.values[{i}]", fld, v) for i, v in enumerate(values))
         seen = []
         for i, v in enumerate(out):
             if any(v == s and type(v) is type(s) for s in seen):
-                raise _fail(f"{key}.values[{i}]", v, "is repeated", "distinct values")
+                raise bad_value(f"{key}.values[{i}]", v, "is repeated", "distinct values")
             seen.append(v)
         return out
 
-    def _range(self, key: str, fld: _Field, dist: str, entry: dict, param: Param) -> None:
+    def _range(self, key: str, fld: SpaceField, dist: str, entry: dict, param: Param) -> None:
         is_int = dist.startswith("int_")
         log = dist.endswith("log_uniform")
         if fld.kind not in ("int", "float") or (fld.kind == "int" and not is_int):
             fits = ("int_uniform, int_log_uniform, categorical or fixed" if fld.kind == "int"
                     else "categorical or fixed")
-            raise _fail(f"{key}.distribution", dist, f"does not fit {param.name} ({fld.expected()})", fits)
+            raise bad_value(f"{key}.distribution", dist, f"does not fit {param.name} ({fld.expected()})", fits)
         bounds = []
         for side in ("low", "high"):
             value = entry[side]
-            num = _number(value)
+            num = as_number(value)
             if num is None:
-                raise _fail(f"{key}.{side}", value, "is not a number", fld.expected())
+                raise bad_value(f"{key}.{side}", value, "is not a number", fld.expected())
             if is_int and not isinstance(num, int):
-                raise _fail(f"{key}.{side}", value, "is not an integer", f"an integer for {dist}")
+                raise bad_value(f"{key}.{side}", value, "is not an integer", f"an integer for {dist}")
             bounds.append(fld.check(f"{key}.{side}", num))
         low, high = bounds
         if log and low <= 0:
-            raise _fail(f"{key}.low", entry["low"], "is out of range",
-                        f"a number > 0 for {dist} (a log scale starts above 0)")
+            raise bad_value(f"{key}.low", entry["low"], "is out of range",
+                            f"a number > 0 for {dist} (a log scale starts above 0)")
         if not high > low:
-            raise _fail(f"{key}.high", entry["high"], f"is not above low ({_show(low)})", "high > low")
+            raise bad_value(f"{key}.high", entry["high"], f"is not above low ({show_value(low)})", "high > low")
         step = entry.get("step")
         if step is not None:
-            num = _number(step)
-            if num is None or not _finite(num) or num <= 0 or (is_int and not isinstance(num, int)):
-                raise _fail(f"{key}.step", step, "is not a valid step",
-                            "a positive integer" if is_int else "a finite number > 0")
+            num = as_number(step)
+            if num is None or not is_finite(num) or num <= 0 or (is_int and not isinstance(num, int)):
+                raise bad_value(f"{key}.step", step, "is not a valid step",
+                                "a positive integer" if is_int else "a finite number > 0")
             if log and not (is_int and num == 1):
-                raise _fail(f"{key}.step", step, f"cannot be used with {dist}", "no step on a log scale")
+                raise bad_value(f"{key}.step", step, f"cannot be used with {dist}", "no step on a log scale")
             span = (high - low) / num
             if abs(span - round(span)) > 1e-9 * max(1.0, abs(span)) or round(span) < 1:
-                raise _fail(f"{key}.step", step, f"does not divide high - low ({_show(high - low)})",
-                            "a step that divides the range")
+                raise bad_value(f"{key}.step", step, f"does not divide high - low ({show_value(high - low)})",
+                                "a step that divides the range")
             step = num
         param.low, param.high, param.step = low, high, step
 
@@ -194,14 +194,14 @@ class _Parameters:
         if when is None:
             return {}
         if not isinstance(when, Mapping) or not when:
-            raise _fail(f"{key}.when", when, "is not a mapping", "{param: [allowed values]}")
+            raise bad_value(f"{key}.when", when, "is not a mapping", "{param: [allowed values]}")
         out = {}
         for ref, allowed in when.items():
             ref = str(ref)
             rkey = f"{key}.when.{ref}"
             allowed_list = allowed if isinstance(allowed, list) else [allowed]
             if not allowed_list:
-                raise _fail(rkey, allowed, "is empty", "a list of values that enable this parameter")
+                raise bad_value(rkey, allowed, "is empty", "a list of values that enable this parameter")
             if ref in earlier:
                 possible = earlier[ref].possible_values()
                 if possible is None:
@@ -213,7 +213,7 @@ class _Parameters:
                 for i, v in enumerate(allowed_list):
                     if fld.kind == "choice" or not isinstance(v, (dict, list)):
                         self._choice_value(f"{rkey}[{i}]" if isinstance(allowed, list) else rkey, fld, v)
-            elif _get_dotted(self.base, ref) is not None:
+            elif get_dotted(self.base, ref) is not None:
                 head, _, rest = ref.partition(".")
                 fld = SUB_FIELDS[head].get(rest) if head in SUB_FIELDS else TRIAL_FIELDS.get(ref)
                 for i, v in enumerate(allowed_list):
@@ -221,7 +221,7 @@ class _Parameters:
                         fld.check(f"{rkey}[{i}]" if isinstance(allowed, list) else rkey, v)
             else:
                 fixed = [k for k, v in self.base.items() if not isinstance(v, dict)]
-                raise _unknown(f"{key}.when", ref, list(earlier) + fixed)
+                raise unknown_key(f"{key}.when", ref, list(earlier) + fixed)
             out[ref] = tuple(allowed_list)
         return out
 
@@ -236,15 +236,15 @@ class _Parameters:
         expected = f"a cutoff in 0..{limit} ({', '.join(archs)}: {limit} backbone blocks)"
         base_cutoff = self.base.get("cutoff")
         if base_cutoff is not None and base_cutoff > limit:
-            raise _fail("workload.cutoff", base_cutoff, "is out of range", expected)
+            raise bad_value("workload.cutoff", base_cutoff, "is out of range", expected)
         p = by_name.get("cutoff")
         if p is None:
             return
         if p.possible_values() is None:
             if p.high > limit:
-                raise _fail("parameters.cutoff.high", p.high, "is out of range", expected)
+                raise bad_value("parameters.cutoff.high", p.high, "is out of range", expected)
             return
         for i, v in enumerate(p.possible_values()):
             if v is not None and v > limit:
                 where = "parameters.cutoff.value" if p.distribution == "fixed" else f"parameters.cutoff.values[{i}]"
-                raise _fail(where, v, "is out of range", expected)
+                raise bad_value(where, v, "is out of range", expected)

@@ -12,7 +12,7 @@ from disparse_core.config import TrialConfig
 
 from ..errors import SpaceError
 from .data import check_data_config
-from .fields import _show
+from .fields import show_value
 from .sample import suggest
 from .spec import Param, SweepSpec
 
@@ -81,7 +81,7 @@ def check_with_core(spec: SweepSpec) -> None:
         try:
             cfg = TrialConfig.from_dict(config)
         except ValueError as err:
-            chosen = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
+            chosen = ", ".join(f"{k}={show_value(v)}" for k, v in trial.params.items())
             where = f" (sampling {chosen})" if chosen else ""
             text = str(err).rstrip(".")
             raise SpaceError(f"trial config {text}{where}; expected every combination the space can sample "

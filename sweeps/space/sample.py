@@ -13,7 +13,7 @@ import warnings
 from typing import Any, Mapping
 
 from ..budgets import MISSING_VIOLATION
-from .fields import _get_dotted, _set_dotted
+from .fields import get_dotted, set_dotted
 from .spec import Param, SweepSpec
 
 
@@ -29,7 +29,7 @@ def _is_active(param: Param, chosen: Mapping[str, Any], base: Mapping) -> bool:
     """Every ``when`` holds: the referenced parameter was sampled (or is fixed in the base) with an
     allowed value (compared with its type, so ``1`` does not match ``true``)."""
     for ref, allowed in param.when.items():
-        value = chosen[ref] if ref in chosen else _get_dotted(base, ref, _MISSING)
+        value = chosen[ref] if ref in chosen else get_dotted(base, ref, _MISSING)
         if value is _MISSING or not any(value == a and type(value) is type(a) for a in allowed):
             return False
     return True
@@ -59,7 +59,7 @@ def suggest(spec: SweepSpec, trial: Any) -> dict:
             value = trial.suggest_int(p.name, int(p.low), int(p.high),
                                       step=1 if log or p.step is None else int(p.step), log=log)
         chosen[p.name] = value
-        _set_dotted(config, p.name, value)
+        set_dotted(config, p.name, value)
     return config
 
 

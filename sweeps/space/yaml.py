@@ -14,7 +14,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import yaml
 
 from ..errors import BudgetError, SpaceError
-from .fields import SUB_FIELDS, _fail, _show
+from .fields import SUB_FIELDS, bad_value, show_value
 
 
 # --- YAML reading ----------------------------------------------------------------------------------
@@ -31,7 +31,7 @@ def _mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: 
             kind = "mapping" if isinstance(key, dict) else "list" if isinstance(key, list) else "value"
             start, end = key_node.start_mark, key_node.end_mark
             text = (start.buffer or "")[start.index:end.index].strip() if start and end else ""
-            text = " " + _show(text) if text and "\n" not in text else ""
+            text = " " + show_value(text) if text and "\n" not in text else ""
             raise yaml.constructor.ConstructorError(
                 None, None, f"a {kind}{text} is used as a mapping key; mapping keys must be "
                 f"strings or other scalars", key_node.start_mark)
@@ -57,7 +57,7 @@ def _int_within_limits(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _int_within_limits)
 
 
-def _parse_yaml(text: str, where: str) -> Any:
+def parse_yaml(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
@@ -93,7 +93,7 @@ def _override_value(value: str, text: str) -> Any:
         return yaml.load(value, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
         if value.lstrip().startswith(("{", "[")):
-            return _parse_yaml(value, f"--set {text!r}")     # raises with the position
+            return parse_yaml(value, f"--set {text!r}")     # raises with the position
         return value.strip()
 
 
@@ -109,7 +109,7 @@ def _budget_dict(budgets: Any) -> Any:
     return out
 
 
-def _apply_override(data: dict, key: str, value: Any, text: str) -> dict:
+def apply_override(data: dict, key: str, value: Any, text: str) -> dict:
     head, _, rest = key.partition(".")
     if not rest:
         data[head] = value
@@ -145,9 +145,9 @@ def _apply_override(data: dict, key: str, value: Any, text: str) -> dict:
     if section is None:
         section = {}
     if not isinstance(section, dict):
-        raise _fail(head, section, f"cannot take --set {text!r}", "a mapping")
+        raise bad_value(head, section, f"cannot take --set {text!r}", "a mapping")
     if head == "workload":
-        section = _expand_dotted(section, "workload")
+        section = expand_dotted(section, "workload")
     node = section
     parts = rest.split(".")
     if value is None and head == "workload":
@@ -181,12 +181,12 @@ def _check_removable(section: Any, key: str, where: str, text: str) -> None:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(value: Any, key: str) -> Any:
+def interpolate_env(value: Any, key: str) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in strings; an unset VAR without default is an error."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {k: interpolate_env(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [interpolate_env(v, f"{key}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -201,12 +201,12 @@ def _interpolate(value: Any, key: str) -> Any:
     return _ENV.sub(sub, value)
 
 
-def _expand_dotted(section: Mapping, where: str) -> dict:
+def expand_dotted(section: Mapping, where: str) -> dict:
     """``{"dynamic.alpha0": 0.3}`` → ``{"dynamic": {"alpha0": 0.3}}``; a key given twice is an error."""
     out: dict = {}
     for key, value in section.items():
         if not isinstance(key, str):
-            raise _fail(f"{where}.{key}", key, "is not a string key", "string keys")
+            raise bad_value(f"{where}.{key}", key, "is not a string key", "string keys")
         parts = key.split(".")
         node = out
         for i, part in enumerate(parts[:-1]):
@@ -219,13 +219,13 @@ def _expand_dotted(section: Mapping, where: str) -> dict:
             node = existing
         leaf = parts[-1]
         if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
-            for sub_key, sub_value in _expand_dotted(value, f"{where}.{key}").items():
+            for sub_key, sub_value in expand_dotted(value, f"{where}.{key}").items():
                 if sub_key in node[leaf]:
                     raise SpaceError(f"{where}.{key}.{sub_key}: given twice; expected it once")
                 node[leaf][sub_key] = sub_value
         elif leaf in node:
             raise SpaceError(f"{where}.{key}: given twice; expected it once")
         else:
-            node[leaf] = _expand_dotted(value, f"{where}.{key}") if (
+            node[leaf] = expand_dotted(value, f"{where}.{key}") if (
                 isinstance(value, Mapping) and leaf in SUB_FIELDS) else value
     return out

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import plots
-from .store import _client
-from .values import _one_line
+from .store import open_client
+from .values import one_line
 
 TAG_PLOT_ERROR = "disparse.plot_error"
 
@@ -129,7 +129,7 @@ class PlotQueue:
             lost = False
             try:
                 if client is None:
-                    client = _client(self.tracking_uri)
+                    client = open_client(self.tracking_uri)
                 _draw_and_log(client, *job)
             except Exception as exc:  # the tag could not be written either: say so, keep going
                 lost = True
@@ -156,4 +156,4 @@ def _draw_and_log(client, run_id: str, mask_iou: Mapping[str, Any], title: str,
 
 
 def _describe(exc: BaseException, limit: int) -> str:
-    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, limit)
+    return one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, limit)

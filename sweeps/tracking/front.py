@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .. import plots
 from ..pareto import default_reference, hypervolume, hypervolume_history
-from .values import _one_line, sanitize_name
+from .values import one_line, sanitize_name
 
 
 def eligible_for_front(records: Iterable[Mapping[str, Any]], objectives: Sequence[str]) -> list[dict]:
@@ -49,7 +49,7 @@ def front_indices(pareto_front, points: list[list[float]], directions: list[str]
     return sorted(idx)
 
 
-def _history_pairs(history: Iterable[Any] | None) -> list[tuple[int, float]]:
+def history_pairs(history: Iterable[Any] | None) -> list[tuple[int, float]]:
     pairs: list[tuple[int, float]] = []
     for i, item in enumerate(history or []):
         if isinstance(item, Mapping):
@@ -102,7 +102,7 @@ def hypervolume_tags(eligible: Sequence[Mapping[str, Any]], points: list[list[fl
                        "disparse.reference_point": json.dumps(ref)
                        + ("" if reference_point is not None else " (auto)")}
         except Exception as exc:
-            hv_tags = {"disparse.hypervolume_error": _one_line(exc, 500)}
+            hv_tags = {"disparse.hypervolume_error": one_line(exc, 500)}
     return history, hv_tags
 
 
@@ -145,12 +145,12 @@ def write_front_files(out: Path, front: Sequence[Mapping[str, Any]], eligible: S
     try:
         made = plots.pareto_pngs(eligible, front_ids, objectives, dirs, out)
     except Exception as exc:
-        errors.append(f"png: {_one_line(exc, 300)}")
+        errors.append(f"png: {one_line(exc, 300)}")
     try:
         plots.pareto_html(eligible, front_ids, objectives, dirs, out / "pareto_front.html",
                           title=title, param_keys=param_keys)
     except Exception as exc:
-        errors.append(f"html: {_one_line(exc, 300)}")
+        errors.append(f"html: {one_line(exc, 300)}")
     plot_tags = {"disparse.plots": ",".join(p.name for p in made)}
     if errors:
         plot_tags["disparse.plot_error"] = "; ".join(errors)

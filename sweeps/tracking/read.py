@@ -13,12 +13,12 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import UserInputError
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED, TAG_FAILURE,
-                    TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY, _client,
-                    _QuickHttp, _quote, _search, _store_error, validate_tracking_uri)
+                    TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY, QuickHttp,
+                    open_client, quote_value, search_all_runs, store_error, validate_tracking_uri)
 from .values import baseline_key, unflatten_params
 
 
-def _record(run) -> dict[str, Any]:
+def run_record(run) -> dict[str, Any]:
     tags = run.data.tags
     params = dict(run.data.params)
     number = tags.get(TAG_OPTUNA_NUMBER)
@@ -52,16 +52,16 @@ def _final_metrics(latest: Mapping[str, float], not_finite: str | None) -> dict[
 
 def _open_for_reading(tracking_uri: str | None, experiment: str | None):
     uri = validate_tracking_uri(tracking_uri, create=False)
-    client = _client(uri)
+    client = open_client(uri)
     name = experiment or DEFAULT_EXPERIMENT
     try:
-        with _QuickHttp(uri):  # an unreachable server: one quick failure, not minutes of retries
+        with QuickHttp(uri):  # an unreachable server: one quick failure, not minutes of retries
             exp = client.get_experiment_by_name(name)
     except Exception as exc:
-        raise _store_error(uri, exc) from None
+        raise store_error(uri, exc) from None
     if exp is None or exp.lifecycle_stage != "active":
         try:
-            with _QuickHttp(uri):
+            with QuickHttp(uri):
                 names = sorted(e.name for e in client.search_experiments())
         except Exception:
             names = []
@@ -71,8 +71,8 @@ def _open_for_reading(tracking_uri: str | None, experiment: str | None):
 
 
 def _sweep_runs(client, experiment_id: str) -> list:
-    return _search(client, experiment_id, f"tags.`{TAG_ROLE}` = 'sweep'",
-                   order_by=["attributes.start_time DESC"])
+    return search_all_runs(client, experiment_id, f"tags.`{TAG_ROLE}` = 'sweep'",
+                           order_by=["attributes.start_time DESC"])
 
 
 def load_sweep(tracking_uri: str | None, experiment: str | None = None,
@@ -89,7 +89,7 @@ def load_sweep(tracking_uri: str | None, experiment: str | None = None,
         raise UserInputError(f"no {what} in experiment {exp.name!r} of {uri!r}; expected one of "
                              f"{known or '(none: run a sweep first)'}")
     run = sweeps[0]
-    rec = _record(run)
+    rec = run_record(run)
     rec.update(tags=dict(run.data.tags), experiment_id=exp.experiment_id, experiment=exp.name,
                tracking_uri=uri)
     return rec
@@ -97,7 +97,7 @@ def load_sweep(tracking_uri: str | None, experiment: str | None = None,
 
 def list_artifacts(tracking_uri: str, run_id: str) -> list[str]:
     """Paths of a run's artifacts (files, recursively), relative to its artifact root."""
-    client = _client(tracking_uri)
+    client = open_client(tracking_uri)
     out, todo = [], [None]
     while todo:
         for info in client.list_artifacts(run_id, todo.pop()):
@@ -118,17 +118,17 @@ def load_trials(tracking_uri: str | None, experiment: str | None = None,
     filt = f"tags.`{TAG_ROLE}` = 'trial'"
     if sweep_id != "all":
         sid = load_sweep(uri, exp.name, sweep_id)["sweep_id"]
-        filt += f" and tags.`{TAG_SWEEP_ID}` = {_quote(sid)}"
-    runs = _search(client, exp.experiment_id, filt, order_by=["attributes.start_time ASC"])
-    records = [_record(r) for r in runs]
+        filt += f" and tags.`{TAG_SWEEP_ID}` = {quote_value(sid)}"
+    runs = search_all_runs(client, exp.experiment_id, filt, order_by=["attributes.start_time ASC"])
+    records = [run_record(r) for r in runs]
     for rec in records:
         rec["tracking_uri"] = uri
         rec["experiment_id"] = exp.experiment_id
     return records
 
 
-def _baseline_record(client, experiment_id: str, key: str | None = None,
-                     run_id: str | None = None) -> dict[str, Any] | None:
+def baseline_record(client, experiment_id: str, key: str | None = None,
+                    run_id: str | None = None) -> dict[str, Any] | None:
     if run_id:
         try:
             run = client.get_run(run_id)
@@ -136,12 +136,12 @@ def _baseline_record(client, experiment_id: str, key: str | None = None,
             return None
         runs = [run] if run.info.status == "FINISHED" else []
     else:
-        runs = _search(client, experiment_id,
-                       f"tags.`{TAG_ROLE}` = 'baseline' and tags.`{TAG_BASELINE_KEY}` = {_quote(key)} "
-                       "and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+        runs = search_all_runs(client, experiment_id,
+                               f"tags.`{TAG_ROLE}` = 'baseline' and tags.`{TAG_BASELINE_KEY}` = {quote_value(key)} "
+                               "and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
     if not runs:
         return None
-    rec = _record(runs[0])
+    rec = run_record(runs[0])
     rec["baseline_key"] = runs[0].data.tags.get(TAG_BASELINE_KEY)
     return rec
 
@@ -164,23 +164,23 @@ def load_baseline_for(records: Sequence[Mapping[str, Any]], tracking_uri: str | 
         experiment_id = exp.experiment_id
     else:
         uri = validate_tracking_uri(uri, create=False)
-        client = _client(uri)
+        client = open_client(uri)
         experiment_id = records[0].get("experiment_id")
         if experiment_id is None:
             experiment_id = client.get_run(records[0]["run_id"]).info.experiment_id
     sweep_ids = [r.get("sweep_id") for r in records if r.get("sweep_id")]
     if sweep_ids:
         sid = max(set(sweep_ids), key=sweep_ids.count)
-        sweeps = _search(client, experiment_id,
-                         f"tags.`{TAG_ROLE}` = 'sweep' and tags.`{TAG_SWEEP_ID}` = {_quote(sid)}")
+        sweeps = search_all_runs(client, experiment_id,
+                                 f"tags.`{TAG_ROLE}` = 'sweep' and tags.`{TAG_SWEEP_ID}` = {quote_value(sid)}")
         for run in sweeps:
             linked = run.data.tags.get(TAG_BASELINE_RUN)
-            rec = _baseline_record(client, experiment_id, run_id=linked) if linked else None
+            rec = baseline_record(client, experiment_id, run_id=linked) if linked else None
             if rec:
                 return rec
     keys = [baseline_key(r.get("config") or {}) for r in records]
     for key in sorted(set(keys), key=lambda k: -keys.count(k)):
-        rec = _baseline_record(client, experiment_id, key=key)
+        rec = baseline_record(client, experiment_id, key=key)
         if rec:
             return rec
     for r in records:

@@ -1,8 +1,8 @@
 """The MLflow store: where it lives, how to open it, and the tags that lay a sweep out in it.
 
 Private to :mod:`sweeps.tracking` (which re-exports the public names). ``validate_tracking_uri`` checks
-a URI before any training; ``_client`` and ``_get_or_create_experiment`` open the store (mlflow is
-imported only there, lazily); ``_search`` pages through ``search_runs``.
+a URI before any training; ``open_client`` and ``get_or_create_experiment`` open the store (mlflow is
+imported only there, lazily); ``search_all_runs`` pages through ``search_runs``.
 """
 
 from __future__ import annotations
@@ -154,12 +154,12 @@ def _check_existing_store(path: Path, uri: str) -> bool:
     return True
 
 
-def _client(uri: str):
+def open_client(uri: str):
     from mlflow.tracking import MlflowClient
     return MlflowClient(tracking_uri=uri)
 
 
-def _store_error(uri: str, exc: BaseException) -> UserInputError:
+def store_error(uri: str, exc: BaseException) -> UserInputError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     return UserInputError(f"tracking URI {uri!r}: cannot open the MLflow store ({first}); expected a "
                           "reachable, writable MLflow tracking store")
@@ -175,7 +175,7 @@ def _artifact_root(uri: str, experiment_name: str) -> str | None:
     return str(path.parent / "mlartifacts" / f"{safe}-{digest}")
 
 
-class _QuickHttp:
+class QuickHttp:
     """For the first request to an ``http(s)://`` server: no retries, a short timeout (restored after)."""
 
     _ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -205,22 +205,22 @@ def probe_http_store(uri: str) -> None:
     if urlparse(uri).scheme not in ("http", "https"):
         return
     try:
-        with _QuickHttp(uri):
-            _client(uri).search_experiments(max_results=1)
+        with QuickHttp(uri):
+            open_client(uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - connection refused, timeout, HTTP errors: one line
-        raise _store_error(uri, exc) from None
+        raise store_error(uri, exc) from None
 
 
-def _get_or_create_experiment(client, uri: str, name: str) -> str:
+def get_or_create_experiment(client, uri: str, name: str) -> str:
     try:
-        with _QuickHttp(uri):
+        with QuickHttp(uri):
             exp = client.get_experiment_by_name(name)
         if exp is None:
             return client.create_experiment(name, artifact_location=_artifact_root(uri, name))
     except UserInputError:
         raise
     except Exception as exc:  # sqlalchemy / MlflowException / connection errors: one line to the user
-        raise _store_error(uri, exc) from None
+        raise store_error(uri, exc) from None
     if exp.lifecycle_stage != "active":
         raise UserInputError(f"experiment {name!r} in {uri!r} is deleted; expected an active experiment "
                              f"(restore it with `mlflow experiments restore` or pick another name)")
@@ -229,13 +229,13 @@ def _get_or_create_experiment(client, uri: str, name: str) -> str:
 
 # --- searching runs -------------------------------------------------------------------------------------
 
-def _quote(value: str) -> str:
+def quote_value(value: str) -> str:
     if "'" in value:
         raise UserInputError(f"identifier {value!r} contains a quote; expected letters, digits, '-', '_' or '.'")
     return f"'{value}'"
 
 
-def _search(client, experiment_id: str, filter_string: str, order_by: Sequence[str] | None = None) -> list:
+def search_all_runs(client, experiment_id: str, filter_string: str, order_by: Sequence[str] | None = None) -> list:
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000,

@@ -2,7 +2,7 @@
 
 It lives in the driver process (a Ray Tune callback feeds it) and talks to MLflow through ``MlflowClient``
 only, never through the fluent ``mlflow.start_run`` stack, so no run state leaks between trials. mlflow
-is imported lazily (``_client`` and the ``mlflow.entities`` imports below). A trial's mask-IoU chart is
+is imported lazily (``open_client`` and the ``mlflow.entities`` imports below). A trial's mask-IoU chart is
 drawn and logged by a background thread (:mod:`sweeps.tracking.artifacts`) so that Ray Tune's event loop,
 which calls :meth:`SweepTracker.trial_completed`, is not held up by matplotlib. Private to
 :mod:`sweeps.tracking`, which re-exports the class.
@@ -21,13 +21,13 @@ from ..errors import UserInputError
 from ..objectives import normalize_directions
 from ..pareto import pareto_front
 from .artifacts import PlotQueue
-from .front import (_history_pairs, eligible_for_front, front_indices, front_summary, hypervolume_tags,
-                    write_front_files)
-from .read import _baseline_record, _record
+from .front import eligible_for_front, front_indices, front_summary, history_pairs, hypervolume_tags, write_front_files
+from .read import baseline_record, run_record
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION, TAG_EARLY_STOPPED,
                     TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID,
-                    TAG_TRIAL_KEY, TAG_WATERSHED, _client, _get_or_create_experiment, _quote, _search, validate_tracking_uri)
-from .values import _code_version_text, _not_finite_keys, _one_line, _spec_attr, flatten_params, sweep_params
+                    TAG_TRIAL_KEY, TAG_WATERSHED, get_or_create_experiment, open_client, quote_value, search_all_runs,
+                    validate_tracking_uri)
+from .values import code_version_text, flatten_params, not_finite_keys, one_line, spec_attr, sweep_params
 from .values import code_version as _code_version     # start_sweep's argument shadows the name
 from .writer import RunWriter
 
@@ -44,8 +44,8 @@ class SweepTracker(RunWriter):
     def __init__(self, tracking_uri: str | None = None, experiment_name: str = DEFAULT_EXPERIMENT):
         self.tracking_uri = validate_tracking_uri(tracking_uri, create=True)
         self.experiment_name = experiment_name
-        self.client = _client(self.tracking_uri)
-        self.experiment_id = _get_or_create_experiment(self.client, self.tracking_uri, experiment_name)
+        self.client = open_client(self.tracking_uri)
+        self.experiment_id = get_or_create_experiment(self.client, self.tracking_uri, experiment_name)
         self.sweep_id: str | None = None
         self.parent_run_id: str | None = None
         self.front_csv_text: str | None = None    # the pareto_front.csv that finish_sweep logged
@@ -61,7 +61,7 @@ class SweepTracker(RunWriter):
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self.abort(f"sweep interrupted: {exc_type.__name__}: {_one_line(exc) if str(exc) else ''}")
+            self.abort(f"sweep interrupted: {exc_type.__name__}: {one_line(exc) if str(exc) else ''}")
         else:
             self.close()
 
@@ -89,9 +89,10 @@ class SweepTracker(RunWriter):
         """
         self.sweep_id = str(sweep_id)
         config = dict(config or {})
-        existing = _search(self.client, self.experiment_id,
-                           f"tags.`{TAG_ROLE}` = 'sweep' and tags.`{TAG_SWEEP_ID}` = {_quote(self.sweep_id)}",
-                           order_by=["attributes.start_time ASC"])
+        existing = search_all_runs(
+            self.client, self.experiment_id,
+            f"tags.`{TAG_ROLE}` = 'sweep' and tags.`{TAG_SWEEP_ID}` = {quote_value(self.sweep_id)}",
+            order_by=["attributes.start_time ASC"])
         if existing and not resume:
             raise UserInputError(f"sweep {self.sweep_id!r} already exists in experiment "
                                  f"{self.experiment_name!r}; expected a new sweep id or --resume")
@@ -109,14 +110,14 @@ class SweepTracker(RunWriter):
             self.parent_run_id = run.info.run_id
             logged = set()
         cv = code_version if code_version is not None else _code_version()
-        space_path = space_path if space_path is not None else _spec_attr(spec, "path")
+        space_path = space_path if space_path is not None else spec_attr(spec, "path")
         if space_text is None:
-            space_text = _spec_attr(spec, "raw_text") or None
+            space_text = spec_attr(spec, "raw_text") or None
         params, sampler_options = sweep_params(spec, self.sweep_id, config, sampler=sampler, seed=seed,
                                                space_path=space_path)
         flat = {k: v for k, v in flatten_params({k: v for k, v in params.items() if v is not None}).items()
                 if k not in logged}
-        tags = {TAG_CODE_VERSION: _code_version_text(cv)}
+        tags = {TAG_CODE_VERSION: code_version_text(cv)}
         if isinstance(cv, Mapping) and cv.get("git_commit"):
             tags["mlflow.source.git.commit"] = cv["git_commit"]
         if space_path:
@@ -212,7 +213,7 @@ class SweepTracker(RunWriter):
         metrics = dict(metrics)
         mask_iou = mask_iou if mask_iou is not None else metrics.pop("mask_iou", None)
         self._log_metrics(run_id, metrics, None)
-        not_finite = _not_finite_keys(metrics)
+        not_finite = not_finite_keys(metrics)
         if not_finite:    # MLflow keeps no NaN final value: readers must not take an earlier one for it
             self.client.set_tag(run_id, TAG_NOT_FINITE, ",".join(not_finite))
         self.client.set_tag(run_id, TAG_EARLY_STOPPED, "true" if early_stopped else "false")
@@ -235,7 +236,7 @@ class SweepTracker(RunWriter):
         run_id = self._writable_run(key)
         if run_id is None:
             return
-        self.client.set_tag(run_id, TAG_FAILURE, _one_line(reason))
+        self.client.set_tag(run_id, TAG_FAILURE, one_line(reason))
         self.client.set_terminated(run_id, "FAILED")
         self._status[key] = "FAILED"
 
@@ -251,7 +252,7 @@ class SweepTracker(RunWriter):
         if self.parent_run_id:
             try:
                 if self.client.get_run(self.parent_run_id).info.status == "RUNNING":
-                    self.client.set_tag(self.parent_run_id, TAG_FAILURE, _one_line(reason))
+                    self.client.set_tag(self.parent_run_id, TAG_FAILURE, one_line(reason))
                     self.client.set_terminated(self.parent_run_id, "KILLED")
             except Exception:
                 pass
@@ -273,7 +274,7 @@ class SweepTracker(RunWriter):
         self.close()                # every trial's chart is in before the sweep run is closed
         objectives = [str(o) for o in objectives]
         dirs = normalize_directions(objectives, directions)
-        records = [_record(r) for r in self._sweep_trial_runs()]
+        records = [run_record(r) for r in self._sweep_trial_runs()]
         eligible = self.eligible = eligible_for_front(records, objectives)
         points = [[r["metrics"][o] for o in objectives] for r in eligible]
         front_idx = front_indices(pareto_front, points, dirs) if points else []
@@ -284,7 +285,7 @@ class SweepTracker(RunWriter):
         self._tag_front(records, front_ids)
 
         history, hv_tags = hypervolume_tags(eligible, points, front_idx, dirs, reference_point,
-                                            _history_pairs(hypervolume_history))
+                                            history_pairs(hypervolume_history))
         counts, summary_tags = front_summary(records, eligible, front, objectives, dirs)
         summary_tags.update(hv_tags)
         self._log_batch(self.parent_run_id, tags=summary_tags)
@@ -319,12 +320,12 @@ class SweepTracker(RunWriter):
 
     def find_baseline(self, baseline_key: str) -> dict[str, float] | None:
         """Metrics of the latest FINISHED dense baseline run with this key in the experiment, or None."""
-        rec = _baseline_record(self.client, self.experiment_id, key=str(baseline_key))
+        rec = baseline_record(self.client, self.experiment_id, key=str(baseline_key))
         return rec["metrics"] if rec else None
 
     def find_baseline_run(self, baseline_key: str) -> dict[str, Any] | None:
         """Like :meth:`find_baseline` but the whole record (``run_id``, ``metrics``, ``config``...)."""
-        return _baseline_record(self.client, self.experiment_id, key=str(baseline_key))
+        return baseline_record(self.client, self.experiment_id, key=str(baseline_key))
 
     def log_baseline(self, baseline_key: str, config: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
         """A FINISHED baseline run (not nested: every sweep of the experiment may reuse it)."""
@@ -339,7 +340,7 @@ class SweepTracker(RunWriter):
             self._log_texts(run_id, {"trial_config.json": json.dumps(dict(config), indent=2,
                                                                      sort_keys=True, default=str)})
         except Exception as exc:
-            self.client.set_tag(run_id, TAG_FAILURE, _one_line(exc))
+            self.client.set_tag(run_id, TAG_FAILURE, one_line(exc))
             self.client.set_terminated(run_id, "FAILED")
             raise
         self.client.set_terminated(run_id, "FINISHED")
@@ -354,9 +355,9 @@ class SweepTracker(RunWriter):
             raise RuntimeError("SweepTracker: call start_sweep() first")
 
     def _sweep_trial_runs(self) -> list:
-        return _search(self.client, self.experiment_id,
-                       f"tags.`{TAG_ROLE}` = 'trial' and tags.`{TAG_SWEEP_ID}` = {_quote(self.sweep_id)}",
-                       order_by=["attributes.start_time ASC"])
+        return search_all_runs(self.client, self.experiment_id,
+                               f"tags.`{TAG_ROLE}` = 'trial' and tags.`{TAG_SWEEP_ID}` = {quote_value(self.sweep_id)}",
+                               order_by=["attributes.start_time ASC"])
 
     def _load_existing_trials(self) -> None:
         for run in self._sweep_trial_runs():

@@ -19,9 +19,9 @@ from typing import Any, Mapping, Sequence
 # MLflow limits (mlflow.utils.validation); repeated here so nothing private is imported.
 _MAX_KEY = 250
 _MAX_PARAM_VALUE = 6000
-_MAX_TAG_VALUE = 8000
-_MAX_PARAMS_PER_BATCH = 100
-_MAX_METRICS_PER_BATCH = 1000
+MAX_TAG_VALUE = 8000
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
 
 # Trial-config fields that change what a *dense* model learns (and so its metrics). Everything else in a
 # trial config (method, criterion, sparsity, gradual, dynamic, score_batches, pretrain_steps, finetune_lr,
@@ -47,7 +47,7 @@ def sanitize_name(name: Any) -> str:
     return text[:_MAX_KEY]
 
 
-def _truncate(text: str, limit: int) -> str:
+def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -71,7 +71,7 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
         if isinstance(value, Mapping) and value and not any("." in str(k) for k in value):
             out.update(flatten_params(value, prefix=full + "."))
         else:
-            out[sanitize_name(full)] = _truncate(_stringify(value), _MAX_PARAM_VALUE)
+            out[sanitize_name(full)] = truncate(_stringify(value), _MAX_PARAM_VALUE)
     return out
 
 
@@ -116,18 +116,18 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+def finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: v for k, v in _numbers(metrics).items() if math.isfinite(v)}
 
 
-def _not_finite_keys(metrics: Mapping[str, Any]) -> list[str]:
+def not_finite_keys(metrics: Mapping[str, Any]) -> list[str]:
     """Names (as logged) of the numeric metrics that are NaN or infinite."""
     return sorted(k for k, v in _numbers(metrics).items() if not math.isfinite(v))
 
 
-def _one_line(text: Any, limit: int = 1000) -> str:
+def one_line(text: Any, limit: int = 1000) -> str:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return _truncate(lines[-1] if lines and lines[0].startswith("Traceback") else (lines[0] if lines else
+    return truncate(lines[-1] if lines and lines[0].startswith("Traceback") else (lines[0] if lines else
                      "unknown error"), limit)
 
 
@@ -181,7 +181,7 @@ def code_version(root: str | os.PathLike | None = None) -> dict[str, Any]:
         return {"package_version": "unknown"}
 
 
-def _code_version_text(cv: Any) -> str:
+def code_version_text(cv: Any) -> str:
     if isinstance(cv, Mapping):
         if cv.get("git_commit"):
             return cv["git_commit"] + ("-dirty" if cv.get("dirty") else "")
@@ -191,7 +191,7 @@ def _code_version_text(cv: Any) -> str:
 
 # --- a spec (a SweepSpec, a mapping or None) as sweep-run params ----------------------------------------
 
-def _spec_attr(spec: Any, name: str) -> Any:
+def spec_attr(spec: Any, name: str) -> Any:
     if spec is None:
         return None
     if isinstance(spec, Mapping):
@@ -203,7 +203,7 @@ def _first_of(config: Mapping[str, Any], spec: Any, names: Sequence[str]) -> Any
     for name in names:
         if config.get(name) is not None:
             return config[name]
-        value = _spec_attr(spec, name)
+        value = spec_attr(spec, name)
         if value is not None:
             return value
     return None
@@ -240,11 +240,11 @@ def sweep_params(spec: Any, sweep_id: str, config: Mapping[str, Any], *, sampler
     Explicit ``sampler`` / ``seed`` win over the spec's; ``trials`` and ``concurrency`` come from
     ``config`` first, then from the spec; ``space`` is the spec's name or the space file's stem.
     """
-    spec_sampler = _spec_attr(spec, "sampler")
+    spec_sampler = spec_attr(spec, "sampler")
     if seed is None and isinstance(spec_sampler, Mapping):
         seed = spec_sampler.get("seed")
-    objectives = _spec_attr(spec, "objectives")
-    budgets = _spec_attr(spec, "budgets")
+    objectives = spec_attr(spec, "objectives")
+    budgets = spec_attr(spec, "budgets")
     sampler = sampler if sampler is not None else spec_sampler
     sampler_options = {}
     if isinstance(sampler, Mapping):
@@ -252,10 +252,10 @@ def sweep_params(spec: Any, sweep_id: str, config: Mapping[str, Any], *, sampler
         sampler = sampler.get("type") or sampler.get("name")
     params = {
         "sweep_id": sweep_id,
-        "space": _spec_attr(spec, "name") or (Path(space_path).stem if space_path else None),
+        "space": spec_attr(spec, "name") or (Path(space_path).stem if space_path else None),
         "sampler": sampler,
         "sampler_options": sampler_options or None,
-        "seed": seed if seed is not None else _spec_attr(spec, "seed"),
+        "seed": seed if seed is not None else spec_attr(spec, "seed"),
         "trials": _first_of(config, spec, ("trials", "num_trials", "n_trials", "num_samples")),
         "concurrency": _first_of(config, spec, ("concurrency", "max_concurrent", "max_concurrent_trials")),
         "objectives": _objective_text(objectives),

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from .values import (_MAX_METRICS_PER_BATCH, _MAX_PARAMS_PER_BATCH, _MAX_TAG_VALUE, _finite_numbers,
-                               _truncate)
+from .values import MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, finite_numbers, truncate
 
 
 class RunWriter:
@@ -28,21 +27,21 @@ class RunWriter:
             step = max(step, self._last_step.get(run_id, 0))
         self._last_step[run_id] = max(int(step), self._last_step.get(run_id, 0))
         now = int(time.time() * 1000)
-        values = {k: v for k, v in _finite_numbers(metrics).items() if k != "final"}
+        values = {k: v for k, v in finite_numbers(metrics).items() if k != "final"}
         self._log_metric_objects(run_id, [Metric(k, v, now, int(step)) for k, v in values.items()])
 
     def _log_metric_objects(self, run_id: str, items: list) -> None:
-        for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=items[i:i + _MAX_METRICS_PER_BATCH])
+        for i in range(0, len(items), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + MAX_METRICS_PER_BATCH])
 
     def _log_batch(self, run_id: str, params: Mapping[str, str] | None = None,
                    tags: Mapping[str, str] | None = None) -> None:
         from mlflow.entities import Param, RunTag
         ps = [Param(k, v) for k, v in (params or {}).items()]
-        ts = [RunTag(k, _truncate(str(v), _MAX_TAG_VALUE)) for k, v in (tags or {}).items()]
-        for i in range(0, max(len(ps), len(ts)), _MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=ps[i:i + _MAX_PARAMS_PER_BATCH],
-                                  tags=ts[i:i + _MAX_PARAMS_PER_BATCH])
+        ts = [RunTag(k, truncate(str(v), MAX_TAG_VALUE)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(ps), len(ts)), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=ps[i:i + MAX_PARAMS_PER_BATCH],
+                                  tags=ts[i:i + MAX_PARAMS_PER_BATCH])
 
     def _log_texts(self, run_id: str, files: Mapping[str, str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ def gated_plots(monkeypatch):
     from sweeps import plots
     from sweeps.tracking import artifacts as chart_worker   # patched: the worker's MLflow client
 
-    real_plot, real_client = plots.mask_iou_png, chart_worker._client
+    real_plot, real_client = plots.mask_iou_png, chart_worker.open_client
     gate, calls, clients, released = threading.Event(), [], [], []
 
     def held(mask_iou, path, title=None, watershed=None):
@@ -51,7 +51,7 @@ def gated_plots(monkeypatch):
         return clients[-1][1]
 
     monkeypatch.setattr(plots, "mask_iou_png", held)
-    monkeypatch.setattr(chart_worker, "_client", client)
+    monkeypatch.setattr(chart_worker, "open_client", client)
     return SimpleNamespace(gate=gate, calls=calls, clients=clients, released=released)
 
 

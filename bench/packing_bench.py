@@ -37,7 +37,7 @@ def overrides(args, k: int) -> list[str]:
 def one_level(args, k: int, work: Path) -> dict:
     import optuna
 
-    from sweeps import ray as ray_backend
+    from sweeps import ray as sweeps_ray
     from sweeps.searcher import METRICS, StudyDriver
     from sweeps.space import directions, load_space, make_sampler, suggest
 
@@ -48,8 +48,8 @@ def one_level(args, k: int, work: Path) -> dict:
                                 directions=directions(spec), sampler=make_sampler(spec))
     driver = StudyDriver(study, lambda tr: suggest(spec, tr), spec.metric_names, spec.trials,
                          extra_config={"num_threads": 1})
-    outcome = ray_backend.run_tuner(driver, resources=spec.resources, concurrency=k,
-                                    storage_path=str(work / "ray"), name=f"pack-{k}")
+    outcome = sweeps_ray.run_tuner(driver, resources=spec.resources, concurrency=k,
+                                   storage_path=str(work / "ray"), name=f"pack-{k}")
     trials = []
     for t in study.get_trials():
         trials.append({"key": t.user_attrs.get("trial_key"), "state": t.state.name,
@@ -65,11 +65,11 @@ def one_level(args, k: int, work: Path) -> dict:
 
 
 def run(args) -> dict:
-    from sweeps import ray as ray_backend
+    from sweeps import ray as sweeps_ray
 
     t0 = time.perf_counter()
     with fresh_local_ray():
-        session = ray_backend.connect(num_cpus=args.cpus, num_gpus=None if args.device == "cuda" else 0)
+        session = sweeps_ray.connect(num_cpus=args.cpus, num_gpus=None if args.device == "cuda" else 0)
     res = {"config": {k: v for k, v in vars(args).items() if k != "out"}, "levels": {},
            "ray_init_s": time.perf_counter() - t0, "cluster": {"cpus": session.cpus, "gpus": session.gpus},
            "goal": "throughput(4 per GPU) >= 2.5 x throughput(1 per GPU)"}

@@ -127,16 +127,16 @@ def test_no_shell():
 
 
 def test_local_ray_is_kept_on_loopback(monkeypatch):
-    from sweeps import ray as ray_backend
+    from sweeps import ray as sweeps_ray
 
-    assert ray_backend.LOOPBACK_ENV["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
-    assert ray_backend.LOOPBACK_ENV["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert sweeps_ray.LOOPBACK_ENV["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    assert sweeps_ray.LOOPBACK_ENV["RAY_USAGE_STATS_ENABLED"] == "0"
     # the tests' conftest sets these too, so look at what set_loopback_env does in an environment without
     # them (test_driver_kill.py starts a real sweep that way and checks its listening sockets)
-    for name in ray_backend.LOOPBACK_ENV:
+    for name in sweeps_ray.LOOPBACK_ENV:
         monkeypatch.delenv(name, raising=False)
-    ray_backend.set_loopback_env()
-    assert {name: os.environ.get(name) for name in ray_backend.LOOPBACK_ENV} == ray_backend.LOOPBACK_ENV
+    sweeps_ray.set_loopback_env()
+    assert {name: os.environ.get(name) for name in sweeps_ray.LOOPBACK_ENV} == sweeps_ray.LOOPBACK_ENV
     # the package sets the environment before it imports the first of its modules that import Ray
     package = (REPO_ROOT / "sweeps" / "ray" / "__init__.py").read_text()
     assert package.index("set_loopback_env()\n") < package.index("\nfrom .backend import")

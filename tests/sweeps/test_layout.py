@@ -167,6 +167,30 @@ def test_each_subpackage_names_its_public_face(subpackage):
     assert not missing, f"sweeps.{subpackage}.__all__ names {missing}, which it does not define"
 
 
+def test_no_private_name_crosses_a_module_boundary():
+    """A name with a leading underscore stays in its file: a module never imports another's private name."""
+    crossing = []
+    for name, path in _modules(REPO_ROOT / "sweeps", "sweeps").items():
+        for target, names, node, _ in _imports(path, name, path.name == "__init__.py"):
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            if target.startswith("sweeps") and private:
+                crossing.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} takes {private} from {target}")
+    assert crossing == []
+
+
+@pytest.mark.parametrize("package", ["disparse_core", "sweeps"])
+def test_docs_architecture_has_one_line_for_every_module(package):
+    """docs/ARCHITECTURE.md's table "<package> modules" has a row for every ``.py`` file of the package."""
+    doc = (REPO_ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = doc.split(f"## {package} modules", 1)[1].split("\n#", 1)[0]      # up to the next heading
+    rows = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    rows = {f"{r}__init__.py" if r.endswith("/") else r for r in rows}    # `models/`: the package's face
+    root = REPO_ROOT / package
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*.py")}
+    assert sorted(files - rows) == []
+    assert sorted(rows - files) == []
+
+
 def test_no_private_flat_modules_are_left_for_the_subpackages():
     flat = sorted(p.name for p in (REPO_ROOT / "sweeps").glob("*.py")
                   if p.name.startswith(("_runner", "_ray", "_tracking", "_mlflow", "_sweep_tracker", "_mo_asha",

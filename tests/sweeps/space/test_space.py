@@ -272,7 +272,7 @@ def test_objectives_take_a_hypervolume_reference_value():
 
 
 def test_asha_defaults():
-    # two objectives: ranked on both (multi-objective ASHA, tests/sweeps/test_space_early_stopping.py)
+    # two objectives: ranked on both (multi-objective ASHA, tests/sweeps/space/test_space_early_stopping.py)
     spec = load_space(BASE, ["early_stopping={type: asha}"])
     assert spec.early_stopping == {"type": "asha", "metric": "objectives", "grace_steps": 50,
                                    "reduction_factor": 3, "keep_non_dominated": True, "max_steps": 200}

@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 
-def _nest(d: dict) -> dict:
+def nest_dotted(d: dict) -> dict:
     out: dict = {}
     for key, value in d.items():
         if isinstance(key, str) and "." in key:
@@ -24,7 +24,7 @@ def _nest(d: dict) -> dict:
             section = out.setdefault(head, {})
             if not isinstance(section, dict):
                 raise ValueError(f"{head}: cannot set {key!r} because {head!r} is not a section")
-            section.update(_nest({tail: value}))
+            section.update(nest_dotted({tail: value}))
         elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
             out[key].update(value)
         else:
@@ -32,22 +32,22 @@ def _nest(d: dict) -> dict:
     return out
 
 
-def _merge(base: dict, over: Mapping) -> dict:
+def merge_sections(base: dict, over: Mapping) -> dict:
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            base[key] = _merge(base[key], value)
+            base[key] = merge_sections(base[key], value)
         else:
             base[key] = value
     return base
 
 
-def _unknown(key, known) -> str:
+def unknown_key_message(key, known) -> str:
     close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown config key {key!r}{hint} (known keys: {', '.join(known)})"
 
 
-def _int(key, v, low=None, high=None, none=False):
+def check_int(key, v, low=None, high=None, none=False):
     if v is None and none:
         return None
     if not isinstance(v, numbers.Integral) or isinstance(v, bool):
@@ -59,7 +59,7 @@ def _int(key, v, low=None, high=None, none=False):
     return v
 
 
-def _float(key, v, low=None, high=None, low_open=False, high_open=False, none=False):
+def check_float(key, v, low=None, high=None, low_open=False, high_open=False, none=False):
     if v is None and none:
         return None
     if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(float(v)):
@@ -75,7 +75,7 @@ def _float(key, v, low=None, high=None, low_open=False, high_open=False, none=Fa
     return v
 
 
-def _choice(key, v, options, none=False):
+def check_choice(key, v, options, none=False):
     if v is None and none:
         return None
     if v not in options:
@@ -85,13 +85,13 @@ def _choice(key, v, options, none=False):
     return v
 
 
-def _bool(key, v):
+def check_bool(key, v):
     if not isinstance(v, (bool, np.bool_)):
         raise ValueError(f"{key}: expected true or false, got {v!r}")
     return bool(v)
 
 
-def _path(key, v):
+def check_path(key, v):
     if v is None:
         return None
     if not isinstance(v, (str, Path)) or not str(v):
@@ -99,24 +99,24 @@ def _path(key, v):
     return str(v)
 
 
-def _float_dict(key, v):
+def check_float_dict(key, v):
     if v is None:
         return None
     if not isinstance(v, Mapping):
         raise ValueError(f"{key}: expected a mapping {{name: number}}, got {v!r}")
-    return {str(k): _float(f"{key}.{k}", x) for k, x in v.items()}
+    return {str(k): check_float(f"{key}.{k}", x) for k, x in v.items()}
 
 
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")          # use with fullmatch ("cpu\n" is no device)
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")          # use with fullmatch ("cpu\n" is no device)
 
 
-def _device(key, v):
-    if not isinstance(v, str) or not _DEVICE.fullmatch(v):
+def check_device(key, v):
+    if not isinstance(v, str) or not DEVICE_PATTERN.fullmatch(v):
         raise ValueError(f"{key}: expected auto, cpu, cuda, cuda:<index> or mps, got {v!r}")
     return v
 
 
-def _tasks(key, v):
+def check_tasks(key, v):
     if v is None:
         return None
     if isinstance(v, str) or not isinstance(v, (list, tuple)) or not v \

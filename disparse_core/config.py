@@ -18,9 +18,8 @@ import inspect
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from ._config_values import _DEVICE as DEVICE_PATTERN
-from ._config_values import (_bool, _choice, _device, _float, _float_dict, _int, _merge, _nest, _path,
-                             _tasks, _unknown)
+from ._config_values import (DEVICE_PATTERN, check_bool, check_choice, check_device, check_float, check_float_dict,
+                             check_int, check_path, check_tasks, merge_sections, nest_dotted, unknown_key_message)
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "Field", "FIELDS", "SECTION_FIELDS", "METHODS",
            "PRESETS", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "SPARSIFY_METHODS", "WORKLOADS", "REAL_DATA",
@@ -173,16 +172,16 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None = None) -> "TrialConfig":
         """Validate a plain dict (dotted keys such as ``dynamic.alpha0`` allowed) into a config."""
-        d = _nest(dict(d or {}))
+        d = nest_dotted(dict(d or {}))
         preset = d.get("preset")
         if preset is not None:
             if preset not in PRESETS:
                 raise ValueError(f"preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-            d = _merge(copy.deepcopy(PRESETS[preset]), d)
+            d = merge_sections(copy.deepcopy(PRESETS[preset]), d)
         known = [f.name for f in fields(cls)]
         for key in d:
             if key not in known:
-                raise ValueError(_unknown(key, known))
+                raise ValueError(unknown_key_message(key, known))
         values = {}
         for f in fields(cls):
             if f.name in ("dynamic", "gradual"):
@@ -267,7 +266,7 @@ class TrialConfig:
             named = [k for k in self.baseline_metrics if "." in k]
             for key in named:
                 if key not in known:
-                    raise ValueError(_unknown(key, known).replace("config key", "baseline_metrics key"))
+                    raise ValueError(unknown_key_message(key, known).replace("config key", "baseline_metrics key"))
             if not named:
                 raise ValueError(f"baseline_metrics: names no task metric (expected keys such as "
                                  f"{known[0]!r})")
@@ -292,12 +291,12 @@ class Field:
         """The value normalised, or a one-line ``ValueError`` naming ``key``, the value and what was expected."""
         kind = self.kind
         if kind == "int":
-            return _int(key, value, self.low, self.high, none=self.nullable)
+            return check_int(key, value, self.low, self.high, none=self.nullable)
         if kind == "float":
-            return _float(key, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open,
+            return check_float(key, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open,
                           none=self.nullable)
         if kind == "choice":
-            return _choice(key, value, self.choices, none=self.nullable)
+            return check_choice(key, value, self.choices, none=self.nullable)
         return _KIND_CHECKS[kind](key, value)
 
 
@@ -307,8 +306,8 @@ def _str(key, v):
     return v
 
 
-_KIND_CHECKS = {"bool": lambda k, v: _bool(k, v), "str": _str, "path": _path, "device": _device, "tasks": _tasks,
-                "float_map": _float_dict}
+_KIND_CHECKS = {"bool": lambda k, v: check_bool(k, v), "str": _str, "path": check_path, "device": check_device,
+                "tasks": check_tasks, "float_map": check_float_dict}
 
 
 def _int_field(low, **kw) -> Field:
@@ -429,7 +428,7 @@ def _section(cls, name, d):
     values = {}
     for key, value in d.items():
         if key not in known:
-            raise ValueError(_unknown(f"{name}.{key}", [f"{name}.{k}" for k in known]))
+            raise ValueError(unknown_key_message(f"{name}.{key}", [f"{name}.{k}" for k in known]))
         values[key] = SECTION_FIELDS[name][key].check(f"{name}.{key}", value)
     return cls(**values)
 

@@ -91,7 +91,7 @@ import torch
 from torch import Tensor, nn
 
 from .erk import erk_densities, mask_counts, random_masks
-from .masks import (_mask_param, attach_masks, buffers_kept, get_masks, prunable_modules, prunable_weights,
+from .masks import (attach_masks, buffers_kept, get_masks, mask_param, prunable_modules, prunable_weights,
                     record_effective_weights)
 from .ownership import check_losses, forward_tasks, task_ownership
 from .config import GROW_MODES
@@ -196,7 +196,7 @@ class DynamicSparsifier:
         self._total = sum(self._numel.values())
         self._raw = prunable_weights(model)  # same Parameter objects as before attaching
         modules = prunable_modules(model)
-        self._mask = {n: _mask_param(modules[n]).mask for n in weights}  # live buffers
+        self._mask = {n: mask_param(modules[n]).mask for n in weights}  # live buffers
         raw_ids = {id(p) for p in self._raw.values()}
         self._others = {n: p for n, p in model.named_parameters()
                         if p.requires_grad and id(p) not in raw_ids}

@@ -76,7 +76,7 @@ def _raw_weight(module: nn.Module) -> nn.Parameter:
     return module.weight
 
 
-def _mask_param(module: nn.Module) -> MaskParametrization | None:
+def mask_param(module: nn.Module) -> MaskParametrization | None:
     if not parametrize.is_parametrized(module, "weight"):
         return None
     for p in module.parametrizations.weight:
@@ -116,7 +116,7 @@ def attach_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
         module = modules[name]
         raw = _raw_weight(module)
         mask = mask.to(device=raw.device, dtype=torch.bool)
-        existing = _mask_param(module)
+        existing = mask_param(module)
         if existing is None:
             parametrize.register_parametrization(module, "weight", MaskParametrization(mask))
             raw = _raw_weight(module)
@@ -132,7 +132,7 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """Current masks; a tensor without a mask reports an all-true mask."""
     out = {}
     for name, module in prunable_modules(model).items():
-        mp = _mask_param(module)
+        mp = mask_param(module)
         out[name] = mp.mask.clone() if mp is not None else torch.ones_like(
             _raw_weight(module), dtype=torch.bool)
     return out
@@ -167,7 +167,7 @@ def sparsity_report(model: nn.Module) -> dict:
     layers, total, nonzero = {}, 0, 0
     for name, module in prunable_modules(model).items():
         raw = _raw_weight(module)
-        mp = _mask_param(module)
+        mp = mask_param(module)
         alive = raw != 0
         if mp is not None:
             alive &= mp.mask
@@ -192,7 +192,7 @@ def record_effective_weights(model: nn.Module) -> Iterator[Callable[[], dict[str
     themselves); an unmasked layer's is its weight parameter.
     """
     modules = prunable_modules(model)
-    masked = {n: mp for n, m in modules.items() if (mp := _mask_param(m)) is not None}
+    masked = {n: mp for n, m in modules.items() if (mp := mask_param(m)) is not None}
     for mp in masked.values():
         mp._recording = True
 

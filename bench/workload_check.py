@@ -39,8 +39,8 @@ from disparse_core.data import build_workload, workload_loss_weights  # noqa: E4
 from disparse_core.metrics import delta_m, make_meter  # noqa: E402
 from disparse_core.models import build_model  # noqa: E402
 from disparse_core.tasks import build_losses  # noqa: E402
-from disparse_core.trial import TrialConfig, _execution  # noqa: E402
-from disparse_core._train_loop import _Trial  # noqa: E402
+from disparse_core.trial import TrialConfig, trial_execution  # noqa: E402
+from disparse_core._train_loop import TrialRun  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_STEPS = {"cues": 1500}          # docs/data.md: the length the cues design is checked at
@@ -92,8 +92,8 @@ def train(workload_name: str, method: str, seed: int, weights: dict[str, float],
                                  "distribution": "uniform", "seed": seed, "loss_weights": weights,
                                  **extra})
     start, cpu = time.perf_counter(), time.process_time()
-    with _execution(cfg) as device:
-        trial = _Trial(cfg, device, None)
+    with trial_execution(cfg) as device:
+        trial = TrialRun(cfg, device, None)
         result = trial.run()
     result["wall_s"] = time.perf_counter() - start
     result["cpu_s"] = time.process_time() - cpu          # other processes on the machine inflate wall_s

@@ -1,7 +1,7 @@
 """The training loop of one trial (private; :func:`disparse_core.trial.run_trial` is the entry point).
 
-:class:`_Trial` holds the state of one run: workload, model, optimizer, scheduler, the method's
-pruner (:mod:`disparse_core._pruners`, chosen once from the method), checkpoints. :meth:`_Trial.run`
+:class:`TrialRun` holds the state of one run: workload, model, optimizer, scheduler, the method's
+pruner (:mod:`disparse_core._pruners`, chosen once from the method), checkpoints. :meth:`TrialRun.run`
 reads top to bottom; the module docstring of :mod:`disparse_core.trial` says when each method prunes.
 """
 
@@ -54,7 +54,7 @@ def _cycle(loader, start_epoch: int = 0, skip: int = 0) -> Iterator:
             raise ValueError("the training set yields no batch (batch_size larger than the data set?)")
 
 
-class _Trial:
+class TrialRun:
     """The state of one run; :meth:`run` reads top to bottom."""
 
     def __init__(self, cfg: TrialConfig, device: torch.device, report: Report | None):

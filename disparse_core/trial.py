@@ -61,9 +61,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from ._train_loop import Report, _Trial
-from .config import (ARCHS, DYNAMIC, METHODS, ONE_SHOT_AT_INIT, PRESETS, PRETRAINED, WORKLOADS,
-                           DynamicOptions, GradualOptions, TrialConfig, resolved_config)
+from ._train_loop import Report, TrialRun
+from .config import (ARCHS, DYNAMIC, METHODS, ONE_SHOT_AT_INIT, PRESETS, PRETRAINED, WORKLOADS, DynamicOptions,
+                     GradualOptions, TrialConfig, resolved_config)
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "run_trial",
            "resolve_device", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "WORKLOADS", "ARCHS",
@@ -85,8 +85,8 @@ def run_trial(config: Mapping[str, Any] | TrialConfig | None = None,
     ``FloatingPointError`` naming the step and task.
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
-    with _execution(cfg) as device:
-        return _Trial(cfg, device, report).run()
+    with trial_execution(cfg) as device:
+        return TrialRun(cfg, device, report).run()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,7 +102,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 @contextmanager
-def _execution(cfg: TrialConfig) -> Iterator[torch.device]:
+def trial_execution(cfg: TrialConfig) -> Iterator[torch.device]:
     """Threads, determinism (CUDA only, see the module docstring) and seeds for the trial; the
     process settings are restored afterwards (``CUBLAS_WORKSPACE_CONFIG`` stays set)."""
     device = resolve_device(cfg.device)

@@ -2,7 +2,7 @@
 
 The steps, one module each: ``plan`` (options → :class:`Plan`, every input check, the ``--dry-run``
 text), ``checks`` (folders, free space, CPUs), ``files`` (the results folder: names, reading
-``sweep.json``, the lock), ``state`` (writing ``sweep.json``), ``spec`` (resources, early stopping and
+``sweep.json``, the lock), ``state`` (writing ``sweep.json``), ``settings`` (resources, early stopping and
 hypervolume from the space), ``baseline`` (the dense baseline), ``study`` (the Optuna study and the driver
 that asks and tells it), ``runner`` (:func:`run_sweep`: MLflow sweep run → Ray → baseline → Tuner →
 front), ``progress`` (the live progress line), ``output`` (front table, MLflow UI command) and
@@ -19,7 +19,7 @@ from .output import format_front, mlflow_ui_command
 from .plan import Plan, RunOptions, describe_plan, make_plan, resume_dir
 from .progress import SweepProgress
 from .runner import SweepSummary, run_sweep
-from .spec import early_stopping, final_hypervolume, watched_metrics
+from .settings import early_stopping, final_hypervolume, watched_metrics
 from .state import write_state
 from .study import load_sweep_study, make_driver, open_study, state_counts, study_storage
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import RunError, UserInputError
-from .spec import trial_resources, trial_threads
+from .settings import trial_resources, trial_threads
 
 __all__ = ["baseline_config", "absolute_paths", "run_baseline", "baseline_note"]
 

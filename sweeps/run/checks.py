@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import UserInputError
-from .spec import trial_resources
+from .settings import trial_resources
 
 __all__ = ["MIN_FREE_MIB", "nearest_existing", "check_creatable", "check_free_space", "check_local_cpus"]
 

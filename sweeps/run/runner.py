@@ -19,7 +19,7 @@ keyed by the trial key); trials a killed driver left running are told FAIL and e
 same key, and the MLflow run of that key is reopened.
 
 This module holds :func:`run_sweep`; the steps are its neighbours in :mod:`sweeps.run`: ``plan`` (options →
-:class:`Plan`, ``--dry-run`` text), ``files`` and ``state`` (the results folder, ``sweep.json``), ``spec``
+:class:`Plan`, ``--dry-run`` text), ``files`` and ``state`` (the results folder, ``sweep.json``), ``settings``
 (resources, early stopping, hypervolume from the space), ``baseline`` (the dense baseline), ``study`` (the
 Optuna study and its driver), ``progress`` (the live progress line) and ``output`` (front table, UI
 command).
@@ -41,7 +41,7 @@ from .baseline import run_baseline
 from .files import lock_results_dir, next_ray_run, write_front_csv
 from .plan import Plan
 from .progress import SweepProgress
-from .spec import early_stopping, final_hypervolume, fixed_reference, trial_resources, watched_metrics
+from .settings import early_stopping, final_hypervolume, fixed_reference, trial_resources, watched_metrics
 from .state import write_state
 from .study import make_driver, open_study, reconcile, state_counts
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import UserInputError
 from .baseline import absolute_paths
 from .files import STUDY_FILE, study_file
-from .spec import trial_threads
+from .settings import trial_threads
 
 __all__ = ["open_study", "load_sweep_study", "study_storage", "make_driver", "trial_file_paths", "reconcile",
            "state_counts"]

@@ -15,7 +15,7 @@ from sweeps.errors import BudgetError, SpaceError, UserInputError
 from sweeps.space import (DEFAULT_SPACE, TRIAL_FIELDS, apply_overrides, directions, list_spaces, load_space,
                           space_from_dict)
 
-from test_space_sampling import _sample  # tests/sweeps is on sys.path, as for sweep_helpers
+from test_space_sampling import sample_configs  # pytest puts this folder on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -129,7 +129,7 @@ def test_shipped_space_samples_valid_configs(name, tmp_path):
     from disparse_core.trial import TrialConfig
 
     spec = _load(name, tmp_path=tmp_path)
-    configs = _sample(spec, 12)
+    configs = sample_configs(spec, 12)
     for config in configs:
         assert set(config) <= set(TRIAL_FIELDS)
         assert config["workload"] == spec.workload["workload"]

@@ -23,7 +23,7 @@ def _study(spec, seed=None):
     return optuna.create_study(directions=directions(spec), sampler=sampler)
 
 
-def _sample(spec, n, seed=None):
+def sample_configs(spec, n, seed=None):
     """``n`` configs from an ask/tell loop (values are arbitrary: only the sampling matters)."""
     study, out = _study(spec, seed), []
     for i in range(n):
@@ -37,7 +37,7 @@ def _sample(spec, n, seed=None):
 
 def test_conditionals_are_honoured():
     spec = load_space("baselines")
-    configs = _sample(spec, 40)
+    configs = sample_configs(spec, 40)
     assert len({c["method"] for c in configs}) >= 4
     for c in configs:
         dyn = c.get("dynamic", {})
@@ -49,7 +49,7 @@ def test_conditionals_are_honoured():
 
 def test_condition_on_a_conditional_parameter():
     spec = load_space("pretrained")
-    for c in _sample(spec, 20):
+    for c in sample_configs(spec, 20):
         assert ("interval" in c["gradual"]) == (c["gradual"]["prune_steps"] in (3, 5))
     chain = space_from_dict({
         "parameters": {
@@ -57,7 +57,7 @@ def test_condition_on_a_conditional_parameter():
             "dynamic.grow": {"values": ["exact", "union"], "when": {"method": ["rigl"]}},
             "dynamic.alpha0": {"value": 0.3, "when": {"dynamic.grow": ["union"]}},
         }})
-    for c in _sample(chain, 30):
+    for c in sample_configs(chain, 30):
         if c["method"] == "snip":
             assert "dynamic" not in c                 # alpha0's condition names an inactive parameter
         else:
@@ -66,9 +66,9 @@ def test_condition_on_a_conditional_parameter():
 
 def test_condition_on_a_fixed_key_follows_overrides():
     spec = load_space(BASE, ["parameters.method=null", "workload.method=snip"])
-    assert all("dynamic" not in c for c in _sample(spec, 5))
+    assert all("dynamic" not in c for c in sample_configs(spec, 5))
     spec = apply_overrides(spec, ["workload.method=rigl"])
-    assert all("alpha0" in c["dynamic"] for c in _sample(spec, 5))
+    assert all("alpha0" in c["dynamic"] for c in sample_configs(spec, 5))
 
 
 def test_dotted_names_nest_and_merge_with_the_base():
@@ -95,19 +95,19 @@ def test_fixed_values_never_reach_optuna():
 def test_suggest_does_not_modify_the_spec():
     spec = load_space("dynamic")
     before = spec.to_dict()
-    _sample(spec, 3)
+    sample_configs(spec, 3)
     assert spec.to_dict() == before
 
 
 def test_seeded_sampling_is_deterministic():
     spec = load_space("baselines")
-    assert _sample(spec, 15) == _sample(spec, 15)
-    assert _sample(spec, 15, seed=1) != _sample(spec, 15)
+    assert sample_configs(spec, 15) == sample_configs(spec, 15)
+    assert sample_configs(spec, 15, seed=1) != sample_configs(spec, 15)
 
 
 def test_steps_and_ints():
     spec = load_space(BASE, ["parameters.sparsity.step=0.05", "parameters.cutoff.step=2"])
-    for c in _sample(spec, 15):
+    for c in sample_configs(spec, 15):
         assert c["cutoff"] in (0, 2, 4, 6, 8)
         assert isinstance(c["cutoff"], int)
         assert math.isclose(round(c["sparsity"] / 0.05) * 0.05, c["sparsity"], abs_tol=1e-9)

@@ -23,16 +23,11 @@ The workload declares reference loss weights (:data:`LOSS_WEIGHTS`), as NYUv2's 
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._generated import resolve_sizes
-from .scenes import default_cache_dir
+from ._generated import cached_arrays, resolve_sizes
 from .workload import EpochDataset, TaskInfo, Workload, task_info
 
 __all__ = ["generate_cues", "load_cues", "build_cues", "cues_tasks", "cues_loss_weights",
@@ -155,34 +150,12 @@ def generate_cues(count: int, size: int = 32, seed: int = 0, split: int = 0) -> 
     return out
 
 
-def _cache_path(cache_dir: Path, count: int, size: int, seed: int, split: int) -> Path:
-    key = f"cues-v{GENERATOR_VERSION}-size{size}-n{count}-seed{seed}-split{split}"
-    return cache_dir / f"{key}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.npz"
-
-
 def load_cues(count: int, size: int = 32, seed: int = 0, split: int = 0, *, cache_dir=None
               ) -> dict[str, np.ndarray]:
     """``generate_cues`` through the ``.npz`` cache (``cache_dir=False`` disables it)."""
-    if cache_dir is False:
-        return generate_cues(count, size, seed, split)
-    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = _cache_path(cache_dir, count, size, seed, split)
     keys = ("image", "seg", "depth", "count", "orient")
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                return {k: z[k] for k in keys}
-        except (OSError, KeyError, ValueError):
-            pass                                                # unreadable cache: regenerate
-    arrays = generate_cues(count, size, seed, split)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as e:
-        print(f"disparse: could not cache cues in {cache_dir}: {e}", file=sys.stderr)
-    return arrays
+    return cached_arrays("cues", GENERATOR_VERSION, count, size, seed, split, keys,
+                         lambda: generate_cues(count, size, seed, split), cache_dir)
 
 
 class CuesDataset(EpochDataset):

@@ -20,16 +20,13 @@ is deterministic and a larger ``train_size`` extends a smaller one. Arrays are c
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._generated import resolve_sizes
+from ._generated import cached_arrays, default_cache_dir, resolve_sizes  # noqa: F401 (re-exported)
 from .workload import EpochDataset, TaskInfo, Workload, task_info
 
 __all__ = ["generate_scenes", "load_scenes", "build_scenes", "scenes_tasks", "SCENE_CLASSES",
@@ -59,11 +56,6 @@ def scenes_tasks() -> dict[str, TaskInfo]:
         "depth": task_info("depth"),
         "normal": task_info("normals"),
     }
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("DISPARSE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "disparse-tune"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,34 +282,12 @@ def generate_scenes(count: int, size: int = 64, seed: int = 0, split: int = 0, *
     return out
 
 
-def _cache_path(cache_dir: Path, count: int, size: int, seed: int, split: int) -> Path:
-    key = f"scenes-v{GENERATOR_VERSION}-size{size}-n{count}-seed{seed}-split{split}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-    return cache_dir / f"{key}-{digest}.npz"
-
-
 def load_scenes(count: int, size: int = 64, seed: int = 0, split: int = 0, *, cache_dir=None,
                 progress: bool = True) -> dict[str, np.ndarray]:
     """``generate_scenes`` through the ``.npz`` cache (``cache_dir=False`` disables it)."""
-    if cache_dir is False:
-        return generate_scenes(count, size, seed, split, progress=progress)
-    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = _cache_path(cache_dir, count, size, seed, split)
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                return {k: z[k] for k in ("image", "seg", "depth", "normal")}
-        except (OSError, KeyError, ValueError):
-            pass                                                # unreadable cache: regenerate
-    arrays = generate_scenes(count, size, seed, split, progress=progress)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as e:
-        print(f"disparse: could not cache scenes in {cache_dir}: {e}", file=sys.stderr)
-    return arrays
+    keys = ("image", "seg", "depth", "normal")
+    return cached_arrays("scenes", GENERATOR_VERSION, count, size, seed, split, keys,
+                         lambda: generate_scenes(count, size, seed, split, progress=progress), cache_dir)
 
 
 class SceneDataset(EpochDataset):

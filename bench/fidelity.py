@@ -292,6 +292,17 @@ def loss_weight_masks(workload: str, seeds, sparsity: float, quick: bool) -> lis
 # ------------------------------------------------------------------------------------------ report
 
 
+def _distinct(records) -> list[dict]:
+    """One record per trained trial (a trial shared by several labels counts once)."""
+    seen, out = set(), []
+    for r in records:
+        key = (r["workload"], r["seed"], r["method"], r["sparsity"], r["wall_s"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def _fmt(x, digits=2):
     return "—" if not isinstance(x, (int, float)) or not math.isfinite(x) else f"{x:+.{digits}f}"
 
@@ -301,7 +312,10 @@ def markdown(records, comps, weight_rows, meta) -> str:
              f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, torch "
              f"{meta['machine']['torch']}, numpy {meta['machine'].get('numpy')}, Python "
              f"{meta['machine']['python']}; {meta['jobs']} worker "
-             f"processes of 1 thread; {meta['elapsed_s'] / 60:.1f} min in all. Seeds {meta['seeds']}. "
+             f"processes of 1 thread; {meta['trained']} distinct trials, "
+             f"{sum(r['wall_s'] for r in _distinct(records)) / 60:.1f} min of trial wall time in all "
+             f"(≈ {sum(r['wall_s'] for r in _distinct(records)) / 60 / max(meta['jobs'], 1):.1f} min on "
+             f"{meta['jobs']} workers). Seeds {meta['seeds']}. "
              f"Trial defaults unless named (see docs/fidelity.md); Δm in points against the dense run "
              f"of the same workload and seed (higher is better).", ""]
     lines += ["## Δm by method (mean ± sd over seeds; cut: trials that cut a task off)", ""]
@@ -375,14 +389,34 @@ def iou_trend(records) -> dict:
     return {"layers": means, "rho": 1.0 - 6.0 * d2 / (n * (n * n - 1))}
 
 
+def _option_watershed_lines(records, meta) -> list[str]:
+    """The options part: per option set, the seeds' watershed layers and the IoU-vs-depth trend."""
+    rows = [r for r in records if r["part"] == "options" and r["method"] == "disparse_static"
+            and r.get("watershed")]
+    if not rows:
+        return []
+    lines = ["", "## Mask IoU and watershed under each option set (disparse_static, options part)", "",
+             "| options | watershed layer per seed | starved layers per seed | IoU vs depth (Spearman rho) |",
+             "|---|---|---|---|"]
+    for name in meta["option_sets"]:
+        rs = sorted((r for r in rows if r["option"] == name), key=lambda r: r["seed"])
+        if rs:
+            lines.append(f"| {name} | " + ", ".join(str(r["watershed"]["layer"]).removesuffix(".weight")
+                                                   for r in rs)
+                         + " | " + ", ".join(str(len(r["watershed"]["starved"])) for r in rs)
+                         + f" | {iou_trend(rs)['rho']:+.2f} |")
+    return lines
+
+
 def watershed_lines(records, meta) -> list[str]:
     """Per workload and sparsity (disparse_static, default options): each seed's watershed and cutoff,
     how many seeds agree with the most common one, and whether IoU falls with depth."""
+    lines = _option_watershed_lines(records, meta)
     shed = [r for r in records if r.get("watershed") and r["method"] == "disparse_static"
             and r["part"] == "methods"]
     if not shed:
-        return []
-    lines = ["", "## Mask IoU and watershed (disparse_static, default options)", "",
+        return lines
+    lines += ["", "## Mask IoU and watershed (disparse_static, default options)", "",
              "| workload | sparsity | watershed layer per seed | cutoff per seed | seeds on the most common | "
              "IoU vs depth (Spearman rho over layers, starved left out) |", "|---|---|---|---|---|---|"]
     for w in meta["workloads"]:

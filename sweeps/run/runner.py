@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from ..errors import UserInputError
 from . import signals
@@ -69,7 +69,15 @@ class SweepSummary:
 
 
 def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
-    """Execute a plan. Prints progress to ``out``; returns the summary (``interrupted`` on Ctrl+C)."""
+    """Execute a plan. Prints progress to ``out``; returns the summary (``interrupted`` on Ctrl+C).
+
+    What is opened is closed in the one ``finally`` (Ray's session, the results folder's lock); the sweep
+    is marked interrupted or failed through the tracker once it is open. The tracker opens on a thread
+    beside ``ray.init`` (MLflow's first contact: schema creation/migration on a new sqlite file), or after
+    it when a cluster or GPUs must be checked first (before MLflow or the results folder is written);
+    a local Ray of CPUs only was checked by the plan against ``os.cpu_count()``, and Ray's own count has
+    the last word once the tracker is open.
+    """
     out = out or sys.stdout
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -79,40 +87,27 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
     if not plan.verbose:
         _quiet_libraries()
 
-    lock = lock_results_dir(plan.results_dir) if plan.resume else None
-    # MLflow's first contact (schema creation/migration on a new sqlite file) overlaps with ray.init when
-    # the plan could check that a trial fits (a local Ray, CPUs only); a cluster or GPUs are checked
-    # once Ray answers, before MLflow or the results folder is written
-    opened: dict[str, Any] = {}
-    mlflow_thread = threading.Thread(target=_open_tracker, args=(plan, opened), name="mlflow-open",
-                                     daemon=True)
-    check_first = bool(plan.ray_address) or trial_resources(plan.spec)[1] > 0
-    if not check_first:
-        mlflow_thread.start()
-
-    session = None
-    tracker = None
     summary = SweepSummary(sweep_id=plan.sweep_id, results_dir=plan.results_dir,
                            tracking_uri=plan.tracking_uri, experiment=plan.experiment,
                            interrupted=False, total=plan.spec.trials, timings=timings)
+    check_first = bool(plan.ray_address) or trial_resources(plan.spec)[1] > 0
+    opening = _TrackerOpening(plan)
+    lock = lock_results_dir(plan.results_dir) if plan.resume else None  # a resumed folder: at once
+    session = tracker = None
     try:
-        try:
-            session = _connect(plan, backend)
-            signals.reinstall()  # ray.init replaced the SIGTERM handler with sys.exit
-            if check_first:
-                _check_cluster(plan.spec, session)
-                mlflow_thread.start()
-        finally:
-            if mlflow_thread.ident is not None:
-                mlflow_thread.join()
+        if not check_first:
+            opening.start()                           # MLflow's first contact overlaps ray.init
+        session = _start_ray(plan, backend, opening)  # if Ray fails, the opening is joined first
+        signals.reinstall()  # ray.init replaced the SIGTERM handler with sys.exit
+        if check_first:
+            _check_cluster(plan.spec, session)
+            opening.start()
+        tracker = opening.result()                    # joins; raises what opening the tracker raised
         timings["ray_init_s"] = session.init_s
-        timings["mlflow_s"] = opened.get("seconds", 0.0)
-        if "error" in opened:
-            raise opened["error"]
-        tracker = opened["tracker"]
+        timings["mlflow_s"] = opening.seconds
         if lock is None:
             lock = lock_results_dir(plan.results_dir)
-        if not check_first:  # checked by the plan against os.cpu_count(); Ray's own count has the last word
+        if not check_first:
             _check_cluster(plan.spec, session)
         write_state(plan, "running")
         summary.baseline, timings["baseline_s"] = run_baseline(plan, tracker, backend, out)
@@ -129,12 +124,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         raise
     finally:
         if session is not None:
-            t0 = time.perf_counter()
-            try:
-                session.close()
-            except KeyboardInterrupt:  # Ctrl+C while Ray shuts down: the sweep's state is written already
-                print("Ray's shutdown was interrupted (Ctrl+C); the sweep's results are saved", file=out)
-            timings["ray_shutdown_s"] = time.perf_counter() - t0
+            timings["ray_shutdown_s"] = _close_ray(session, out)
         if lock is not None:
             lock.close()
         timings["total_s"] = time.perf_counter() - t_all
@@ -148,22 +138,66 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _open_tracker(plan: Plan, opened: dict) -> None:
-    """Thread body: start (or reopen) the MLflow sweep run; ``opened`` gets tracker or error, seconds."""
+class _TrackerOpening(threading.Thread):
+    """The MLflow sweep run, started (or reopened with ``--resume``) on a thread of its own.
+
+    :meth:`result` joins the thread and returns the :class:`~sweeps.tracking.SweepTracker`, or raises
+    what opening it raised; :attr:`seconds` is how long the opening took (0.0 until it ended). A daemon:
+    one left behind by a Ctrl+C during the wait does not keep the process alive.
+    """
+
+    def __init__(self, plan: Plan):
+        super().__init__(name="mlflow-open", daemon=True)
+        self._plan = plan
+        self._tracker = None
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._tracker = _open_tracker(self._plan)
+        except BaseException as err:  # noqa: BLE001 - raised by result(), in the thread that waits
+            self._error = err
+        self.seconds = time.perf_counter() - t0
+
+    def wait(self) -> None:
+        """Join the thread if it was started (a no-op otherwise)."""
+        if self.ident is not None:
+            self.join()
+
+    def result(self):
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._tracker
+
+
+def _open_tracker(plan: Plan):
+    """Start (or reopen) the MLflow sweep run; returns its tracker."""
     from ..tracking import SweepTracker
 
     spec = plan.spec
-    t_start = time.perf_counter()
+    tracker = SweepTracker(plan.tracking_uri, plan.experiment)
+    tracker.start_sweep(spec, sweep_id=plan.sweep_id, config={
+        "trials": spec.trials, "concurrency": spec.concurrency,
+        "results_dir": str(plan.results_dir), "overrides": list(plan.overrides)},
+        space_path=plan.space_file, space_text=spec.raw_text or None, resume=plan.resume)
+    return tracker
+
+
+def _start_ray(plan: Plan, backend, opening: _TrackerOpening):
+    """Start or join Ray (beside ``opening`` when it was started) and return the session to close.
+
+    When Ray fails or Ctrl+C stops it, the opening is waited for before the error goes on, so MLflow's
+    first writes are not cut off by the process ending. When Ray answers, the caller waits for the
+    opening (``opening.result()``) holding the session, which it closes even if that wait is interrupted.
+    """
     try:
-        tracker = SweepTracker(plan.tracking_uri, plan.experiment)
-        tracker.start_sweep(spec, sweep_id=plan.sweep_id, config={
-            "trials": spec.trials, "concurrency": spec.concurrency,
-            "results_dir": str(plan.results_dir), "overrides": list(plan.overrides)},
-            space_path=plan.space_file, space_text=spec.raw_text or None, resume=plan.resume)
-        opened["tracker"] = tracker
-    except BaseException as err:  # re-raised in the main thread
-        opened["error"] = err
-    opened["seconds"] = time.perf_counter() - t_start
+        return _connect(plan, backend)
+    except BaseException:
+        opening.wait()
+        raise
 
 
 def _connect(plan: Plan, backend):
@@ -185,6 +219,16 @@ def _check_cluster(spec, session) -> None:
             where = (f"the Ray cluster has {total:g} {what}" if session.nodes <= 1 else
                      f"the largest of the Ray cluster's {session.nodes} nodes has {have:g} {what}")
             raise UserInputError(f"{key}: {want:g} per trial, but {where}; expected at most {have:g}")
+
+
+def _close_ray(session, out: TextIO) -> float:
+    """Stop Ray when this process started it; returns the seconds it took."""
+    t0 = time.perf_counter()
+    try:
+        session.close()
+    except KeyboardInterrupt:  # Ctrl+C while Ray shuts down: the sweep's state is written already
+        print("Ray's shutdown was interrupted (Ctrl+C); the sweep's results are saved", file=out)
+    return time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------------------- trials

@@ -212,6 +212,43 @@ def test_asha_stopped_trial_is_pruned_and_off_the_front(ray_local, tmp_path, sto
     assert best and all(study.trials[n].state.name == "COMPLETE" for n in best)
 
 
+@pytest.mark.slow
+def test_a_tracker_that_cannot_open_beside_ray_stops_the_sweep_with_ray_closed(ray_local, tmp_path,
+                                                                                template_db, monkeypatch):
+    """The MLflow sweep run fails to open while Ray started beside it (another sweep took the id between
+    the plan and the run): that error comes out as is, Ray's session is closed, the opening's thread is
+    joined, the results folder is not made and no MLflow run is left RUNNING."""
+    import shutil
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.errors import UserInputError
+    from sweeps.ray import RaySession
+    from sweeps.tracking import SweepTracker
+
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    plan = _plan(write_space(tmp_path / "in"), tmp_path / name_of(tmp_path), tmp_path)
+    assert not plan.ray_address and not plan.spec.resources.get("gpu")  # the opening runs beside ray.init
+    other = SweepTracker(plan.tracking_uri, plan.experiment)
+    other.start_sweep(plan.spec, sweep_id=plan.sweep_id)
+    other.abort("the other sweep stopped")
+    closed = []
+    close = RaySession.close
+    monkeypatch.setattr(RaySession, "close", lambda session: (closed.append(session), close(session))[-1])
+
+    with pytest.raises(UserInputError, match="already exists"):
+        _run(plan)
+
+    assert len(closed) == 1
+    assert not [t for t in threading.enumerate() if t.name == "mlflow-open"]
+    assert not plan.results_dir.exists()
+    client = MlflowClient(tracking_uri=plan.tracking_uri)
+    experiment = client.get_experiment_by_name(plan.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "KILLED"   # the other sweep's, as it left it
+
+
 # --- Ray-free: the ask/tell driver and the progress line (milliseconds) ----------------------------
 
 def _driver(n_trials=3, constraints=None):

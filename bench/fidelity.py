@@ -144,7 +144,7 @@ def _read_journal(path: Path) -> dict:
 
 
 def plan(workloads, seeds, sparsities, options_sparsity, option_sets, quick,
-         methods=METHODS[1:]) -> list[dict]:
+         methods=METHODS[1:], method_options=None) -> list[dict]:
     """Every trial to run, dense runs first (they are the Δm reference of their workload and seed)."""
     jobs = []
 
@@ -161,7 +161,7 @@ def plan(workloads, seeds, sparsities, options_sparsity, option_sets, quick,
         for sp in sparsities:
             for s in seeds:
                 for m in methods:
-                    add("methods", w, s, m, sp, "default", {})
+                    add("methods", w, s, m, sp, "default", dict(method_options or {}))
     for name in option_sets:
         for s in seeds:
             for m in STATIC:
@@ -316,7 +316,10 @@ def markdown(records, comps, weight_rows, meta) -> str:
              f"{sum(r['wall_s'] for r in _distinct(records)) / 60:.1f} min of trial wall time in all "
              f"(≈ {sum(r['wall_s'] for r in _distinct(records)) / 60 / max(meta['jobs'], 1):.1f} min on "
              f"{meta['jobs']} workers). Seeds {meta['seeds']}. "
-             f"Trial defaults unless named (see docs/fidelity.md); Δm in points against the dense run "
+             + (f"Methods part with the option set {meta['with_options']} "
+                f"({OPTION_SETS[meta['with_options']]}) for every one-shot criterion. "
+                if meta.get("with_options") else "")
+             + f"Trial defaults unless named (see docs/fidelity.md); Δm in points against the dense run "
              f"of the same workload and seed (higher is better).", ""]
     lines += ["## Δm by method (mean ± sd over seeds; cut: trials that cut a task off)", ""]
     for w in meta["workloads"]:
@@ -478,6 +481,9 @@ def main(argv=None) -> int:
     parser.add_argument("--option-sets", default=",".join(OPTION_SETS))
     parser.add_argument("--parts", default="methods,options,weights")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--with-options", default=None, metavar="OPTION_SET",
+                        help="run the methods part with this option set (OPTION_SETS) instead of the "
+                             "trial defaults, e.g. to evaluate a set the options part selected")
     parser.add_argument("--methods", default=",".join(METHODS[1:]),
                         help="the sparse methods of the methods part (dense always runs)")
     parser.add_argument("--analyse-only", action="store_true",
@@ -503,8 +509,11 @@ def main(argv=None) -> int:
         option_sets = option_sets[:2]
         args.seeds = min(args.seeds, 2)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    if args.with_options is not None and args.with_options not in OPTION_SETS:
+        parser.error(f"--with-options: unknown {args.with_options!r} (known: {', '.join(OPTION_SETS)})")
     jobs = plan(workloads, seeds, sparsities if "methods" in parts else [], args.options_sparsity,
-                option_sets if "options" in parts else [], args.quick, methods)
+                option_sets if "options" in parts else [], args.quick, methods,
+                OPTION_SETS.get(args.with_options, {}))
     started = time.perf_counter()
     for w in workloads:                    # generate and cache the data once, before the workers start
         from disparse_core.data import build_workload
@@ -516,6 +525,7 @@ def main(argv=None) -> int:
     # every finished trial is appended to the journal at once: an interrupted run loses nothing, and a
     # rerun with the same journal trains only what is missing (same code, same keys)
     journal = Path(args.out).with_suffix(".jsonl")
+    journal.parent.mkdir(parents=True, exist_ok=True)
     trained = _read_journal(journal) if args.resume else {}
     if not args.resume and journal.exists():
         journal.unlink()
@@ -541,6 +551,7 @@ def main(argv=None) -> int:
     comps = comparisons(records, workloads, sparsities if "methods" in parts else [],
                         args.options_sparsity, option_sets if "options" in parts else [])
     meta = {"workloads": workloads, "seeds": seeds, "sparsities": sparsities, "trained": len(unique),
+            "with_options": args.with_options,
             "options_sparsity": args.options_sparsity, "option_sets": option_sets, "jobs": args.jobs,
             "quick": args.quick, "elapsed_s": time.perf_counter() - started}
     path = write_result("fidelity", {**meta, "records": records, "comparisons": comps,

@@ -35,6 +35,15 @@ Rules
   After ``max_duplicates`` (20) duplicates in a row the space looks exhausted: one line says so,
   :meth:`StudyDriver.ask` returns None and ``remaining()`` is 0, so the sweep ends normally after the
   trials still running (a resumed driver tries again, with a new sampler seed).
+* Objectives known before training (:mod:`sweeps.known`: compression, sparsity, the prunable weights
+  of a cutoff), when the driver is given ``known``, are computed for every proposal and kept in its user
+  attribute ``known_metrics``. A proposal whose known metrics already break a budget (``skip(known)``
+  returns the reason; e.g. ``compression>=0.8`` with a known compression of 0.6: no accuracy can make
+  it feasible) is not trained: it is told ``PRUNED`` at once with user attribute ``skipped`` (the
+  reason), ``on_skip(key, config, known, reason, number)`` is called (the sweep records it in MLflow as
+  a FINISHED run tagged with the reason), one line says so, and the sampler is asked again. Like a
+  duplicate, a skipped key is no trial of the sweep's budget (``done_keys``/``remaining``); after
+  ``max_skips`` (200) skips in a row the space looks exhausted, as above.
 * With multi-objective ASHA, what a trial reported at each rung is kept in its user attribute ``rungs``
   (``{"15": [compression, delta_m]}``, NaN as null) as soon as it is recorded; on resume the scheduler
   gets back those of every finished (COMPLETE or PRUNED) trial (:meth:`StudyDriver.rung_history`).
@@ -57,7 +66,10 @@ INTERRUPTED = "interrupted"
 FAIL_REASON = "fail_reason"
 RUNGS = "rungs"
 DUPLICATE_OF = "duplicate_of"
+SKIPPED = "skipped"
+KNOWN_METRICS = "known_metrics"
 MAX_DUPLICATES = 20
+MAX_SKIPS = 200
 
 
 @dataclass(frozen=True)
@@ -102,10 +114,14 @@ class StudyDriver:
         max_duplicates: proposals of already-tried parameters in a row after which the space counts as
             exhausted (see the module docstring).
         note: ``note(line)`` for what the user should see (default: print to stdout).
+        known: ``known(config) -> {metric: value}``, the metrics fixed before training (or None).
+        skip: ``skip(known metrics) -> reason | None``: a proposal not to train (see the module docstring).
+        on_skip: ``on_skip(key, config, known, reason, number)`` for each skipped proposal.
     """
 
     def __init__(self, study, suggest, objectives, n_trials, constraints=None, extra_config=None,
-                 max_duplicates=MAX_DUPLICATES, note=None):
+                 max_duplicates=MAX_DUPLICATES, note=None, known=None, skip=None, on_skip=None,
+                 max_skips=MAX_SKIPS):
         if int(max_duplicates) < 1:
             raise ValueError(f"max_duplicates must be >= 1, but got {max_duplicates!r}")
         if len(objectives) != len(study.directions):
@@ -123,17 +139,25 @@ class StudyDriver:
         self.max_duplicates = int(max_duplicates)
         self._note = note if note is not None else (lambda line: print(line, file=sys.stdout, flush=True))
         self.exhausted = False             # set when max_duplicates proposals in a row were duplicates
+        self._known, self._skip, self._on_skip = known, skip, on_skip
+        self.max_skips = int(max_skips)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _trials(self, states=None):
         return self.study.get_trials(deepcopy=False, states=states)
 
     def latest_by_key(self) -> dict:
-        """``{trial key: its newest trial}``, without the keys whose newest trial is a duplicate."""
+        """``{trial key: its newest trial}``, without the keys whose newest trial is a duplicate or was
+        skipped before training."""
         latest = {}
         for t in sorted(self._trials(), key=lambda t: t.number):
             latest[t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))] = t
-        return {k: t for k, t in latest.items() if DUPLICATE_OF not in t.user_attrs}
+        return {k: t for k, t in latest.items() if DUPLICATE_OF not in t.user_attrs and SKIPPED not in t.user_attrs}
+
+    def skipped(self) -> dict[str, str]:
+        """``{key of a proposal skipped before training: the reason}``."""
+        return {t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number)): t.user_attrs[SKIPPED]
+                for t in self._trials() if SKIPPED in t.user_attrs}
 
     def duplicates(self) -> dict[str, str]:
         """``{key of a duplicate proposal: key of the trial whose parameters it repeated}``."""
@@ -185,8 +209,9 @@ class StudyDriver:
         docstring), so every trial returned is one to train."""
         if self.remaining() <= 0:
             return None
-        skipped = []                   # "t0005 = t0002": the duplicates discarded by this call
-        for _ in range(self.max_duplicates):
+        repeats = []                   # "t0005 = t0002": the duplicates discarded by this call
+        skips = 0
+        while len(repeats) < self.max_duplicates and skips < self.max_skips:
             trial = self.study.ask()
             key = trial.user_attrs.get(TRIAL_KEY)
             if key is None:
@@ -199,21 +224,49 @@ class StudyDriver:
                 raise
             params = dict(trial.params)
             original = self._tried_with(params, key, trial.number)
-            if original is None:
-                if skipped:
-                    self._note(f"not trained again (same parameters as an earlier trial): {', '.join(skipped)}")
-                config.update(self._extra)
-                self._live[key] = trial
-                return Asked(key=key, config=config, params=params, number=trial.number)
-            trial.set_user_attr(DUPLICATE_OF, original)
-            self._tell_fail(trial, f"same parameters as trial {original}; not trained again")
-            skipped.append(f"{key} = {original}")
+            if original is not None:
+                trial.set_user_attr(DUPLICATE_OF, original)
+                self._tell_fail(trial, f"same parameters as trial {original}; not trained again")
+                repeats.append(f"{key} = {original}")
+                continue
+            if repeats:
+                self._note(f"not trained again (same parameters as an earlier trial): {', '.join(repeats)}")
+                repeats = []
+            if self._skip_before_training(trial, key, config):
+                skips += 1
+                continue
+            config.update(self._extra)
+            self._live[key] = trial
+            return Asked(key=key, config=config, params=params, number=trial.number)
         self.exhausted = True
         trained = len(self.done_keys()) + len(self._live)
-        self._note(f"search space looks exhausted: the sampler proposed {self.max_duplicates} configurations "
-                   f"in a row that were already tried; no new trial is started ({trained} of {self.n_trials} "
-                   f"trials run or running)")
+        what = (f"{self.max_duplicates} configurations in a row that were already tried"
+                if len(repeats) >= self.max_duplicates
+                else f"{self.max_skips} configurations in a row whose known metrics break a budget")
+        self._note(f"search space looks exhausted: the sampler proposed {what}; no new trial is started "
+                   f"({trained} of {self.n_trials} trials run or running)")
         return None
+
+    def _skip_before_training(self, trial, key: str, config: dict) -> bool:
+        """Record the proposal's known metrics; tell it PRUNED (and say why) when they break a budget."""
+        from optuna.trial import TrialState
+
+        if self._known is None:
+            return False
+        known = dict(self._known(config) or {})
+        if not known:
+            return False
+        trial.set_user_attr(KNOWN_METRICS, known)
+        reason = self._skip(known) if self._skip is not None else None
+        if not reason:
+            return False
+        trial.set_user_attr(SKIPPED, str(reason)[:500])
+        trial.set_user_attr(METRICS, {k: float(v) for k, v in known.items()})
+        self.study.tell(trial, state=TrialState.PRUNED)
+        self._note(f"not trained ({key}): {reason}")
+        if self._on_skip is not None:
+            self._on_skip(key, config, known, str(reason), trial.number)
+        return True
 
     def _tried_with(self, params: dict, key: str, number: int) -> str | None:
         """The key of another trial whose parameters equal ``params``: COMPLETE, PRUNED, RUNNING, or WAITING
@@ -222,7 +275,7 @@ class StudyDriver:
 
         for t in self._trials():
             other = t.user_attrs.get(TRIAL_KEY, trial_key_of(t.number))
-            if t.number == number or other == key or DUPLICATE_OF in t.user_attrs:
+            if t.number == number or other == key or DUPLICATE_OF in t.user_attrs or SKIPPED in t.user_attrs:
                 continue
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
                 tried = t.params

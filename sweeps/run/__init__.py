@@ -21,7 +21,7 @@ from .progress import SweepProgress
 from .runner import SweepSummary, run_sweep
 from .settings import early_stopping, final_hypervolume, watched_metrics
 from .state import write_state
-from .study import load_sweep_study, make_driver, open_study, state_counts, study_storage
+from .study import TAG_SKIPPED, load_sweep_study, make_driver, open_study, record_skipped, state_counts, study_storage
 
 __all__ = [
     "RunOptions", "Plan", "make_plan", "describe_plan", "resume_dir",
@@ -31,6 +31,7 @@ __all__ = [
     "early_stopping", "watched_metrics", "final_hypervolume",
     "baseline_config", "baseline_note", "run_baseline",
     "open_study", "load_sweep_study", "study_storage", "make_driver", "state_counts",
+    "record_skipped", "TAG_SKIPPED",
     "SweepProgress", "format_front", "mlflow_ui_command",
     "signals",
 ]

@@ -43,7 +43,7 @@ from .plan import Plan
 from .progress import SweepProgress
 from .settings import early_stopping, final_hypervolume, fixed_reference, trial_resources, watched_metrics
 from .state import write_state
-from .study import make_driver, open_study, reconcile, state_counts
+from .study import make_driver, open_study, reconcile, record_skipped, state_counts
 
 __all__ = ["SweepSummary", "run_sweep"]
 
@@ -241,7 +241,8 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     t0 = time.perf_counter()
     study = open_study(plan)
     driver = make_driver(spec, study, summary.baseline, plan.sweep_id,
-                         note=lambda line: print(line, file=out, flush=True))
+                         note=lambda line: print(line, file=out, flush=True),
+                         on_skip=lambda *skipped: record_skipped(tracker, *skipped))
     if plan.resume:
         again = driver.recover_interrupted()
         if again:

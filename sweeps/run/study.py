@@ -7,6 +7,7 @@ names.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..errors import UserInputError
@@ -15,7 +16,7 @@ from .files import STUDY_FILE, study_file
 from .settings import trial_threads
 
 __all__ = ["open_study", "load_sweep_study", "study_storage", "make_driver", "trial_file_paths", "reconcile",
-           "state_counts"]
+           "state_counts", "record_skipped", "TAG_SKIPPED"]
 
 
 def open_study(plan):
@@ -117,12 +118,15 @@ def _sqlite_storage(optuna, url: str, tries: int = 3):
             time.sleep(0.5)
 
 
-def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None, note=None):
+def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None, note=None, on_skip=None):
     """A :class:`~sweeps.searcher.StudyDriver` sampling full trial configs from ``spec``, with the
     baseline metrics (for ``delta_m``) and the thread count added, and the space's budgets as constraints.
     With ``sweep_id``, each trial's checkpoints and export go to its own folder (:func:`trial_file_paths`).
-    ``note(line)``: where the driver's lines for the user go (repeated configurations, exhaustion)."""
+    ``note(line)``: where the driver's lines for the user go (repeated configurations, exhaustion).
+    The metrics known before training (:mod:`sweeps.known`) are computed for every proposal; one whose
+    known metrics break a budget is not trained (``on_skip``: see :class:`~sweeps.searcher.StudyDriver`)."""
     from ..budgets import constraint_values
+    from ..known import known_metrics, known_violation
     from ..searcher import TRIAL_KEY, StudyDriver
     from ..space import suggest
 
@@ -136,8 +140,27 @@ def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None,
         key = trial.user_attrs.get(TRIAL_KEY)
         return trial_file_paths(config, sweep_id, key) if sweep_id and key else config
 
+    skip = (lambda known: known_violation(spec.budgets, known)) if spec.budgets else None
     return StudyDriver(study, sample, spec.metric_names, spec.trials, constraints=constraints,
-                       extra_config=extra, note=note)
+                       extra_config=extra, note=note, known=known_metrics, skip=skip, on_skip=on_skip)
+
+
+TAG_SKIPPED = "disparse.skipped"
+"""MLflow tag of a trial run that was not trained: its known metrics broke a budget (the reason)."""
+
+
+def record_skipped(tracker, key: str, config: dict, known: dict, reason: str, number: int) -> None:
+    """A proposal skipped before training, in MLflow: a FINISHED, early-stopped trial run with its config,
+    its known metrics and the tag :data:`TAG_SKIPPED` (the reason), so the user sees it next to the trained
+    ones. A tracking error is printed, never raised (the sweep goes on, as for any trial's logging)."""
+    if tracker is None:
+        return
+    try:
+        run_id = tracker.trial_started(key, config, optuna_number=number)
+        tracker.client.set_tag(run_id, TAG_SKIPPED, str(reason)[:500])
+        tracker.trial_completed(key, dict(known), early_stopped=True)
+    except Exception as err:  # noqa: BLE001 - MLflow down must not kill the sweep
+        print(f"tracking a skipped trial failed: {type(err).__name__}: {err}", file=sys.stderr)
 
 
 def trial_file_paths(config: dict, sweep_id: str, trial_key: str) -> dict:
@@ -177,8 +200,9 @@ def state_counts(study) -> dict:
     """``{"COMPLETE": n, "PRUNED": n, "FAIL": n, ...}`` over the newest attempt of each trial key, and
     ``"RERUN"``: the attempts an interruption stopped, each run again since (a FAIL in the study, but not
     a failed trial); ``"DUPLICATE"``: proposals of parameters already tried, never trained (a FAIL in
-    the study too)."""
-    from ..searcher import DUPLICATE_OF, TRIAL_KEY, trial_key_of
+    the study too); ``"SKIPPED"``: proposals whose known metrics broke a budget, never trained (PRUNED in
+    the study)."""
+    from ..searcher import DUPLICATE_OF, SKIPPED, TRIAL_KEY, trial_key_of
 
     latest: dict = {}
     rerun = 0
@@ -188,7 +212,8 @@ def state_counts(study) -> dict:
         latest[key] = t
     counts: dict[str, int] = {}
     for t in latest.values():
-        name = "DUPLICATE" if DUPLICATE_OF in t.user_attrs else t.state.name
+        name = ("DUPLICATE" if DUPLICATE_OF in t.user_attrs else "SKIPPED" if SKIPPED in t.user_attrs
+                else t.state.name)
         counts[name] = counts.get(name, 0) + 1
     if rerun:
         counts["RERUN"] = rerun

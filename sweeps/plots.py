@@ -8,8 +8,6 @@ Inputs are trial records as :func:`sweeps.tracking.load_trials` returns them (``
 
 from __future__ import annotations
 
-import html
-import json
 import math
 import re
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .objectives import normalize_directions
 
-__all__ = ["task_primary_metrics", "key_params", "pareto_pngs", "pareto_html", "mask_iou_png"]
+__all__ = ["task_primary_metrics", "key_params", "pareto_pngs", "mask_iou_png"]
 
 # Primary metric of a task when the workload cannot tell (first present wins).
 _PRIMARY_ORDER = ("miou", "acc", "mean", "abs_err", "pixel_acc", "median", "rel_err", "within_30",
@@ -238,146 +236,3 @@ def _flat_numbers(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             out[f"{prefix}{k}"] = float(v)
     return out
-
-
-# --- interactive HTML ---------------------------------------------------------------------------------------
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.2em;color:#202124}
-h1{font-size:1.25em} h2{font-size:1.05em;margin-top:1.6em}
-.ctl{margin:.6em 0} .ctl label{margin-right:1em}
-svg{border:1px solid #dadce0;background:#fff}
-.pt{fill:#9aa0a6;stroke:#5f6368;stroke-width:.5} .pt.front{fill:#d93025;stroke:#000}
-.pt:hover{stroke-width:2}
-.axis{stroke:#5f6368} .tick{font-size:11px;fill:#5f6368} .lab{font-size:12px;fill:#202124}
-.grid{stroke:#eee}
-#tip{position:absolute;display:none;background:#fff;border:1px solid #5f6368;padding:6px 8px;
- font-size:12px;pointer-events:none;box-shadow:0 2px 6px rgba(0,0,0,.2);white-space:pre}
-table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #dadce0;padding:3px 6px}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-"""
-
-_SCRIPT = r"""
-(function(){
-const D = JSON.parse(document.getElementById('sweep-data').textContent);
-const W = 760, H = 480, L = 70, R = 20, T = 20, B = 50;
-const svg = document.getElementById('plot'), tip = document.getElementById('tip');
-const sx = document.getElementById('xsel'), sy = document.getElementById('ysel');
-const fo = document.getElementById('frontonly');
-const NS = 'http://www.w3.org/2000/svg';
-D.axes.forEach(function(k){
-  [sx, sy].forEach(function(s){ const o = document.createElement('option'); o.value = k;
-    o.textContent = k + (D.dirs[k] ? (D.dirs[k] === 'maximize' ? ' \u2191' : ' \u2193') : ''); s.appendChild(o); });
-});
-sx.value = D.x0; sy.value = D.y0;
-function el(name, attrs, text){ const e = document.createElementNS(NS, name);
-  for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; return e; }
-function ticks(lo, hi){ const span = hi - lo || 1, step0 = span / 6, p = Math.pow(10, Math.floor(Math.log10(step0)));
-  const step = [1, 2, 5, 10].map(function(m){ return m * p; }).find(function(s){ return s >= step0; });
-  const out = []; for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(v); return out; }
-function fmt(v){ if (!isFinite(v)) return String(v); const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2); return String(+v.toPrecision(4)); }
-function draw(){
-  while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const xk = sx.value, yk = sy.value;
-  const pts = D.points.filter(function(p){ return (!fo.checked || p.front) && isFinite(p.m[xk]) && isFinite(p.m[yk]); });
-  if (!pts.length) { svg.appendChild(el('text', {x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'lab'}, 'no points')); return; }
-  let x0 = Math.min.apply(null, pts.map(function(p){ return p.m[xk]; })), x1 = Math.max.apply(null, pts.map(function(p){ return p.m[xk]; }));
-  let y0 = Math.min.apply(null, pts.map(function(p){ return p.m[yk]; })), y1 = Math.max.apply(null, pts.map(function(p){ return p.m[yk]; }));
-  const px = (x1 - x0) * 0.05 || Math.abs(x0) * 0.05 || 1, py = (y1 - y0) * 0.05 || Math.abs(y0) * 0.05 || 1;
-  x0 -= px; x1 += px; y0 -= py; y1 += py;
-  const X = function(v){ return L + (v - x0) / (x1 - x0) * (W - L - R); };
-  const Y = function(v){ return H - B - (v - y0) / (y1 - y0) * (H - T - B); };
-  ticks(x0, x1).forEach(function(v){ svg.appendChild(el('line', {x1: X(v), x2: X(v), y1: T, y2: H - B, class: 'grid'}));
-    svg.appendChild(el('text', {x: X(v), y: H - B + 16, 'text-anchor': 'middle', class: 'tick'}, fmt(v))); });
-  ticks(y0, y1).forEach(function(v){ svg.appendChild(el('line', {x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: 'grid'}));
-    svg.appendChild(el('text', {x: L - 6, y: Y(v) + 4, 'text-anchor': 'end', class: 'tick'}, fmt(v))); });
-  svg.appendChild(el('line', {x1: L, x2: W - R, y1: H - B, y2: H - B, class: 'axis'}));
-  svg.appendChild(el('line', {x1: L, x2: L, y1: T, y2: H - B, class: 'axis'}));
-  svg.appendChild(el('text', {x: (L + W - R) / 2, y: H - 10, 'text-anchor': 'middle', class: 'lab'}, sx.options[sx.selectedIndex].textContent));
-  svg.appendChild(el('text', {x: 14, y: (T + H - B) / 2, 'text-anchor': 'middle', class: 'lab',
-    transform: 'rotate(-90 14 ' + (T + H - B) / 2 + ')'}, sy.options[sy.selectedIndex].textContent));
-  pts.slice().sort(function(a, b){ return a.front - b.front; }).forEach(function(p){
-    const c = el('circle', {cx: X(p.m[xk]), cy: Y(p.m[yk]), r: p.front ? 6 : 4, class: p.front ? 'pt front' : 'pt'});
-    c.addEventListener('mousemove', function(ev){ tip.style.display = 'block';
-      tip.style.left = (ev.pageX + 12) + 'px'; tip.style.top = (ev.pageY + 12) + 'px';
-      const lines = [(p.front ? 'PARETO FRONT  ' : '') + 'run ' + p.run_id, 'trial ' + p.trial_key];
-      D.axes.forEach(function(k){ if (k in p.m) lines.push(k + ' = ' + fmt(p.m[k])); });
-      for (const k in p.p) lines.push(k + ': ' + p.p[k]);
-      tip.textContent = lines.join('\n'); });
-    c.addEventListener('mouseleave', function(){ tip.style.display = 'none'; });
-    svg.appendChild(c); });
-}
-[sx, sy, fo].forEach(function(e){ e.addEventListener('change', draw); });
-draw();
-})();
-"""
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f'<td class="n">{value:.6g}</td>'
-    return f"<td>{html.escape(str(value))}</td>"
-
-
-def pareto_html(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], objectives: Sequence[str],
-                directions: Sequence[str], path: str | Path, *, title: str = "Pareto front",
-                param_keys: Sequence[str] | None = None) -> Path:
-    """One self-contained HTML file: an SVG scatter of every eligible trial (front members highlighted)
-    with x/y pickers over the objectives and other shared metrics, hover tooltips (run id, trial key,
-    metrics, params), and a static table of the front members (readable without JavaScript). The params
-    are ``param_keys``, by default every one that varies, then the usual constant ones (:func:`key_params`)."""
-    path = Path(path)
-    front_ids = set(front_ids)
-    records = list(records)
-    params = list(param_keys) if param_keys is not None else key_params(records, limit=None)
-    shared = set.intersection(*(set(r.get("metrics") or {}) for r in records)) if records else set()
-    extras = [k for k in ("compression", "sparsity", "delta_m", "nonzero_params") if k in shared]
-    extras += sorted(k for k in shared if "." in k and k not in extras)
-    axes = list(objectives) + [k for k in extras if k not in objectives]
-    dirs = {}
-    for k in axes:
-        try:
-            dirs[k] = _direction_of(k, objectives, directions)
-        except Exception:
-            pass
-    x0 = "compression" if "compression" in axes else axes[0] if axes else ""
-    y0 = next((k for k in axes if k != x0), x0)
-    data = {
-        "axes": axes, "dirs": dirs, "x0": x0, "y0": y0,
-        "points": [{"run_id": r["run_id"], "trial_key": r.get("trial_key") or "",
-                    "front": r["run_id"] in front_ids,
-                    "m": {k: float(r["metrics"][k]) for k in axes if k in r["metrics"]},
-                    "p": {k: (r.get("params") or {}).get(k) for k in params
-                          if k in (r.get("params") or {})}}
-                   for r in records],
-    }
-    blob = json.dumps(data, allow_nan=False).replace("</", "<\\/")
-    front = [r for r in records if r["run_id"] in front_ids]
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["run id", "trial", *objectives, *params])
-    rows = "\n".join(
-        "<tr>" + _cell(r["run_id"]) + _cell(r.get("trial_key") or "")
-        + "".join(_cell(float(r["metrics"][o])) for o in objectives)
-        + "".join(_cell((r.get("params") or {}).get(k, "")) for k in params) + "</tr>"
-        for r in front)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_STYLE}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p>{len(records)} fully trained trials; {len(front)} on the Pareto front of
-{html.escape(", ".join(f"{o} ({d})" for o, d in zip(objectives, directions)))}. Hover a point for details.</p>
-<div class="ctl"><label>x <select id="xsel"></select></label><label>y <select id="ysel"></select></label>
-<label><input type="checkbox" id="frontonly"> front only</label></div>
-<svg id="plot" width="760" height="480" viewBox="0 0 760 480" role="img" aria-label="Pareto scatter"></svg>
-<div id="tip"></div>
-<h2>Pareto front ({len(front)} trials)</h2>
-<table><thead><tr>{head}</tr></thead><tbody>
-{rows}
-</tbody></table>
-<script type="application/json" id="sweep-data">{blob}</script>
-<script>{_SCRIPT}</script>
-</body></html>
-"""
-    path.write_text(page, encoding="utf-8")
-    return path

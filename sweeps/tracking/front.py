@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .. import plots
+from .. import front_page, plots
 from ..pareto import default_reference, hypervolume, hypervolume_history
 from .values import one_line, sanitize_name
 
@@ -147,8 +147,8 @@ def write_front_files(out: Path, front: Sequence[Mapping[str, Any]], eligible: S
     except Exception as exc:
         errors.append(f"png: {one_line(exc, 300)}")
     try:
-        plots.pareto_html(eligible, front_ids, objectives, dirs, out / "pareto_front.html",
-                          title=title, param_keys=param_keys)
+        front_page.pareto_html(eligible, front_ids, objectives, dirs, out / "pareto_front.html",
+                               title=title, param_keys=param_keys)
     except Exception as exc:
         errors.append(f"html: {one_line(exc, 300)}")
     plot_tags = {"disparse.plots": ",".join(p.name for p in made)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from sweeps import plots
+from sweeps import front_page, plots
 
 OBJ = ["compression", "seg.miou", "normal.mean"]
 DIRS = ["maximize", "maximize", "minimize"]
@@ -65,7 +65,7 @@ def test_primary_metric_prefers_objectives_then_known_order():
 def test_html_is_self_contained_and_holds_every_point(tmp_path):
     recs = records()
     front = {"run00", "run03"}
-    path = plots.pareto_html(recs, front, OBJ, DIRS, tmp_path / "f.html", title="T </script> & co")
+    path = front_page.pareto_html(recs, front, OBJ, DIRS, tmp_path / "f.html", title="T </script> & co")
     page = path.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "<select" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", page) and "<link" not in page
@@ -145,8 +145,8 @@ def test_key_params_leave_out_a_param_no_shown_row_has():
 
 
 def test_html_table_lists_every_sampled_param_then_the_usual_constants(tmp_path):
-    page = plots.pareto_html(sampled(), {"run00"}, ["compression", "seg.miou"], ["maximize", "maximize"],
-                             tmp_path / "f.html").read_text()
+    page = front_page.pareto_html(sampled(), {"run00"}, ["compression", "seg.miou"],
+                                  ["maximize", "maximize"], tmp_path / "f.html").read_text()
     head = page.split("<thead>")[1].split("</thead>")[0]
     params = ["loss_weights.normal", "score_batches", *plots._KEY_PARAMS]
     assert head.endswith("".join(f"<th>{k}</th>" for k in params) + "</tr>")

@@ -91,7 +91,9 @@ def _effective_key(config: dict) -> str:
     trial defaults filled in, and for ``random`` the options it ignores (it has no scores, and a global,
     layer or iterative ranking of random scores is the uniform allotment)."""
     from disparse_core.trial import TrialConfig
-    c = TrialConfig.from_dict(config).to_dict()
+    cfg = TrialConfig.from_dict(config)
+    c = cfg.to_dict()
+    c["score_on"] = cfg.resolved_score_on          # None (by method) and its value train the same trial
     if c["method"] in ("random", "dense"):
         c["score_on"], c["score_rounds"] = "weights", 5
         c["allotment"] = c["allotment"] if c["allotment"] in ("erk", "uniform") else c["distribution"]
@@ -150,6 +152,7 @@ def loss_weight_masks(workload: str, seeds, sparsity: float, quick: bool) -> lis
     (default options): IoU of the two masks and each task's thinnest layer under each weighting."""
     import warnings
     import torch
+    from disparse_core.config import SCORE_ON_DEFAULT
     from disparse_core.data import build_workload
     from disparse_core.models import build_model
     from disparse_core.sparsify import sparsify
@@ -181,7 +184,7 @@ def loss_weight_masks(workload: str, seeds, sparsity: float, quick: bool) -> lis
                     warnings.simplefilter("ignore")
                     res = sparsify(model, batches, losses, sparsity=sparsity, method=method,
                                    loss_weights=weights, seed=seed, score_batches=cfg.score_batches,
-                                   allotment=cfg.allotment, score_on=cfg.score_on,
+                                   allotment=cfg.allotment, score_on=cfg.score_on or SCORE_ON_DEFAULT[method],
                                    floor=cfg.layer_floor, rounds=cfg.score_rounds,
                                    erk_power=cfg.dynamic.erk_power)
                 masks[label] = res.masks

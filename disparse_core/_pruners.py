@@ -122,7 +122,7 @@ class _OneShotPruner(Pruner):
         ``distribution`` only matters to ``random``, ``erk_power`` to the ERK allotments."""
         cfg = self.parts.cfg
         return {"score_batches": cfg.score_batches, "distribution": cfg.distribution,
-                "erk_power": cfg.dynamic.erk_power, "score_on": cfg.score_on,
+                "erk_power": cfg.dynamic.erk_power, "score_on": cfg.resolved_score_on,
                 "allotment": cfg.allotment, "floor": cfg.layer_floor, "rounds": cfg.score_rounds}
 
     def _after_prune(self, result) -> None:

@@ -20,10 +20,11 @@ from typing import Any, Mapping
 
 from ._config_values import (DEVICE_PATTERN, check_bool, check_choice, check_device, check_float, check_float_dict,
                              check_int, check_path, check_tasks, merge_sections, nest_dotted, unknown_key_message)
+from .factories import check_factory, is_factory
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "Field", "FIELDS", "SECTION_FIELDS", "METHODS",
            "PRESETS", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "SPARSIFY_METHODS", "WORKLOADS", "REAL_DATA",
-           "GENERATED", "ARCHS", "NUM_BLOCKS", "num_blocks", "CRITERIA", "DISTRIBUTIONS", "SCORE_ON", "ALLOTMENTS",
+           "GENERATED", "ARCHS", "NUM_BLOCKS", "num_blocks", "CRITERIA", "DISTRIBUTIONS", "SCORE_ON", "SCORE_ON_DEFAULT", "ALLOTMENTS",
            "OPTIMIZERS", "DECAYS", "GROW_MODES", "DEVICE_PATTERN", "resolved_config", "gradual_start"]
 
 # method -> (default criterion, allowed criteria); None: the method uses no scores
@@ -52,6 +53,10 @@ CRITERIA = ("snip", "magnitude", "taylor", "gradient")
 DISTRIBUTIONS = ("uniform", "erk")                          # the random baseline's layer densities
 #: which weights the scores are computed on: the model's own, or a seeded Xavier-normal re-draw
 SCORE_ON = ("weights", "reinit")
+#: ``score_on`` when the config leaves it None, by variant: at init the weights are one random draw
+#: among many, and scoring a fresh draw ranked best (docs/fidelity.md); a trained net's weights are
+#: what the pretrained methods score
+SCORE_ON_DEFAULT = {m: "reinit" if m in ONE_SHOT_AT_INIT else "weights" for m in METHODS}
 ALLOTMENTS = ("global", "layer", "iterative", "erk", "uniform")
 OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("cosine", "linear", "constant")
@@ -74,6 +79,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_step": 4000, "lr_gamma": 0.5, "loss_weights": {"seg": 1.0, "normal": 20.0},
         "score_batches": 50, "pretrain_steps": 19000, "finetune_lr": 1e-5,
         "eval_every": 1000,
+        # the reference's static scoring: one ranking over all layers, on a Xavier re-draw, no floor
+        "score_on": "reinit", "allotment": "global", "layer_floor": 0.0,
         "dynamic": {"alpha0": 0.5, "delta_t": 50, "t_end_frac": 0.75, "decay": "cosine",
                     "grow": "exact", "erk_power": 0.9, "dense_first": True},
     },
@@ -114,7 +121,10 @@ class TrialConfig:
       split the budget across layers, the same for every one of them (:mod:`disparse_core.allotment`;
       ``score_on: reinit`` scores a seeded Xavier-normal re-draw, as the DiSparse reference does;
       ``score_rounds`` is the number of rounds of ``allotment: iterative``). The dynamic methods keep
-      their ERK start and prune/grow updates and ignore them.
+      their ERK start and prune/grow updates and ignore them. Defaults, chosen by the fidelity
+      benchmark (docs/fidelity.md): ``allotment: erk`` with the layer floor, and ``score_on`` by
+      variant (:data:`SCORE_ON_DEFAULT`): a re-draw for the methods that prune at init, the trained
+      weights for the pretrained ones (a re-draw would throw their training away).
     - ``pretrain_steps`` (default ``steps // 2``), ``finetune_lr`` (default ``lr / 10``) and
       ``gradual`` apply to ``disparse_pretrained`` and ``magnitude``; ``dynamic`` to
       ``disparse_dynamic`` and ``rigl``; other methods ignore them.
@@ -139,8 +149,8 @@ class TrialConfig:
     criterion: str | None = None
     sparsity: float = 0.9
     distribution: str = "uniform"
-    score_on: str = "weights"
-    allotment: str = "global"
+    score_on: str | None = None
+    allotment: str = "erk"
     layer_floor: float = 0.1
     score_rounds: int = 5
     steps: int = 300
@@ -203,6 +213,10 @@ class TrialConfig:
     @property
     def resolved_criterion(self) -> str | None:
         return self.criterion if self.criterion is not None else METHODS[self.method][0]
+
+    @property
+    def resolved_score_on(self) -> str:
+        return self.score_on if self.score_on is not None else SCORE_ON_DEFAULT[self.method]
 
     @property
     def resolved_pretrain_steps(self) -> int:
@@ -297,6 +311,8 @@ class Field:
                           none=self.nullable)
         if kind == "choice":
             return check_choice(key, value, self.choices, none=self.nullable)
+        if kind == "factory":      # a built-in name or a factory of your own (disparse_core.factories)
+            return check_factory(key, value, self.choices, self.what)
         return _KIND_CHECKS[kind](key, value)
 
 
@@ -322,13 +338,13 @@ _FRACTION = Field("float", 0.0, 1.0, high_open=True)
 
 #: what each top-level key of :class:`TrialConfig` accepts (docs/ARCHITECTURE.md, "Trial config")
 FIELDS: dict[str, Field] = {
-    "workload": _choice_field(WORKLOADS, "workload"),
+    "workload": Field("factory", choices=WORKLOADS, what="workload"),
     "data_root": Field("path", nullable=True),
     "image_size": _int_field(8, nullable=True),
     "train_size": _int_field(1, nullable=True),
     "test_size": _int_field(1, nullable=True),
     "tasks": Field("tasks", nullable=True),
-    "arch": _choice_field(ARCHS, "arch"),
+    "arch": Field("factory", choices=ARCHS, what="arch"),
     "width": _int_field(1, nullable=True),
     "cutoff": _int_field(0, nullable=True),
     "loss_weights": Field("float_map", nullable=True),
@@ -336,7 +352,7 @@ FIELDS: dict[str, Field] = {
     "criterion": _choice_field(CRITERIA, "criterion", nullable=True),
     "sparsity": _FRACTION,
     "distribution": _choice_field(DISTRIBUTIONS, "mask distribution"),
-    "score_on": _choice_field(SCORE_ON, "scoring weights"),
+    "score_on": _choice_field(SCORE_ON, "scoring weights", nullable=True),
     "allotment": _choice_field(ALLOTMENTS, "layer allotment"),
     "layer_floor": Field("float", 0.0, 1.0),
     "score_rounds": _int_field(1),
@@ -381,8 +397,8 @@ def resolved_config(config: Mapping[str, Any] | TrialConfig | None = None) -> di
 
     ``run_trial`` on the result trains the same trial as on ``config``, and keeps doing so if a later
     version changes a default. Resolved: the defaults of the dataclasses (the ``dynamic`` section
-    included), the preset's values (``preset`` becomes None: they are all explicit), ``criterion`` by
-    method, ``pretrain_steps`` (``steps // 2``), ``finetune_lr`` (``lr / 10``), ``eval_every``
+    included), the preset's values (``preset`` becomes None: they are all explicit), ``criterion`` and
+    ``score_on`` by method, ``pretrain_steps`` (``steps // 2``), ``finetune_lr`` (``lr / 10``), ``eval_every``
     (``steps // 3``), ``tasks`` (the workload's default list), ``loss_weights`` (the workload's reference weight,
     else 1, for each task not named), ``width`` of ``small``, and the sizes of the generated workloads (scenes, digits). Left as
     given: values whose None is a setting of its own (``cutoff`` None = fully shared, ``gradual`` None =
@@ -392,7 +408,8 @@ def resolved_config(config: Mapping[str, Any] | TrialConfig | None = None) -> di
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     out = cfg.to_dict()
-    out.update(preset=None, criterion=cfg.resolved_criterion, pretrain_steps=cfg.resolved_pretrain_steps,
+    out.update(preset=None, criterion=cfg.resolved_criterion, score_on=cfg.resolved_score_on,
+               pretrain_steps=cfg.resolved_pretrain_steps,
                finetune_lr=cfg.resolved_finetune_lr, eval_every=cfg.resolved_eval_every)
     from .data import workload_loss_weights, workload_tasks     # torch, only when a config is resolved
     from .tasks import check_loss_weights
@@ -436,6 +453,9 @@ def _section(cls, name, d):
 def _check_cutoff(arch, cutoff) -> None:
     if cutoff is None:
         return
+    if is_factory(arch):
+        raise ValueError(f"cutoff: {cutoff} applies to the built-in archs ({', '.join(ARCHS)}); expected null "
+                         f"with a factory arch (its own branching point goes in arch.args)")
     blocks = num_blocks(arch)
     if cutoff > blocks:
         raise ValueError(f"cutoff: must be in 0..{blocks} (arch {arch!r} has {blocks} backbone "

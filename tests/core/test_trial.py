@@ -302,3 +302,25 @@ def test_config_defaults_dotted_keys_and_preset():
     override = TrialConfig.from_dict({"preset": "nyuv2_reference", "data_root": "/d", "steps": 100,
                                       "pretrain_steps": 50})
     assert override.steps == 100 and PRESETS["nyuv2_reference"]["steps"] == 20000
+
+
+@pytest.mark.parametrize("method, score_on", [("disparse_static", "reinit"), ("snip", "reinit"),
+                                              ("magnitude", "weights"), ("disparse_pretrained", "weights")])
+def test_the_one_shot_defaults_are_erk_budgets_scored_by_variant(method, score_on):
+    """Defaults chosen by the fidelity benchmark: ERK budgets for every criterion, scored on a re-draw
+    at init and on the trained weights after pretraining; the default trains what the explicit keys do
+    and not what the other scoring does."""
+    over = {"pretrain_steps": 2} if method in ("magnitude", "disparse_pretrained") else {}
+    cfg = TrialConfig.from_dict(tiny(method=method, **over))
+    assert (cfg.allotment, cfg.resolved_score_on) == ("erk", score_on)
+    default = run_trial(tiny(method=method, **over))
+    explicit = run_trial(tiny(method=method, allotment="erk", score_on=score_on, **over))
+    other = run_trial(tiny(method=method, allotment="erk",
+                           score_on="weights" if score_on == "reinit" else "reinit", **over))
+    assert without_time(default) == without_time(explicit)
+    assert without_time(default) != without_time(other)
+
+
+def test_the_reference_preset_keeps_the_reference_s_static_scoring():
+    cfg = TrialConfig.from_dict({"preset": "nyuv2_reference", "data_root": "/nonexistent"})
+    assert (cfg.allotment, cfg.resolved_score_on, cfg.layer_floor) == ("global", "reinit", 0.0)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import RunError, UserInputError, text_value_problem
-from .run import RunOptions, describe_plan, format_front, make_plan, mlflow_ui_command, run_sweep, signals
+from .run import RunOptions, browse_lines, describe_plan, format_front, make_plan, run_sweep, signals
 from .space import SEED_MAX
 
 __all__ = ["main", "build_parser"]
@@ -168,7 +168,9 @@ def _run(args, out) -> int:
     for msg in summary.tracking_errors[:5]:
         print(f"warning: {msg}", file=out)
     print(f"\nresults: {summary.results_dir}", file=out)
-    print(f"browse:  {mlflow_ui_command(summary.tracking_uri)}", file=out)
+    for line in browse_lines(summary.tracking_uri, summary.experiment_id, summary.sweep_run_id,
+                             str(plan.study_path)):
+        print(line, file=out)
     print(f"choose:  {_self_command()} best {_budget_hint(plan.spec, summary)}--sweep {summary.sweep_id}"
           + ("" if plan.tracking_uri.endswith(f"/{'mlflow.db'}") else
              f" --tracking-uri {plan.tracking_uri}"), file=out)

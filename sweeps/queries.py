@@ -261,6 +261,9 @@ def render_best(choice: BestChoice, sweep_rec: Mapping[str, Any], trials: Sequen
                  else "NO TRIAL MEETS EVERY BUDGET. Closest trial (smallest total shortfall):")
     m = rec["metrics"]
     lines.append(f"  run id       {rec['run_id']}   (trial {rec.get('trial_key')})")
+    if sweep_rec.get("experiment_id") is not None:
+        from .tracking import run_url
+        lines.append(f"  page         {run_url(sweep_rec['experiment_id'], rec['run_id'])}   (once the UI runs)")
     lines.append(f"  compression  {format_number(m.get('compression'))}   achieved sparsity "
                  f"{format_number(m.get('sparsity'))}"
                  + (f"   delta_m {m['delta_m']:+.2f}%" if is_number(m.get("delta_m")) else ""))
@@ -312,6 +315,23 @@ def best(tracking_uri: str | None, experiment: str | None, budgets: Sequence[Bud
         print(render_best(choice, sweep_rec, trials, base_rec, source), file=out)
         return EXIT_OK if choice.meets else EXIT_NONE_MEETS
     return _run(go, out, err)
+
+
+def _chosen_line(sweep_rec: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
+                 base_rec: Mapping[str, Any] | None) -> str:
+    """``report``'s line on the trial ``best`` picks under the sweep's own budgets, with its page."""
+    try:
+        budgets = _own_budgets(sweep_rec)
+    except UserInputError as exc:
+        return f"  chosen       none ({exc})"
+    from .tracking import run_url
+    choice = choose_best(trials, budgets, base_rec["metrics"] if base_rec else None)
+    rec = choice.chosen
+    if rec is None:
+        return "  chosen       none (no fully trained trial)"
+    what = "sparsest within the sweep's budgets" if choice.meets else "no trial meets the budgets; closest"
+    return (f"  chosen       {rec.get('trial_key') or rec['run_id']} ({what}; tune.py best)\n"
+            f"               {run_url(sweep_rec['experiment_id'], rec['run_id'])}")
 
 
 # --- pareto --------------------------------------------------------------------------------------------------
@@ -422,6 +442,9 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
                 print(format_table(["objective", "direction", "best", "run id", "trial"], rows, indent="  "),
                       file=out)
         base_rec = tracking.load_baseline_for(trials)
+        if params.get("budgets"):
+            print(file=out)
+            print(_chosen_line(sweep_rec, trials, base_rec), file=out)
         print(file=out)
         if base_rec:
             src = f"dense run {base_rec['run_id']}" if base_rec.get("run_id") else "baseline_metrics in the config"
@@ -437,7 +460,8 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
         print(f"  artifacts    {sweep_rec['artifact_uri']}", file=out)
         for a in arts:
             print(f"    {a}", file=out)
-        print(f"  browse       mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000 --workers 1",
-              file=out)
+        print(f"  browse       {tracking.mlflow_ui_command(uri)}", file=out)
+        print(f"  runs         {tracking.experiment_url(sweep_rec['experiment_id'])}", file=out)
+        print(f"  sweep        {tracking.run_url(sweep_rec['experiment_id'], sweep_rec['run_id'])}", file=out)
         return EXIT_OK
     return _run(go, out, err)

@@ -5,7 +5,7 @@ text), ``checks`` (folders, free space, CPUs), ``files`` (the results folder: na
 ``sweep.json``, the lock), ``state`` (writing ``sweep.json``), ``settings`` (resources, early stopping and
 hypervolume from the space), ``baseline`` (the dense baseline), ``study`` (the Optuna study and the driver
 that asks and tells it), ``runner`` (:func:`run_sweep`: MLflow sweep run → Ray → baseline → Tuner →
-front), ``progress`` (the live progress line), ``output`` (front table, MLflow UI command) and
+front), ``progress`` (the live progress line), ``output`` (front table, the MLflow UI command and pages) and
 ``signals`` (SIGTERM handled like Ctrl+C). This ``__init__`` is their public face.
 
 Importing this package loads no Ray, Optuna, MLflow or torch; :func:`run_sweep` imports them.
@@ -15,7 +15,7 @@ from . import signals
 from .baseline import baseline_config, baseline_note, run_baseline
 from .checks import check_creatable, check_free_space
 from .files import LEGACY_STUDY_FILE, STATE_FILE, STUDY_FILE
-from .output import format_front, mlflow_ui_command
+from .output import browse_lines, format_front, mlflow_ui_command
 from .plan import Plan, RunOptions, describe_plan, make_plan, resume_dir
 from .progress import SweepProgress
 from .runner import SweepSummary, run_sweep
@@ -32,6 +32,6 @@ __all__ = [
     "baseline_config", "baseline_note", "run_baseline",
     "open_study", "load_sweep_study", "study_storage", "make_driver", "state_counts",
     "record_skipped", "TAG_SKIPPED",
-    "SweepProgress", "format_front", "mlflow_ui_command",
+    "SweepProgress", "format_front", "mlflow_ui_command", "browse_lines",
     "signals",
 ]

@@ -1,16 +1,16 @@
-"""Text the command line prints after a sweep: the front as a table, the command that opens MLflow's UI.
+"""Text the command line prints around a sweep: the front as a table, the commands that open MLflow's UI
+and optuna-dashboard, and the UI pages of the sweep (addresses from :mod:`sweeps.tracking.links`).
 
 Part of :mod:`sweeps.run`, which re-exports both names.
 """
 
 from __future__ import annotations
 
-import shlex
 from typing import Sequence
 
 from .files import FRONT_CSV
 
-__all__ = ["format_front", "mlflow_ui_command"]
+__all__ = ["format_front", "mlflow_ui_command", "browse_lines"]
 
 
 def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int = 30,
@@ -33,6 +33,24 @@ def format_front(front: Sequence[dict], objectives: Sequence[str], max_rows: int
 
 
 def mlflow_ui_command(tracking_uri: str) -> str:
-    """The shell command that serves MLflow's UI for this store on loopback."""
-    return (f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 "
-            f"--port 5000 --workers 1")
+    """The shell command that serves MLflow's UI for this store on loopback (telemetry off)."""
+    from ..tracking import mlflow_ui_command as command
+
+    return command(tracking_uri)
+
+
+def browse_lines(tracking_uri: str, experiment_id: str | None, sweep_run_id: str | None,
+                 study_path: str | None = None) -> list[str]:
+    """What the sweep prints at its start and its end: the ``mlflow ui`` command, the two pages to open
+    once it serves (the sweep's runs in the training view, the sweep run with its report) and the
+    optuna-dashboard command (the ``dashboard`` extra) for a live Pareto chart."""
+    from ..tracking import dashboard_command, experiment_url, run_url
+
+    lines = [f"browse:  {mlflow_ui_command(tracking_uri)}"]
+    if experiment_id is not None:
+        lines.append(f"  runs:  {experiment_url(experiment_id)}")
+        if sweep_run_id:
+            lines.append(f"  sweep: {run_url(experiment_id, sweep_run_id)}")
+    if study_path:
+        lines.append(f"live:    {dashboard_command(study_path)}   (pip install optuna-dashboard)")
+    return lines

@@ -39,6 +39,7 @@ from ..errors import UserInputError
 from . import signals
 from .baseline import run_baseline
 from .files import lock_results_dir, next_ray_run, write_front_csv
+from .output import browse_lines
 from .plan import Plan
 from .progress import SweepProgress
 from .settings import early_stopping, final_hypervolume, fixed_reference, trial_resources, watched_metrics
@@ -66,6 +67,8 @@ class SweepSummary:
     timings: dict = field(default_factory=dict)
     tracking_errors: list = field(default_factory=list)
     hypervolume: float | None = None
+    experiment_id: str | None = None                    # the MLflow experiment and sweep run (for links)
+    sweep_run_id: str | None = None
 
 
 def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
@@ -103,6 +106,7 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
             _check_cluster(plan.spec, session)
             opening.start()
         tracker = opening.result()                    # joins; raises what opening the tracker raised
+        summary.experiment_id, summary.sweep_run_id = tracker.experiment_id, tracker.parent_run_id
         timings["ray_init_s"] = session.init_s
         timings["mlflow_s"] = opening.seconds
         if lock is None:
@@ -261,7 +265,7 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     progress = SweepProgress(spec.trials, spec.metric_names, directions(spec), stream=out,
                              hypervolume=live_hv, done_before=len(driver.done_keys()),
                              points_before=points_before)
-    _announce(plan, driver, session, timings, out)
+    _announce(plan, driver, session, timings, out, tracker)
     progress.render()
     outcome = backend.run_tuner(
         driver, resources=spec.resources, concurrency=spec.concurrency,
@@ -279,14 +283,17 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     _finish(plan, summary, tracker, progress.points)
 
 
-def _announce(plan: Plan, driver, session, timings: dict, out: TextIO) -> None:
+def _announce(plan: Plan, driver, session, timings: dict, out: TextIO, tracker) -> None:
     spec = plan.spec
     if plan.verbose:
         print("start-up: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in timings.items()), file=out)
     print(f"sweep {plan.sweep_id}: {driver.remaining()} of {spec.trials} trials to run, "
           f"{spec.concurrency} at a time on {session.cpus:g} CPUs"
           + (f" / {session.gpus:g} GPUs" if session.gpus else "")
-          + (f", {session.nodes} nodes" if session.nodes > 1 else ""), file=out, flush=True)
+          + (f", {session.nodes} nodes" if session.nodes > 1 else ""), file=out)
+    for line in browse_lines(plan.tracking_uri, tracker.experiment_id, tracker.parent_run_id, plan.study_path):
+        print(line, file=out)
+    out.flush()
 
 
 def _finish(plan: Plan, summary: SweepSummary, tracker, points: list) -> None:

@@ -22,7 +22,8 @@ after the sweep and after a resume.
 The modules: ``store`` (URI validation, opening the store, tag names; mlflow is imported there, lazily,
 on first use), ``values`` (params, metric values, baseline key, code version), ``writer`` (batched low-level
 writes), ``tracker`` (:class:`SweepTracker`), ``artifacts`` (the tracker's chart worker thread), ``read``
-(readers) and ``front`` (eligibility, front indices, hypervolume, the front's files). This package's
+(readers), ``front`` (eligibility, front indices, hypervolume, the front's files) and ``links`` (the
+``mlflow ui`` command and the UI's page addresses). This package's
 ``__init__`` is their public face.
 """
 
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 from ..objectives import normalize_directions
 from .front import eligible_for_front, front_csv, front_indices
+from .links import (UI_HOST, UI_PORT, artifact_route, dashboard_command, experiment_route, experiment_url,
+                    mlflow_ui_command, run_route, run_url, ui_base)
 from .read import list_artifacts, load_baseline_for, load_sweep, load_trials
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION, TAG_EARLY_STOPPED,
                     TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
@@ -57,6 +60,8 @@ __all__ = [
     "front_indices",
     "front_csv",
     "normalize_directions",
+    "UI_HOST", "UI_PORT", "ui_base", "experiment_route", "run_route", "artifact_route", "experiment_url",
+    "run_url", "mlflow_ui_command", "dashboard_command",
     "TAG_SWEEP_ID", "TAG_ROLE", "TAG_TRIAL_KEY", "TAG_EARLY_STOPPED", "TAG_FAILURE", "TAG_PARETO",
     "TAG_BASELINE_KEY", "TAG_BASELINE_RUN", "TAG_OPTUNA_NUMBER", "TAG_PARENT", "TAG_CODE_VERSION",
 ]

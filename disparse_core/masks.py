@@ -1,6 +1,7 @@
 """Binary weight masks attached with ``torch.nn.utils.parametrize``.
 
-Every prunable tensor (the ``weight`` of each ``Conv2d`` and ``Linear``) is known by its *canonical
+Every prunable tensor (the ``weight`` of each ``Conv2d`` and ``Linear``, unless
+:func:`exclude_from_pruning` keeps its layer dense) is known by its *canonical
 name*: the module path plus ``.weight``. The name stays the same once a mask is attached, although
 parametrize stores the raw tensor at ``<module>.parametrizations.weight.original``.
 
@@ -20,6 +21,7 @@ from torch.nn.utils import parametrize
 __all__ = [
     "MaskParametrization",
     "prunable_modules",
+    "exclude_from_pruning",
     "prunable_weights",
     "count_prunable",
     "attach_masks",
@@ -64,10 +66,23 @@ class MaskParametrization(nn.Module):
         return out
 
 
+def exclude_from_pruning(*modules: nn.Module) -> None:
+    """Keep these Conv2d/Linear layers (and those inside them) dense: they are no longer prunable weights,
+    so no method scores, masks or counts them (e.g. a first conv or an input embedding). Call it before
+    the model is sparsified, in the model's ``__init__`` or its factory."""
+    for module in modules:
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"exclude_from_pruning: {module!r} is not an nn.Module")
+        for m in module.modules():
+            m.disparse_prunable = False
+
+
 def prunable_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """``{canonical weight name: module}`` for every Conv2d/Linear, in module order."""
+    """``{canonical weight name: module}`` for every Conv2d/Linear not excluded by
+    :func:`exclude_from_pruning`, in module order."""
     return {f"{path}.weight" if path else "weight": m
-            for path, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+            for path, m in model.named_modules()
+            if isinstance(m, PRUNABLE_TYPES) and getattr(m, "disparse_prunable", True)}
 
 
 def _raw_weight(module: nn.Module) -> nn.Parameter:

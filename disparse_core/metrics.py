@@ -37,6 +37,7 @@ __all__ = [
     "DepthMeter",
     "ClassificationMeter",
     "RegressionMeter",
+    "CustomMeter",
     "METRICS_BY_KIND",
     "make_meter",
     "higher_is_better",
@@ -238,8 +239,31 @@ class RegressionMeter:
         return {"abs_err": self.abs_sum / self.count if self.count else math.nan}
 
 
+class CustomMeter:
+    """A custom task's metrics (:func:`disparse_core.data.custom_task`): the outputs and targets of the whole
+    set are kept (on the CPU) and each ``function(outputs, targets) -> float`` runs once on them."""
+
+    def __init__(self, metric_fns: Mapping):
+        self.metric_fns = dict(metric_fns)
+        self.outputs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        self.outputs.append(output.detach().cpu())
+        self.targets.append(target.detach().cpu())
+
+    def compute(self) -> dict[str, float]:
+        if not self.outputs:
+            return {name: math.nan for name in self.metric_fns}
+        outputs, targets = torch.cat(self.outputs), torch.cat(self.targets)
+        return {name: float(fn(outputs, targets)) for name, fn in self.metric_fns.items()}
+
+
 def make_meter(info):
     """The accumulator for a task described by ``info`` (``.kind``, ``.num_classes``, ``.ignore_index``)."""
+    if info.kind == "custom":          # disparse_core.data.custom_task: its own metric functions
+        return CustomMeter(info.metric_fns)
     kind = canonical_kind(info.kind)
     if kind == "segmentation":
         return SegmentationMeter(info.num_classes, getattr(info, "ignore_index", 255))

@@ -168,6 +168,8 @@ def classification_loss(class_weights: torch.Tensor | None = None) -> Loss:
 
 
 def _task_loss(info, class_weights=None) -> Loss:
+    if info.kind == "custom":          # disparse_core.data.custom_task: the task brings its own loss
+        return info.loss
     kind = canonical_kind(info.kind)
     if class_weights is None and getattr(info, "class_weights", None) is not None:
         class_weights = torch.tensor(info.class_weights, dtype=torch.float32)

@@ -216,7 +216,12 @@ def _query(args, out, err) -> int:
 
     common = dict(out=out, err=err)
     if args.command == "best":       # the --budget texts are parsed here, once, before the store is read
-        budgets = parse_budgets(args.budgets) if args.budgets else None
+        try:
+            budgets = parse_budgets(args.budgets) if args.budgets else None
+        except UserInputError:       # a custom task's metric: its direction is on the sweep's run
+            if not queries.register_sweep_directions(args.tracking_uri, args.experiment, args.sweep):
+                raise
+            budgets = parse_budgets(args.budgets)
         return queries.best(args.tracking_uri, args.experiment, budgets, args.sweep, **common)
     if args.command == "pareto":
         return queries.pareto(args.tracking_uri, args.experiment, args.sweep,

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 from .budgets import (Budget, Violation, best_under_budget, check_known_metrics, lost_task_metrics,
                       parse_budgets, violations)
 from .errors import BudgetError, UserInputError
+from .objectives import register_sweep_metrics
 from .tables import format_number, format_table, is_number, param_value, pct_change
 
 __all__ = ["best", "pareto", "report", "choose_best", "render_best", "BestChoice", "Margin", "format_table",
@@ -48,11 +49,23 @@ def _run(fn: Callable[[TextIO], int], out: TextIO | None, err: TextIO | None) ->
 def _load(tracking_uri: str | None, experiment: str | None, sweep: str | None):
     from . import tracking
     sweep_rec = tracking.load_sweep(tracking_uri, experiment, sweep)
+    register_sweep_metrics(sweep_rec.get("tags") or {})       # its custom metrics' directions
     trials = tracking.load_trials(sweep_rec["tracking_uri"], sweep_rec["experiment"], sweep_rec["sweep_id"])
     if not trials:
         raise UserInputError(f"sweep {sweep_rec['sweep_id']!r} in experiment {sweep_rec['experiment']!r} "
                              f"has no trials yet; expected a sweep that ran at least one trial")
     return tracking, sweep_rec, trials
+
+
+def register_sweep_directions(tracking_uri: str | None, experiment: str | None, sweep: str | None) -> bool:
+    """Register the directions of the sweep's custom metrics (its run's tag) in this process; False when
+    the sweep cannot be read or has none (then a budget on such a metric stays unknown)."""
+    from . import tracking
+    try:
+        rec = tracking.load_sweep(tracking_uri, experiment, sweep)
+    except UserInputError:
+        return False
+    return register_sweep_metrics(rec.get("tags") or {})
 
 
 def _finished(trials: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..factories import is_factory
 from .workload import TaskInfo, Workload, check_task_subset, task_info
 
 __all__ = ["WORKLOADS", "build_workload", "workload_tasks", "workload_loss_weights"]
@@ -98,12 +99,15 @@ def _spec(name) -> _Spec:
     return WORKLOADS[name]
 
 
-def workload_tasks(name: str, tasks=None) -> dict[str, TaskInfo]:
+def workload_tasks(name, tasks=None) -> dict[str, TaskInfo]:
     """``{task: TaskInfo}`` of a workload (its default tasks, or the subset ``tasks``), no data built.
 
     ``TaskInfo`` carries ``kind``, ``channels``, ``num_classes``, ``ignore_index``, ``metrics`` and
     ``primary`` (also readable as ``info["metrics"]``).
     """
+    if is_factory(name):
+        from .user import factory_workload_tasks
+        return factory_workload_tasks(name, tasks)
     spec = _spec(name)
     available = spec.tasks()
     keep = check_task_subset(name, available, list(spec.default_tasks) if tasks is None else tasks)
@@ -113,13 +117,18 @@ def workload_tasks(name: str, tasks=None) -> dict[str, TaskInfo]:
 def workload_loss_weights(name: str, tasks=None) -> dict[str, float]:
     """The workload's reference loss weights ``{task: λ_t}`` for its default tasks (or ``tasks``), no
     data built; ``{}`` when it declares none (all 1). A task left out weighs 1."""
+    if is_factory(name):
+        from .user import build_factory_workload
+        workload = build_factory_workload(name, tasks=tasks)
+        return {t: float(w) for t, w in workload.loss_weights.items() if t in workload.tasks}
     declared = _spec(name).loss_weights()
     return {t: float(declared[t]) for t in workload_tasks(name, tasks) if t in declared}
 
 
 def build_workload(name: str, *, data_root=None, image_size=None, train_size=None, test_size=None,
                    tasks=None, seed: int = 0, cache_dir=None) -> Workload:
-    """Build a workload by name.
+    """Build a workload by name, or by a factory spec ``{"factory": "module:function", "args": {...}}``
+    (:mod:`disparse_core.data.user`; docs/extending.md).
 
     scenes, digits, cues: generated (``image_size``, ``train_size``, ``test_size`` set their size;
     scenes and cues are cached under ``cache_dir``, default ``$DISPARSE_CACHE`` or ``~/.cache/disparse-tune``).
@@ -128,6 +137,10 @@ def build_workload(name: str, *, data_root=None, image_size=None, train_size=Non
     ``tasks``: a subset of the workload's tasks (default: its default tasks). ``seed``: split and
     augmentation seed. Bad names, sizes or paths raise ``ValueError`` with one line.
     """
+    if is_factory(name):
+        from .user import build_factory_workload
+        return build_factory_workload(name, seed=seed, tasks=tasks, data_root=data_root, image_size=image_size,
+                                      train_size=train_size, test_size=test_size)
     spec = _spec(name)
     keep = list(workload_tasks(name, tasks))
     if spec.needs_root and data_root is None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 __all__ = ["TaskInfo", "Workload", "SeededLoader", "TASK_KINDS", "KIND_METRICS", "task_info",
-           "EpochDataset"]
+           "custom_task", "EpochDataset"]
 
 TASK_KINDS = ("segmentation", "depth", "normals", "classification", "regression")
 
@@ -45,6 +45,9 @@ class TaskInfo:
     primary: str = ""
     class_weights: tuple[float, ...] | None = field(default=None, repr=False)
     ignore_value: float | None = None
+    #: kind ``custom`` only (:func:`custom_task`): the loss and ``{metric: function}``
+    loss: Callable | None = field(default=None, repr=False, compare=False)
+    metric_fns: Mapping[str, Callable] | None = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, key: str):
         """``info["metrics"]`` reads like ``info.metrics`` (for code that treats it as plain data)."""
@@ -67,6 +70,64 @@ def task_info(kind: str, *, num_classes: int | None = None, ignore_index: int | 
                     ignore_index=ignore_index if kind == "segmentation" else None,
                     metrics=metrics, primary=metrics[0], class_weights=weights,
                     ignore_value=ignore_value)
+
+
+_DIRECTIONS = {"max": True, "maximize": True, "higher": True, "min": False, "minimize": False, "lower": False}
+
+
+def _known_direction(metric: str) -> bool | None:
+    from ..metric_keys import higher_is_better
+    try:
+        return higher_is_better(metric)
+    except ValueError:
+        return None
+
+
+def custom_task(*, loss: Callable, metrics: Mapping[str, tuple], channels: int = 1,
+                primary: str | None = None) -> TaskInfo:
+    """A task of a kind of your own (kind ``custom``): its loss, its metrics and their directions.
+
+    loss: ``loss(output, target) -> scalar tensor`` on a batch.
+    metrics: ``{name: (function, direction)}`` (or ``(function, direction, low, high)`` with the range of
+        its values, default ``[0, inf)``); ``function(outputs, targets) -> float`` gets the model's outputs
+        and the targets of the **whole** test set, concatenated along the first dimension; ``direction``
+        is ``max`` or ``min`` (``maximize``/``minimize``). The result holds ``"<task>.<name>"``; the name is
+        registered with :func:`disparse_core.metric_keys.register_metric` (a name the library knows with
+        the other direction, such as ``acc`` or ``abs_err``, is an error: pick another).
+    channels: output channels (used only when a built-in arch builds the head). primary: the headline
+        metric (default the first).
+    """
+    from ..metric_keys import register_metric
+    if not callable(loss):
+        raise ValueError(f"custom_task: loss {loss!r} is not callable; expected loss(output, target) -> tensor")
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValueError(f"custom_task: metrics {metrics!r} is not a non-empty mapping; expected "
+                         f"{{name: (function, 'max' or 'min')}}")
+    fns: dict[str, Callable] = {}
+    for name, entry in metrics.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"custom_task: metric name {name!r} is not a name; expected e.g. 'f1'")
+        if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 4) or not callable(entry[0]):
+            raise ValueError(f"custom_task: metric {name!r}: {entry!r} is not (function, direction); expected "
+                             f"e.g. (f1_score, 'max')")
+        direction = entry[1]
+        if direction not in _DIRECTIONS:
+            raise ValueError(f"custom_task: metric {name!r} direction {direction!r} is not a direction; "
+                             f"expected max or min")
+        limits = {"low": float(entry[2]), "high": float(entry[3])} if len(entry) == 4 else {}
+        try:
+            if limits or _known_direction(name) is not _DIRECTIONS[direction]:
+                register_metric(name, higher_is_better=_DIRECTIONS[direction], **limits)
+        except ValueError as err:
+            raise ValueError(f"custom_task: metric {name!r} with direction {direction!r}: "
+                             f"{str(err).removeprefix('register_metric: ')}; expected a name of its own") from None
+        fns[name] = entry[0]
+    if primary is not None and primary not in fns:
+        raise ValueError(f"custom_task: primary {primary!r} is not one of its metrics ({', '.join(fns)})")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"custom_task: channels {channels!r} is not a positive integer")
+    return TaskInfo(kind="custom", channels=channels, metrics=tuple(fns), primary=primary or next(iter(fns)),
+                    loss=loss, metric_fns=fns)
 
 
 class EpochDataset(Dataset):

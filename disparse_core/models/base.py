@@ -207,12 +207,10 @@ def count_params(model: nn.Module, *, prunable_only: bool = False) -> int:
 
 
 def count_prunable_params(model: nn.Module) -> int:
-    """Number of prunable weights: the ``weight`` of every Conv2d and Linear (masked or not)."""
-    total = 0
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            total += m.weight.numel()
-    return total
+    """Number of prunable weights: the ``weight`` of every Conv2d and Linear (masked or not) that is not
+    excluded (:func:`disparse_core.masks.exclude_from_pruning`)."""
+    from ..masks import prunable_modules
+    return sum(m.weight.numel() for m in prunable_modules(model).values())
 
 
 @contextmanager

@@ -19,13 +19,17 @@ What is here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import ray
 import ray.exceptions
@@ -81,10 +85,13 @@ def _quiet_ray(verbose: bool) -> None:
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-            verbose: bool = False) -> RaySession:
+            verbose: bool = False, user_code: Sequence[str] = ()) -> RaySession:
     """Join ``address`` (``auto`` or ``host:port``), or start a local Ray on 127.0.0.1.
 
-    A Ray already initialised in this process (a test fixture, a notebook) is reused as is.
+    ``user_code``: the files and package folders of a workload or arch of the user's own
+    (``SweepSpec.user_code``), shipped to every worker as the job's ``runtime_env`` working_dir, so a
+    module file next to the space works on a cluster without installing it. A Ray already initialised in
+    this process (a test fixture, a notebook) is reused as is (and ships nothing).
     """
     _quiet_ray(verbose)
     t0 = time.perf_counter()
@@ -92,13 +99,16 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     if not ray.is_initialized():
         kwargs: dict[str, Any] = dict(log_to_driver=verbose,
                                       logging_level=logging.INFO if verbose else logging.ERROR)
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            # address="local" always starts a new Ray; without it ray.init joins whatever Ray another
-            # process on this machine started last (and then refuses num_cpus).
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus,
-                     include_dashboard=False, **kwargs)
+        with _shipped(user_code) as runtime_env:
+            if runtime_env:
+                kwargs["runtime_env"] = runtime_env
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                # address="local" always starts a new Ray; without it ray.init joins whatever Ray another
+                # process on this machine started last (and then refuses num_cpus).
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus,
+                         include_dashboard=False, **kwargs)
         owned = True
     resources = ray.cluster_resources()
     alive = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
@@ -108,6 +118,24 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
                       gpus=float(resources.get("GPU", 0)), nodes=len(alive),
                       node_cpus=max((float(r.get("CPU", 0)) for r in alive), default=0.0),
                       node_gpus=max((float(r.get("GPU", 0)) for r in alive), default=0.0))
+
+
+@contextlib.contextmanager
+def _shipped(paths: Sequence[str]):
+    """``{"working_dir": folder}`` holding copies of ``paths`` (files, package folders), or None when
+    there is nothing to ship. Ray packs the folder when it starts, so it is removed afterwards; with a
+    working_dir Ray no longer puts the driver's folder on the workers' path, so the copies are what
+    they import, on every node."""
+    if not paths:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="disparse-user-code-") as folder:
+        for path in map(Path, paths):
+            if path.is_dir():
+                shutil.copytree(path, Path(folder) / path.name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(path, Path(folder) / path.name)
+        yield {"working_dir": folder}
 
 
 def run_remote(fn: Callable, *args, cpu: float = 1, gpu: float = 0):

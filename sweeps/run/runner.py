@@ -207,7 +207,8 @@ def _start_ray(plan: Plan, backend, opening: _TrackerOpening):
 def _connect(plan: Plan, backend):
     gpu = trial_resources(plan.spec)[1]
     try:
-        return backend.connect(plan.ray_address, num_gpus=None if gpu else 0, verbose=plan.verbose)
+        return backend.connect(plan.ray_address, num_gpus=None if gpu else 0, verbose=plan.verbose,
+                               user_code=getattr(plan.spec, "user_code", ()))
     except ConnectionError as err:
         raise UserInputError(f"--ray-address: cannot join {plan.ray_address!r} ({err}); expected "
                              f"a running Ray cluster") from None

@@ -47,8 +47,13 @@ def check_layout(key: str, workload: str, data_root: str) -> None:
 def check_data_config(cfg, key_of: Callable[[str], str]) -> None:
     """Sizes of one trial config (a ``TrialConfig``) against its workload; ``key_of(field)`` names the
     space key the value came from (``workload.X`` or ``parameters.X``)."""
-    module = _generator(cfg.workload)
-    if module is not None:
+    from disparse_core.factories import is_factory
+    module = None if is_factory(cfg.workload) else _generator(cfg.workload)
+    if is_factory(cfg.workload):        # a workload of your own: built once when the space was checked
+        from disparse_core.data.user import build_factory_workload
+        train = len(build_factory_workload(cfg.workload).train)
+        train_key = f"the training set of {cfg.workload['factory']!r}"
+    elif module is not None:
         size = cfg.image_size if cfg.image_size is not None else module.DEFAULTS["image_size"]
         if size not in module.ALLOWED_SIZES:
             allowed = ", ".join(map(str, module.ALLOWED_SIZES))

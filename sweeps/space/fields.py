@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from disparse_core import config as core
+from disparse_core.factories import FACTORY_EXPECTED, check_factory
 
 from ..errors import SpaceError
 
@@ -108,6 +109,8 @@ class SpaceField(core.Field):
             return noun + null
         if self.kind == "choice":
             return f"one of {', '.join(map(str, self.choices))}{null}"
+        if self.kind == "factory":
+            return f"one of {', '.join(map(str, self.choices))}, or {FACTORY_EXPECTED}"
         if self.kind == "bool":
             return "true or false" + null
         if self.kind == "str":
@@ -131,6 +134,12 @@ class SpaceField(core.Field):
             if not is_finite(num) or not self._in_range(num):
                 raise bad_value(key, value, "is out of range", self.expected())
             return num
+        if self.kind == "factory":     # a built-in name, or a factory of your own: kept as written
+            try:
+                normalised = check_factory(key, value, self.choices, self.what)
+            except ValueError as err:
+                raise SpaceError(str(err)) from None
+            return value if isinstance(value, str) else normalised
         if self.kind == "choice":
             if value not in self.choices or isinstance(value, bool) != isinstance(self.choices[0], bool):
                 close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)

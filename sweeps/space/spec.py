@@ -82,6 +82,10 @@ class SweepSpec:
     raw_text: str = ""                             # the file as read, for logging
     raw: dict = field(default_factory=dict)        # the mapping as parsed, before overrides
     overrides: tuple = ()                          # the ``--set`` overrides applied, in order
+    # a workload or arch of your own (sweeps.space.factories): the files of the working directory its
+    # factories came from (shipped to Ray workers) and the directions of its custom tasks' metrics
+    user_code: tuple = ()
+    metric_directions: dict = field(default_factory=dict)
 
     @property
     def metric_names(self) -> list[str]:

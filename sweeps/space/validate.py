@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from disparse_core.config import PRESETS
+from disparse_core.config import PRESETS, WORKLOADS
+from disparse_core.factories import check_factory
 
 from ..budgets import GLOBAL_METRICS, Budget, higher_is_better, parse_budgets
 from ..errors import BudgetError, SpaceError
@@ -25,6 +26,7 @@ from .fields import (DEVICE_PATTERN, LOSS_WEIGHT, NAME_EXPECTED, NAME_MAX, NAME_
                      bad_value, check_task, checked_mapping, choice_field, float_field, int_field, is_finite,
                      show_value, unknown_key)
 from .data import check_layout
+from .factories import UserFactories, check_user_factories, names_factory
 from .params import ParametersSection
 from .probe import check_with_core
 from .spec import Objective, SweepSpec
@@ -39,6 +41,7 @@ def workload_tasks(name: str, tasks: Sequence[str] | None = None) -> dict[str, t
     Raises ``ValueError`` (from the core) for an unknown workload or task.
     """
     from disparse_core.data import workload_tasks as core_workload_tasks
+    name = check_factory("workload", name, WORKLOADS, "workload")     # "module:function" -> a factory spec
     return {t: (tuple(info.metrics), info.primary) for t, info in core_workload_tasks(name, tasks).items()}
 
 
@@ -79,7 +82,8 @@ class SpaceValidator:
             objectives=objectives, budgets=budgets, sampler=self._sampler(data.get("sampler"), trials),
             trials=trials, concurrency=concurrency, resources=self._resources(data.get("resources")),
             early_stopping=early,
-            baseline=self.baseline, max_retries=max_retries, tasks=dict(self.tasks))
+            baseline=self.baseline, max_retries=max_retries, tasks=dict(self.tasks),
+            user_code=tuple(str(p) for p in self.user.code), metric_directions=dict(self.user.metric_directions))
         check_with_core(spec)
         return spec
 
@@ -100,6 +104,8 @@ class SpaceValidator:
         for key, value in list(base.items()):
             base[key] = self._value(f"workload.{key}", TRIAL_FIELDS[key], value)
         tasks = base.get("tasks")
+        # a workload or arch of your own: built and checked here, before any trial (sweeps/space/factories.py)
+        self.user = check_user_factories(base) if names_factory(base) else UserFactories()
         for i, task in enumerate(tasks or ()):
             if not isinstance(task, str):
                 raise bad_value(f"workload.tasks[{i}]", task, "is not a task name", f"a task of {workload} (a string)")

@@ -122,6 +122,9 @@ class SweepTracker(RunWriter):
             tags["mlflow.source.git.commit"] = cv["git_commit"]
         if space_path:
             tags["disparse.space_path"] = str(Path(space_path).resolve())
+        if spec_attr(spec, "metric_directions"):     # custom tasks' metrics, for the query commands
+            from ..objectives import TAG_METRIC_DIRECTIONS
+            tags[TAG_METRIC_DIRECTIONS] = json.dumps(spec_attr(spec, "metric_directions"), sort_keys=True)
         self._log_batch(self.parent_run_id, params=flat, tags=tags)
 
         spec_dict = spec.to_dict() if hasattr(spec, "to_dict") else (dict(spec) if isinstance(spec, Mapping)

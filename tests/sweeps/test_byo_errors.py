@@ -1,0 +1,100 @@
+"""A workload or an architecture of the user's own that cannot work is one line at the edge: the key, the
+value and what was expected, exit code 2, before any trial starts (``--dry-run`` and a real run alike),
+nothing trained, no MLflow store and no results folder written."""
+
+from __future__ import annotations
+
+import pytest
+
+from byo_modules import byo_space, write_user_files
+from sweep_helpers import run_cli
+
+MYNET = {"factory": "mynet:build", "args": {"width": 4}}
+
+CASES = [
+    # (id, workload, arch, the line starts with, it also names)
+    ("bad-import-path", None, {"factory": "nosuchmod:build"},
+     "workload.arch.factory: 'nosuchmod:build' cannot be imported", ["no module named 'nosuchmod'", "expected"]),
+    ("no-such-function", None, "mynet:nobuild",
+     "workload.arch.factory: 'mynet:nobuild'", ["has no 'nobuild'", "expected a function"]),
+    ("not-an-import-path", None, "mynet.build",
+     "workload.arch: 'mynet.build' is not a known arch", ["expected one of small", "module:function"]),
+    ("factory-raises", None, {"factory": "mynet:build", "args": {"fail": True}},
+     "workload.arch: factory 'mynet:build' raised RuntimeError: out of memory on purpose",
+     ["expected it to return a model"]),
+    ("output-lacks-a-task", None, {"factory": "mynet:build", "args": {"outputs": ["a"]}},
+     "workload.arch: the model of 'mynet:build' returns no output for task 'b'", ["expected a tensor for every task"]),
+    ("output-has-a-task-the-data-lacks", None, {"factory": "mynet:build", "args": {"outputs": ["a", "b", "c"]}},
+     "workload.arch: the model of 'mynet:build' returns task 'c', which the data lacks",
+     ["expected only tasks of the workload"]),
+    ("unknown-task-kind", {"factory": "mydata:build", "args": {"kind_b": "bogus"}}, MYNET,
+     "workload.workload: factory 'mydata:build' raised ValueError: unknown task kind 'bogus'",
+     ["expected one of segmentation"]),
+    ("unknown-metric-direction", {"factory": "mydata:build", "args": {"hits_direction": "up"}}, MYNET,
+     "workload.workload: factory 'mydata:build' raised ValueError: custom_task: metric 'hits' direction 'up'",
+     ["expected max or min"]),
+    ("nothing-prunable", None, {"factory": "mynet:build", "args": {"exclude_all": True}},
+     "workload.arch: the model of 'mynet:build' has no prunable layer", ["expected at least one layer"]),
+    ("cutoff-with-own-arch", None, MYNET, "trial config cutoff: 2 applies to the built-in archs",
+     ["expected null with a factory arch"]),
+]
+
+
+def _check_one_line(done, folder, starts: str, names: list[str]) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: " + starts), lines[0]
+    for text in names:
+        assert text in lines[0], (text, lines[0])
+    assert "Traceback" not in done.stdout + done.stderr
+    written = {p.name for p in folder.iterdir()} - {"mydata.py", "mynet.py", "space.yaml", "__pycache__"}
+    assert written == set(), written            # no mlflow.db, no mlartifacts, no disparse_results
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_a_bad_own_workload_or_arch_is_one_line_at_dry_run(tmp_path, case):
+    name, workload, arch, starts, names = case
+    write_user_files(tmp_path)
+    space = byo_space(tmp_path, workload=workload, arch=arch)
+    if name == "cutoff-with-own-arch":
+        import yaml
+        data = yaml.safe_load(space.read_text())
+        data["workload"]["cutoff"] = 2
+        space.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    done = run_cli(["--space", space.name, "--dry-run"], cwd=tmp_path, timeout=120)
+
+    _check_one_line(done, tmp_path, starts, names)
+
+
+def test_a_bad_own_model_stops_a_real_run_before_anything_is_written(tmp_path):
+    write_user_files(tmp_path)
+    space = byo_space(tmp_path, arch={"factory": "mynet:build", "args": {"outputs": ["b"]}})
+
+    done = run_cli(["--space", space.name], cwd=tmp_path, timeout=120)
+
+    _check_one_line(done, tmp_path, "workload.arch: the model of 'mynet:build' returns no output for task 'a'", [])
+
+
+def test_a_module_that_does_not_import_is_one_line(tmp_path):
+    write_user_files(tmp_path, net="def build(:\n")
+    space = byo_space(tmp_path)
+
+    done = run_cli(["--space", space.name, "--dry-run"], cwd=tmp_path, timeout=120)
+
+    _check_one_line(done, tmp_path, "workload.arch.factory: importing 'mynet' raised SyntaxError",
+                    ["expected a module that imports cleanly"])
+
+
+def test_good_own_files_pass_the_dry_run_and_write_nothing(tmp_path):
+    write_user_files(tmp_path)
+    space = byo_space(tmp_path, workload={"factory": "mydata:build", "args": {"hits_direction": "max"}},
+                      budgets={"b.hits": ">=0.1"})
+
+    done = run_cli(["--space", space.name, "--dry-run"], cwd=tmp_path, timeout=120)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "dry run: nothing started, nothing written" in done.stdout
+    assert "budgets: b.hits>=0.1" in done.stdout
+    assert {p.name for p in tmp_path.iterdir()} - {"__pycache__"} == {"mydata.py", "mynet.py", "space.yaml"}

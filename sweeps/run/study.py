@@ -33,12 +33,24 @@ def open_study(plan):
         raise UserInputError(f"objectives: the study in {plan.study_path} has directions "
                              f"{[d.name.lower() for d in study.directions]}; expected the space's "
                              f"{directions(plan.spec)}")
+    if study.metric_names is None:   # optuna-dashboard and Optuna's plots name the objectives, not 0 and 1
+        _name_objectives(study, plan.spec.metric_names)
     # a resumed sweep: a sampler seeded as on the first run would draw the first run's configurations
     # again (a random or start-up trial after the resume = trial 0); seed it from the seed and the count
     asked = sum(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
     if asked:
         study.sampler = make_sampler(plan.spec, asked_before=asked)
     return study
+
+
+def _name_objectives(study, names) -> None:
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():       # set_metric_names is marked experimental (since Optuna 3.2)
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names(list(names))
 
 
 def load_sweep_study(results_dir, sweep_id: str | None = None):

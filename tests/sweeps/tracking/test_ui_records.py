@@ -85,3 +85,23 @@ def test_link_builders_match_the_routes_of_the_installed_ui():
     assert run_route("7", "ab12").startswith("#/experiments/7/runs/ab12")
     assert artifact_route("7", "ab12", "pareto_front.html").startswith(
         "#/experiments/7/runs/ab12/artifacts/pareto_front.html")
+
+
+def test_the_study_names_its_objectives_for_optuna_dashboard(browsed):
+    study = load_study(browsed["results"], "ui-demo")
+    assert study.metric_names == ["compression", "delta_m"]
+
+
+def test_a_new_study_is_named_once_and_a_resumed_one_keeps_its_names(tmp_path):
+    import warnings
+
+    from sweeps.run import RunOptions, make_plan, open_study
+
+    plan = make_plan(RunOptions(space=str(write_space(tmp_path, name="named")),
+                                results_dir=str(tmp_path / "named"), tracking_uri=sqlite_uri(tmp_path / "m.db")))
+    plan.results_dir.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # no ExperimentalWarning reaches the user
+        study = open_study(plan)
+        assert study.metric_names == ["compression", "delta_m"]
+        assert open_study(plan).metric_names == ["compression", "delta_m"]

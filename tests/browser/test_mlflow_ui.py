@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from sweeps.tracking import experiment_url, run_url
+
 pytestmark = pytest.mark.slow
 
 ROW_IDS = "[...new Set([...document.querySelectorAll('[role=row][row-id]')].map(r => r.getAttribute('row-id')))]"
@@ -18,20 +20,17 @@ EXPAND = """(() => {
   return true; })()"""
 
 
-def experiment_link(base: str, experiment_id: str) -> str:
-    """The sweep's runs in the training view, as the sweep prints it (on the test server's port)."""
-    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
-
-
-def run_link(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+def assert_printed(sweep, url: str) -> None:
+    """The sweep printed ``url`` (built for the ``mlflow ui`` command it prints, on port 5000)."""
+    assert url in sweep.printed.split(), f"the sweep did not print {url}:\n{sweep.printed}"
 
 
 def test_the_runs_link_opens_the_sweeps_runs_table_and_its_row_unfolds_into_the_trials(browser, sweep,
                                                                                         mlflow_ui):
     parent = sweep.parent
-    assert browser.open(experiment_link(mlflow_ui.url, sweep.experiment_id), wait_for=parent.info.run_name,
-                        timeout=90), browser.text()[:2000]
+    assert_printed(sweep, experiment_url(sweep.experiment_id))
+    link = experiment_url(sweep.experiment_id, port=mlflow_ui.port)        # the same page, our server
+    assert browser.open(link, wait_for=parent.info.run_name, timeout=90), browser.text()[:2000]
     assert parent.info.run_id in browser.evaluate(ROW_IDS)          # a row of the runs table, not traces
     # one click on the sweep's row unfolds its trials, each by its run id and its name
     assert browser.evaluate(EXPAND % json.dumps(parent.info.run_id)), "no expander on the sweep's row"
@@ -46,8 +45,9 @@ def test_the_runs_link_opens_the_sweeps_runs_table_and_its_row_unfolds_into_the_
 
 def test_the_sweep_link_opens_the_parent_run_with_its_trials_as_child_runs(browser, sweep, mlflow_ui):
     parent = sweep.parent
-    assert browser.open(run_link(mlflow_ui.url, sweep.experiment_id, parent.info.run_id),
-                        wait_for="Child runs", timeout=90), browser.text()[:2000]
+    assert_printed(sweep, run_url(sweep.experiment_id, parent.info.run_id))
+    link = run_url(sweep.experiment_id, parent.info.run_id, port=mlflow_ui.port)
+    assert browser.open(link, wait_for="Child runs", timeout=90), browser.text()[:2000]
     names = sorted(r.info.run_name for r in sweep.trials)
     listed = browser.wait(f"""(() => {{ const t = document.body.innerText.split('Child runs')[1] || '';
       return {json.dumps(names)}.every(n => t.includes(n)); }})()""", timeout=30)

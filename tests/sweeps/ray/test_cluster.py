@@ -67,3 +67,41 @@ def test_trial_bigger_than_the_cluster_is_rejected_before_anything_is_written(tm
     assert len(lines) == 1 and lines[0].startswith("error: resources.cpu: 2 per trial"), done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before   # no mlflow.db, no results folder
+
+
+def test_own_model_files_in_the_working_dir_are_shipped_to_the_cluster_s_workers(tmp_path, two_node_cluster):
+    """A workload and an arch named by import path, from module files in the sweep's folder that are not
+    installed: the sweep ships them as the Ray job's working_dir, so the workers of both nodes import the
+    shipped copies (their ``__file__`` lies outside the sweep's folder), and the trials finish."""
+    from byo_modules import DATA, NET, byo_space, write_user_files
+
+    user = tmp_path / "user"
+    calls = tmp_path / "calls.txt"                 # where every build of the data says which file it ran
+    record = (f"\nimport os as _os\n_CALLS = {str(calls)!r}\n"
+              "_build = build\n\n\ndef build(**kw):\n"
+              "    with open(_CALLS, 'a') as f:\n"
+              "        f.write(_os.path.realpath(__file__) + '\\n')\n"
+              "    return _build(**kw)\n")
+    write_user_files(user, data=DATA + record, net=NET)
+    space = byo_space(user, name="own-cluster", baseline=False, trials=4, concurrency=2,
+                      objectives=[{"name": "compression", "direction": "maximize"},
+                                  {"name": "a.acc", "direction": "maximize"}])
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+
+    done = run_cli(["--space", space.name, "--results-dir", tmp_path / "results", "--tracking-uri", uri,
+                    "--ray-address", two_node_cluster.address], cwd=user, timeout=240)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = trial_runs(uri, "results")
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert all("a.acc" in r.data.metrics and "b.abs_err" in r.data.metrics for r in runs)
+    files = set(calls.read_text().split())
+    driver = str((user / "mydata.py").resolve())
+    shipped = files - {driver}
+    assert driver in files and shipped, files          # the driver's check, then the workers' copies
+    assert all(f.endswith("/mydata.py") and not f.startswith(str(tmp_path.resolve())) for f in shipped), files
+    used = set()
+    for result_file in (tmp_path / "results" / "ray").glob("run-1/*/result.json"):
+        for line in result_file.read_text().splitlines():
+            used.add(json.loads(line)["node_id"])
+    assert used == {node.node_id for node in two_node_cluster.list_all_nodes()}

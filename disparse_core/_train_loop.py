@@ -54,10 +54,36 @@ def _cycle(loader, start_epoch: int = 0, skip: int = 0) -> Iterator:
             raise ValueError("the training set yields no batch (batch_size larger than the data set?)")
 
 
-class TrialRun:
-    """The state of one run; :meth:`run` reads top to bottom."""
+# Keys that do not change the dense phase of a pretrained method (before its first prune event): a
+# dense snapshot written under other values of these starts it as well (sparsity, method, pruning
+# and finetuning options, the total steps, and what _RESUMABLE lists).
+NOT_DENSE_PHASE = _RESUMABLE | frozenset({"method", "steps", "criterion", "sparsity", "distribution", "score_on",
+                                           "allotment", "layer_floor", "score_rounds", "score_batches",
+                                           "pretrain_steps", "finetune_lr", "gradual", "dynamic"})
 
-    def __init__(self, cfg: TrialConfig, device: torch.device, report: Report | None):
+
+def dense_phase_end(cfg: TrialConfig) -> int | None:
+    """The step before which a pretrained method (``disparse_pretrained``, ``magnitude``) trains exactly as
+    ``dense`` does: its first prune event (``pretrain_steps``; with ``gradual``, the schedule's first, possibly
+    empty, event when it comes earlier). None for every other method."""
+    from .config import PRETRAINED, gradual_start
+    if cfg.method not in PRETRAINED:
+        return None
+    pre = cfg.resolved_pretrain_steps
+    return min(pre, gradual_start(pre, cfg.gradual)) if cfg.gradual is not None else pre
+
+
+class TrialRun:
+    """The state of one run; :meth:`run` reads top to bottom.
+
+    ``snapshots``: ``{step: path}``: after that step the whole training state is saved there (the sweep's
+    dense baseline writes the steps its pretrained trials start from). ``start_from``: a folder of such
+    snapshots: a pretrained method whose :func:`dense_phase_end` has one (``step<N>.pt``), written under a
+    config equal in every key that shapes the dense phase, starts there instead of training dense again;
+    otherwise it is ignored. The result then has ``dense_steps_reused`` (N; 0 when trained itself)."""
+
+    def __init__(self, cfg: TrialConfig, device: torch.device, report: Report | None,
+                 snapshots: Mapping[int, str] | None = None, start_from: str | None = None):
         from .data import build_workload
         from .models import build_model, fully_shared_prunable
 
@@ -92,6 +118,9 @@ class TrialRun:
             cfg, self.model, self.optimizer, self.losses, self.loss_weights,
             score_batches=self._score_batches, sample_batch=self._sample_batch))
         self.start_step = 0
+        self.snapshots = {int(k): Path(v) for k, v in (snapshots or {}).items()}
+        self.start_from = start_from
+        self.reused = 0
 
     # ---------------------------------------------------------------------------------- the run
     def run(self) -> dict:
@@ -99,6 +128,8 @@ class TrialRun:
         self.pruner.setup()
         if cfg.resume:
             self._maybe_resume()
+        if self.start_step == 0 and self.start_from:
+            self._maybe_start_from_dense()
         batches = _cycle(self.train_loader, *divmod(self.start_step, len(self.train_loader)))
         every = cfg.resolved_eval_every
         for step in range(self.start_step, cfg.steps):
@@ -107,6 +138,8 @@ class TrialRun:
             done = step + 1
             if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 self._save_checkpoint(done)
+            if done in self.snapshots:
+                ckpt.save_checkpoint(self.snapshots[done], self._state(done))
             if done % every == 0 and done < cfg.steps:
                 self._report(self._summary(done, cfg.eval_batches))
         final = self._summary(cfg.steps, None)
@@ -114,6 +147,8 @@ class TrialRun:
         watershed = self._watershed(ious) if ious is not None else None
         if watershed is not None and watershed["cutoff"] is not None:
             final["suggested_cutoff"] = float(watershed["cutoff"])
+        if self.start_from:
+            final["dense_steps_reused"] = float(self.reused)
         # the trial's cost includes the end-of-training mask-IoU analysis (dynamic: one scoring pass)
         final["wall_time_s"] = self.elapsed_before + time.perf_counter() - self.started
         self._report({**final, "final": 1.0})
@@ -236,8 +271,11 @@ class TrialRun:
         return Path(self.cfg.checkpoint_dir) / ckpt.CHECKPOINT_NAME
 
     def _save_checkpoint(self, done: int) -> None:
+        ckpt.save_checkpoint(self._checkpoint_path(), self._state(done))
+
+    def _state(self, done: int) -> dict:
         masked = _is_masked(self.model)
-        state = {
+        return {
             "version": 2,
             "config": self.cfg.to_dict(),
             "step": done,
@@ -249,7 +287,25 @@ class TrialRun:
             **self.pruner.state_dict(),          # dynamic, pruner, mask_iou, starved
             "rng": ckpt.rng_state(),
         }
-        ckpt.save_checkpoint(self._checkpoint_path(), state)
+
+    def _maybe_start_from_dense(self) -> None:
+        """Start a pretrained method from the shared dense snapshot of its :func:`dense_phase_end` (class
+        docstring); a missing file or a config that differs in a dense-phase key leaves the run as it is."""
+        end = dense_phase_end(self.cfg)
+        path = Path(self.start_from) / f"step{end}.pt" if end else None
+        if path is None or not path.is_file():
+            return
+        state = ckpt.load_checkpoint(path)
+        saved, current = state["config"], self.cfg.to_dict()
+        if int(state["step"]) != end or state["masks"] is not None or any(
+                saved.get(k) != v for k, v in current.items() if k not in NOT_DENSE_PHASE):
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        self.start_step = self.reused = end
 
     def _maybe_resume(self) -> None:
         path = self._checkpoint_path()

@@ -61,11 +61,12 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from ._train_loop import Report, TrialRun
+from ._train_loop import NOT_DENSE_PHASE, Report, TrialRun, dense_phase_end
 from .config import (ARCHS, DYNAMIC, METHODS, ONE_SHOT_AT_INIT, PRESETS, PRETRAINED, WORKLOADS, DynamicOptions,
                      GradualOptions, TrialConfig, resolved_config)
 
-__all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "run_trial",
+__all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "METHODS", "PRESETS", "run_trial", "dense_phase_end",
+           "NOT_DENSE_PHASE",
            "resolve_device", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "WORKLOADS", "ARCHS",
            "resolved_config"]
 
@@ -74,7 +75,8 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 
 def run_trial(config: Mapping[str, Any] | TrialConfig | None = None,
-              report: Report | None = None) -> dict:
+              report: Report | None = None, *, snapshots: Mapping[int, str] | None = None,
+              start_from: str | None = None) -> dict:
     """Train and evaluate one configuration; returns the flat result dict of docs/ARCHITECTURE.md.
 
     ``report(metrics)`` is called at every evaluation with the flat metric keys and ``step``; the
@@ -83,10 +85,18 @@ def run_trial(config: Mapping[str, Any] | TrialConfig | None = None,
     ``disparse_pretrained`` and ``disparse_dynamic`` (see the module docstring for what each one
     measures). Bad configs raise a one-line ``ValueError``; a NaN/inf loss raises
     ``FloatingPointError`` naming the step and task.
+
+    Sharing the dense phase (a sweep's dense baseline and its pretrained trials): ``snapshots={step: path}``
+    saves the training state after those steps; ``start_from=folder`` lets ``disparse_pretrained`` /
+    ``magnitude`` start from ``folder/step<N>.pt`` (N: :func:`dense_phase_end`) when it was written by a
+    run whose config equals this one in every key that shapes the dense phase (the result says
+    ``dense_steps_reused``: N, or 0 when no snapshot fits and the trial trained itself). The model, the
+    optimizer, the scheduler and the RNG states are those the trial would have reached itself, so on CPU
+    the result is bit-identical (tests/core/test_shared_dense.py).
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     with trial_execution(cfg) as device:
-        return TrialRun(cfg, device, report).run()
+        return TrialRun(cfg, device, report, snapshots=snapshots, start_from=start_from).run()
 
 
 def resolve_device(name: str) -> torch.device:

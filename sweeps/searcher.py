@@ -117,11 +117,12 @@ class StudyDriver:
         known: ``known(config) -> {metric: value}``, the metrics fixed before training (or None).
         skip: ``skip(known metrics) -> reason | None``: a proposal not to train (see the module docstring).
         on_skip: ``on_skip(key, config, known, reason, number)`` for each skipped proposal.
+        run_options: keyword options of ``run_trial`` for every trial (``start_from``), not part of its config.
     """
 
     def __init__(self, study, suggest, objectives, n_trials, constraints=None, extra_config=None,
                  max_duplicates=MAX_DUPLICATES, note=None, known=None, skip=None, on_skip=None,
-                 max_skips=MAX_SKIPS):
+                 max_skips=MAX_SKIPS, run_options=None):
         if int(max_duplicates) < 1:
             raise ValueError(f"max_duplicates must be >= 1, but got {max_duplicates!r}")
         if len(objectives) != len(study.directions):
@@ -141,6 +142,7 @@ class StudyDriver:
         self.exhausted = False             # set when max_duplicates proposals in a row were duplicates
         self._known, self._skip, self._on_skip = known, skip, on_skip
         self.max_skips = int(max_skips)
+        self.run_options = dict(run_options or {})
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _trials(self, states=None):

@@ -175,7 +175,7 @@ class OptunaAskTellSearcher(Searcher):
             return Searcher.FINISHED
         self.keys[trial_id] = asked.key
         return {"trial_key": asked.key, "optuna_number": asked.number, "params": asked.params,
-                "trial": asked.config, "watch": self.watch}
+                "trial": asked.config, "watch": self.watch, "run": dict(self.driver.run_options)}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         key = self.keys.get(trial_id)

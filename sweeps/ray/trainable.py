@@ -53,7 +53,8 @@ def _check_finite(metrics: Mapping[str, Any], watch) -> None:
 def trainable(config: dict) -> None:
     """Ray function trainable: one ``run_trial`` call, every evaluation reported to Tune.
 
-    ``config`` is ``{"trial_key", "params", "trial": run_trial config, "watch": [metric names]}``.
+    ``config`` is ``{"trial_key", "params", "trial": run_trial config, "watch": [metric names], "run": {...}}``;
+    ``run`` holds ``run_trial``'s keyword options (``start_from``: the sweep's dense snapshots).
     The final report is held back until ``run_trial`` returns so that it can carry ``mask_iou``.
     """
     from disparse_core.trial import run_trial
@@ -72,7 +73,7 @@ def trainable(config: dict) -> None:
             tune.report(metrics)
 
     try:
-        result = run_trial(dict(config["trial"]), report=report)
+        result = run_trial(dict(config["trial"]), report=report, **dict(config.get("run") or {}))
         final = held.get("final")
         if final is None:  # run_trial returned without a final report: its result is the final one
             final = {k: v for k, v in result.items() if k not in _NOT_REPORTED}
@@ -102,10 +103,11 @@ def watershed_record(shed: Mapping[str, Any]) -> dict:
             "starved": [str(n) for n in shed.get("starved") or ()]}
 
 
-def baseline_task(config: dict) -> dict:
-    """The dense baseline as a Ray task (same code path as a trial, no Tune session)."""
+def baseline_task(config: dict, snapshots: dict | None = None) -> dict:
+    """The dense baseline as a Ray task (same code path as a trial, no Tune session); ``snapshots``
+    (``{step: path}``): the states its pretrained trials start from (``run_trial``)."""
     from disparse_core.trial import run_trial
 
-    result = dict(run_trial(dict(config)))
+    result = dict(run_trial(dict(config), snapshots={int(k): v for k, v in (snapshots or {}).items()}))
     result["node_id"] = current_node_id()
     return result

@@ -12,7 +12,7 @@ Importing this package loads no Ray, Optuna, MLflow or torch; :func:`run_sweep` 
 """
 
 from . import signals
-from .baseline import baseline_config, baseline_note, run_baseline
+from .baseline import SharedDense, baseline_config, baseline_note, run_baseline, shared_dense
 from .checks import check_creatable, check_free_space
 from .files import LEGACY_STUDY_FILE, STATE_FILE, STUDY_FILE
 from .output import browse_lines, format_front, mlflow_ui_command
@@ -29,7 +29,7 @@ __all__ = [
     "check_creatable", "check_free_space",
     "STATE_FILE", "STUDY_FILE", "LEGACY_STUDY_FILE", "write_state",
     "early_stopping", "watched_metrics", "final_hypervolume",
-    "baseline_config", "baseline_note", "run_baseline",
+    "baseline_config", "baseline_note", "run_baseline", "shared_dense", "SharedDense",
     "open_study", "load_sweep_study", "study_storage", "make_driver", "state_counts",
     "record_skipped", "TAG_SKIPPED",
     "SweepProgress", "format_front", "mlflow_ui_command", "browse_lines",

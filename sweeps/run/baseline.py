@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from ..errors import RunError, UserInputError
 from .settings import trial_resources, trial_threads
 
-__all__ = ["baseline_config", "absolute_paths", "run_baseline", "baseline_note"]
+__all__ = ["baseline_config", "absolute_paths", "run_baseline", "baseline_note", "shared_dense", "SharedDense"]
 
 # run_trial keys that only matter to sparsification: a dense baseline drops them
 _SPARSE_ONLY = ("criterion", "sparsity", "distribution", "score_on", "allotment", "layer_floor",
@@ -50,6 +51,75 @@ def baseline_note(spec) -> str | None:
             f"of pruning (fix them in the workload to compare at equal training)")
 
 
+@dataclass(frozen=True)
+class SharedDense:
+    """What the pretrained trials of a sweep share with its dense baseline (:func:`shared_dense`)."""
+
+    steps: tuple          # the steps the baseline saves, where those trials' dense phase can end
+    folder: Path | None   # where the snapshots go (``<results root>/.dense/<baseline key>/step<N>.pt``)
+    reason: str           # one line for the plan: what is shared, or why nothing is
+
+
+_MAX_SNAPSHOTS = 8
+
+
+def _candidates(spec, name: str, fixed):
+    """The values the space can give ``name`` (a parameter's ``values``/``value``, else the fixed one), or
+    None when it samples a range."""
+    for p in spec.parameters:
+        if p.name == name:
+            d = p.to_dict()
+            if "values" in d:
+                return list(d["values"])
+            if "value" in d:
+                return [d["value"]]
+            return None
+    return [fixed]
+
+
+def shared_dense(spec, results_root: Path | None) -> SharedDense:
+    """Whether the sweep's ``disparse_pretrained``/``magnitude`` trials can start from snapshots of its dense
+    baseline instead of training dense again (``disparse_core.trial.run_trial``'s ``start_from``): the
+    baseline is on, such a method can be sampled, no sampled parameter shapes the dense phase (``lr``,
+    ``cutoff``, ``loss_weights``, ``seed`` ... would make the trial's dense phase differ from the baseline's)
+    and the steps where their dense phase ends (``pretrain_steps``, a gradual schedule's first event) are
+    among at most 8 values. A trial without a fitting snapshot (e.g. the baseline was reused from MLflow and
+    its snapshots are not in this results root, or the worker runs on another machine) trains itself, with
+    the same result."""
+    from disparse_core.trial import NOT_DENSE_PHASE, PRETRAINED
+
+    none = lambda why: SharedDense((), None, why)  # noqa: E731
+    w = spec.workload
+    methods = _candidates(spec, "method", w.get("method"))
+    if not spec.baseline or not methods or not any(m in PRETRAINED for m in methods):
+        return none("nothing (no pretrained method with a dense baseline)")
+    shaping = [p.name for p in spec.parameters if p.name.split(".", 1)[0] not in NOT_DENSE_PHASE]
+    if shaping:
+        return none(f"nothing: the space samples {', '.join(shaping)}, which shape(s) the dense phase of "
+                    f"pretrained trials; each trains it itself")
+    gradual = w.get("gradual") or {}
+    pre = _candidates(spec, "pretrain_steps", w.get("pretrain_steps"))
+    intervals = _candidates(spec, "gradual.interval", gradual.get("interval", 10))
+    if pre is None or intervals is None:
+        return none("nothing: pretrain_steps or gradual.interval is sampled from a range; each pretrained "
+                    "trial trains its dense phase itself")
+    steps_total = int(w.get("steps", 0) or 0)
+    pre = [steps_total // 2 if v is None else int(v) for v in pre]
+    ends = set(pre)
+    if "gradual" in w or any(p.name.startswith("gradual.") for p in spec.parameters):
+        ends |= {v - int(i) for v in pre for i in intervals if i is not None}
+    ends = sorted(e for e in ends if 0 < e < steps_total)
+    if not ends or len(ends) > _MAX_SNAPSHOTS:
+        return none(f"nothing: {len(ends)} possible ends of the dense phase (at most {_MAX_SNAPSHOTS} are saved)")
+    from ..tracking import baseline_key
+
+    key = baseline_key(baseline_config(spec))
+    folder = Path(results_root).resolve() / ".dense" / key if results_root is not None else None
+    return SharedDense(tuple(ends), folder,
+                       f"the dense phase of pretrained trials: the baseline saves its state at step(s) "
+                       f"{', '.join(map(str, ends))} ({folder}), a trial whose pretraining ends there starts from it")
+
+
 def _value(resolved: dict, dotted: str):
     """The baseline's value of a dotted key in its resolved config (defaults written out by the core)."""
     value = resolved
@@ -68,7 +138,8 @@ def absolute_paths(config: dict) -> dict:
 
 def run_baseline(plan, tracker, backend, out: TextIO) -> tuple[dict | None, float]:
     """(baseline metrics, seconds spent training it): reused from MLflow when its key was run before,
-    else trained as one Ray task and logged; (None, 0.0) when the space turns the baseline off."""
+    else trained as one Ray task and logged; (None, 0.0) when the space turns the baseline off. A trained
+    baseline saves the snapshots its pretrained trials start from (:func:`shared_dense`)."""
     from ..tracking import baseline_key
 
     if not plan.spec.baseline:
@@ -87,7 +158,11 @@ def run_baseline(plan, tracker, backend, out: TextIO) -> tuple[dict | None, floa
     config["num_threads"] = trial_threads(plan.spec)
     print(f"dense baseline: training (key {key}) ...", file=out, flush=True)
     t0 = time.perf_counter()
-    result = _train(backend, config, cpu, gpu)
+    shared = shared_dense(plan.spec, None)
+    if shared.steps:
+        shared = shared_dense(plan.spec, plan.results_dir.parent)
+    snapshots = {e: str(shared.folder / f"step{e}.pt") for e in shared.steps} if shared.folder else None
+    result = _train(backend, config, cpu, gpu, snapshots)
     seconds = time.perf_counter() - t0
     metrics = {k: float(v) for k, v in result.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -100,11 +175,12 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:300] or type(err).__name__
 
 
-def _train(backend, config: dict, cpu: float, gpu: float) -> dict:
+def _train(backend, config: dict, cpu: float, gpu: float, snapshots: dict | None = None) -> dict:
     """The baseline task; its failure becomes one line: a ``ValueError`` of the core is the input's fault
     (exit 2), anything else a failed run (exit 1). Ctrl+C passes through."""
     try:
-        return backend.run_remote(backend.baseline_task, config, cpu=cpu, gpu=gpu)
+        args = (config, snapshots) if snapshots else (config,)
+        return backend.run_remote(backend.baseline_task, *args, cpu=cpu, gpu=gpu)
     except ValueError as err:
         raise UserInputError(f"dense baseline: the fixed workload failed to run ({_first_line(err)}); "
                              f"expected a workload config the core accepts (fix the space's workload)") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserInputError, text_value_problem
-from .baseline import baseline_note
+from .baseline import baseline_note, shared_dense
 from .checks import check_creatable, check_free_space, check_local_cpus, nearest_existing
 from .files import (DEFAULT_RESULTS_ROOT, SPACE_COPY, STATE_FILE, STUDY_FILE, free_results_dir, latest_results_dir,
                     read_state, study_file)
@@ -336,6 +336,7 @@ def describe_plan(plan: Plan) -> str:
     note = baseline_note(spec)
     if note:
         lines.append(f"  {note}")
+    lines.append(f"shared: {shared_dense(spec, plan.results_dir.parent).reason}")
     lines.append("ray: " + (f"cluster at {plan.ray_address}" if plan.ray_address
                             else f"local on 127.0.0.1, {os.cpu_count()} CPUs"))
     lines.append(f"mlflow: {plan.tracking_uri}, experiment {plan.experiment!r}")

@@ -37,7 +37,7 @@ from typing import TextIO
 
 from ..errors import UserInputError
 from . import signals
-from .baseline import run_baseline
+from .baseline import run_baseline, shared_dense
 from .files import lock_results_dir, next_ray_run, write_front_csv
 from .output import browse_lines
 from .plan import Plan
@@ -247,7 +247,8 @@ def _run_trials(plan: Plan, summary: SweepSummary, session, tracker, backend, ou
     study = open_study(plan)
     driver = make_driver(spec, study, summary.baseline, plan.sweep_id,
                          note=lambda line: print(line, file=out, flush=True),
-                         on_skip=lambda *skipped: record_skipped(tracker, *skipped))
+                         on_skip=lambda *skipped: record_skipped(tracker, *skipped),
+                         start_from=shared_dense(spec, plan.results_dir.parent).folder)
     if plan.resume:
         again = driver.recover_interrupted()
         if again:

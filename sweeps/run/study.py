@@ -130,13 +130,16 @@ def _sqlite_storage(optuna, url: str, tries: int = 3):
             time.sleep(0.5)
 
 
-def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None, note=None, on_skip=None):
+def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None, note=None, on_skip=None,
+                start_from=None):
     """A :class:`~sweeps.searcher.StudyDriver` sampling full trial configs from ``spec``, with the
     baseline metrics (for ``delta_m``) and the thread count added, and the space's budgets as constraints.
     With ``sweep_id``, each trial's checkpoints and export go to its own folder (:func:`trial_file_paths`).
     ``note(line)``: where the driver's lines for the user go (repeated configurations, exhaustion).
     The metrics known before training (:mod:`sweeps.known`) are computed for every proposal; one whose
-    known metrics break a budget is not trained (``on_skip``: see :class:`~sweeps.searcher.StudyDriver`)."""
+    known metrics break a budget is not trained (``on_skip``: see :class:`~sweeps.searcher.StudyDriver`).
+    ``start_from``: the folder of the dense baseline's snapshots its pretrained trials start from
+    (:func:`sweeps.run.baseline.shared_dense`)."""
     from ..budgets import constraint_values
     from ..known import known_metrics, known_violation
     from ..searcher import TRIAL_KEY, StudyDriver
@@ -154,7 +157,8 @@ def make_driver(spec, study, baseline: dict | None, sweep_id: str | None = None,
 
     skip = (lambda known: known_violation(spec.budgets, known)) if spec.budgets else None
     return StudyDriver(study, sample, spec.metric_names, spec.trials, constraints=constraints,
-                       extra_config=extra, note=note, known=known_metrics, skip=skip, on_skip=on_skip)
+                       extra_config=extra, note=note, known=known_metrics, skip=skip, on_skip=on_skip,
+                       run_options={"start_from": str(start_from)} if start_from else None)
 
 
 TAG_SKIPPED = "disparse.skipped"

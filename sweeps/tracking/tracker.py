@@ -29,10 +29,11 @@ from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_
                     validate_tracking_uri)
 from .values import code_version_text, flatten_params, not_finite_keys, one_line, spec_attr, sweep_params
 from .values import code_version as _code_version     # start_sweep's argument shadows the name
+from .report import ReportWriter, sweep_info
 from .writer import RunWriter
 
 
-class SweepTracker(RunWriter):
+class SweepTracker(ReportWriter, RunWriter):
     """Writes one sweep to MLflow from one process (the Ray Tune driver). Call it from one thread.
 
     Use as a context manager (or call :meth:`abort` in a ``finally``) so that an interrupted sweep
@@ -54,6 +55,8 @@ class SweepTracker(RunWriter):
         self._status: dict[str, str] = {}          # trial key -> status as we know it
         self._last_step: dict[str, int] = {}       # run id -> highest step logged in this session
         self._plots = PlotQueue(self.tracking_uri)  # mask-IoU charts, drawn and logged off this thread
+        self._info: dict | None = None             # what the sweep run's description says of the sweep
+        self._aborting = False
 
     # context manager: anything left RUNNING is closed on the way out, queued charts are logged
     def __enter__(self) -> "SweepTracker":
@@ -115,6 +118,7 @@ class SweepTracker(RunWriter):
             space_text = spec_attr(spec, "raw_text") or None
         params, sampler_options = sweep_params(spec, self.sweep_id, config, sampler=sampler, seed=seed,
                                                space_path=space_path)
+        self._info = sweep_info(spec, self.sweep_id, config, params, space_path)
         flat = {k: v for k, v in flatten_params({k: v for k, v in params.items() if v is not None}).items()
                 if k not in logged}
         tags = {TAG_CODE_VERSION: code_version_text(cv)}
@@ -146,6 +150,7 @@ class SweepTracker(RunWriter):
             name = Path(space_path).name if space_path else "space.yaml"
             files[f"space/{name}"] = space_text
         self._log_texts(self.parent_run_id, files)
+        self.refresh_report()                 # the description: what is swept, and the state so far
         return self.parent_run_id
 
     def set_baseline(self, run_id: str) -> None:
@@ -170,8 +175,7 @@ class SweepTracker(RunWriter):
                     TAG_ROLE: "trial"}
             if optuna_number is not None:
                 tags[TAG_OPTUNA_NUMBER] = str(optuna_number)
-            name = f"trial-{optuna_number:04d}" if isinstance(optuna_number, int) else f"trial-{key}"
-            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            run_id = self.client.create_run(self.experiment_id, run_name=key, tags=tags).info.run_id
             self._trials[key], self._status[key] = run_id, "RUNNING"
             already: set[str] = set()
         else:                                          # resumed: reopen a failed / killed / running run
@@ -232,6 +236,7 @@ class SweepTracker(RunWriter):
             self._plots.submit(run_id, layers, key, shed)
         self.client.set_terminated(run_id, "FINISHED")
         self._status[key] = "FINISHED"
+        self.refresh_report()
 
     def trial_failed(self, trial_key: str, reason: Any) -> None:
         """Status FAILED with a one-line ``disparse.failure`` tag."""
@@ -242,10 +247,13 @@ class SweepTracker(RunWriter):
         self.client.set_tag(run_id, TAG_FAILURE, one_line(reason))
         self.client.set_terminated(run_id, "FAILED")
         self._status[key] = "FAILED"
+        if not self._aborting:
+            self.refresh_report()
 
     def abort(self, reason: str = "sweep interrupted") -> None:
         """Close every run this tracker left RUNNING (trials FAILED with the reason, the sweep KILLED),
         then wait for the queued mask-IoU charts (the runs first: a second Ctrl+C stops only the wait)."""
+        self._aborting = True
         for key, status in list(self._status.items()):
             if status == "RUNNING":
                 try:
@@ -253,6 +261,10 @@ class SweepTracker(RunWriter):
                 except Exception:
                     pass
         if self.parent_run_id:
+            try:
+                self.refresh_report("interrupted (resume it: see Next)")
+            except Exception:
+                pass
             try:
                 if self.client.get_run(self.parent_run_id).info.status == "RUNNING":
                     self.client.set_tag(self.parent_run_id, TAG_FAILURE, one_line(reason))
@@ -306,18 +318,12 @@ class SweepTracker(RunWriter):
                 self.client.log_artifact(self.parent_run_id, str(path))
             self.front_csv_text = (Path(tmp) / "pareto_front.csv").read_text()   # the results folder's copy
             self._log_batch(self.parent_run_id, tags=plot_tags)
+        if self._info is not None:
+            hv = hv_tags.get("disparse.hypervolume")
+            self._info["hypervolume"] = float(hv) if hv else None
+        self.refresh_report("finished")
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         return front
-
-    def _tag_front(self, records: list[dict[str, Any]], front_ids: set[str]) -> None:
-        """``disparse.pareto`` on exactly the current front members (a resumed sweep's old front loses it)."""
-        for rec in records:
-            if rec["run_id"] in front_ids:
-                self.client.set_tag(rec["run_id"], TAG_PARETO, "true")
-                rec["pareto"] = True
-            elif rec["pareto"]:
-                self.client.delete_tag(rec["run_id"], TAG_PARETO)
-                rec["pareto"] = False
 
     # -- baseline ------------------------------------------------------------------------------------------
 

@@ -105,3 +105,83 @@ def test_a_new_study_is_named_once_and_a_resumed_one_keeps_its_names(tmp_path):
         study = open_study(plan)
         assert study.metric_names == ["compression", "delta_m"]
         assert open_study(plan).metric_names == ["compression", "delta_m"]
+
+
+def _note(run) -> str:
+    return run.data.tags.get("mlflow.note.content", "")
+
+
+def test_the_sweep_runs_description_reports_front_choice_budgets_and_next_steps(browsed):
+    from sweeps import queries
+
+    parent, runs, uri = browsed["parent"], browsed["runs"], browsed["uri"]
+    eid = parent.info.experiment_id
+    note = _note(parent)
+    assert note.startswith("## Sweep `ui-demo`: finished, 4 of 4 trials done"), note
+    assert "space `ui-demo.yaml`" in note and "disparse_static, disparse_dynamic, snip" in note
+    assert "4 trials, 2 at a time" in note and "sampler tpe (seed 3)" in note
+    assert "compression ↑ (higher is better, share of the dense model's prunable weights removed)" in note
+    assert "delta_m ↑ (higher is better, % vs the dense baseline)" in note
+    assert "`seg.miou=-50%`" in note
+    baseline_id = parent.data.tags["disparse.baseline_run_id"]
+    assert f"[dense run](#/experiments/{eid}/runs/{baseline_id}?workflowType=machine_learning)" in note
+    assert "| seg.miou | higher | fraction 0-1 |" in note and "| normal.mean | lower | degrees |" in note
+    # the front as a table: one row per trial tagged on the front, its name linked to its run page
+    front = note.split("### Pareto front", 1)[1].split("###", 1)[0]
+    assert "| trial | compression ↑ | delta_m ↑ |" in front
+    for run in runs:
+        link = f"[{run.data.tags['disparse.trial_key']}](#/experiments/{eid}/runs/{run.info.run_id}" \
+               "?workflowType=machine_learning)"
+        assert (link in front) == (run.data.tags.get("disparse.pareto") == "true"), (link, front)
+    # the trial `best` picks under the sweep's budgets, and how to resume or choose again
+    out = io.StringIO()
+    queries.best(uri, None, None, "ui-demo", out=out, err=out)
+    chosen = re.search(r"run id\s+([0-9a-f]{32})", out.getvalue()).group(1)
+    picks = note.split("### The trial `best` picks", 1)[1].split("###", 1)[0]
+    assert f"/runs/{chosen}?" in picks
+    assert f"--resume --results-dir {browsed['results']}" in note
+    assert "tune.py best --sweep ui-demo --budget" in note
+    assert len(note) <= 8000
+
+
+def test_each_trial_run_has_a_one_line_description_and_its_name(browsed):
+    for run in browsed["runs"]:
+        note, tags = _note(run), run.data.tags
+        assert run.info.run_name == tags["disparse.trial_key"]      # the name the tables and the CLI use
+        assert "\n" not in note and note.startswith(run.data.params["method"] + " · sparsity ")
+        assert " · cutoff " in note and " · Δm " in note and " %" in note
+        on_front = tags.get("disparse.pareto") == "true"
+        assert note.endswith("on the Pareto front") and (note.endswith("not on the Pareto front") != on_front)
+
+
+def test_the_description_follows_the_trials_as_they_end(store, tmp_path):
+    """Mid-sweep, the sweep run says how many trials ended and which are on the front so far."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.run import RunOptions, make_plan
+    from sweeps.tracking import SweepTracker
+
+    plan = make_plan(RunOptions(space=str(write_space(tmp_path, name="live")), results_dir=str(tmp_path / "live"),
+                                tracking_uri=store))
+    client = MlflowClient(store)
+    config = {"method": "snip", "sparsity": 0.5, "cutoff": None}
+    with SweepTracker(store) as tracker:
+        parent = tracker.start_sweep(plan.spec, sweep_id="live", config={"trials": 4, "concurrency": 2})
+        assert "running, 0 of 4 trials done" in _note(client.get_run(parent))
+        tracker.trial_started("t0000", config)
+        tracker.trial_started("t0001", {**config, "sparsity": 0.8})
+        tracker.trial_completed("t0000", {"compression": 0.5, "delta_m": -1.0, "seg.miou": 0.7, "sparsity": 0.5})
+        note = _note(client.get_run(parent))
+        assert "running, 1 of 4 trials done, 1 running" in note and "[t0000](" in note
+        assert "Pareto front: 1 of 1 fully trained trials" in note
+        first = tracker._trials["t0000"]
+        assert _note(client.get_run(first)).endswith("on the Pareto front")
+        tracker.trial_completed("t0001", {"compression": 0.8, "delta_m": 2.0, "seg.miou": 0.72, "sparsity": 0.8})
+        note = _note(client.get_run(parent))
+        assert "running, 2 of 4 trials done" in note and "Pareto front: 1 of 2 fully trained trials" in note
+        # t0001 dominates t0000: the first trial leaves the front, its tag and description follow
+        assert _note(client.get_run(first)).endswith("not on the Pareto front")
+        assert "disparse.pareto" not in client.get_run(first).data.tags
+        assert client.get_run(tracker._trials["t0001"]).data.tags["disparse.pareto"] == "true"
+        tracker.abort("sweep interrupted; continue it with --resume")
+    assert _note(client.get_run(parent)).startswith("## Sweep `live`: interrupted")

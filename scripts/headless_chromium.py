@@ -3,8 +3,9 @@ pieces the browser tests (tests/browser/) and the screenshot script (mlflow_ui_s
 
 Standard library only: the DevTools protocol is JSON over a websocket on 127.0.0.1, and the few lines of
 RFC 6455 it needs are below. The browser is Debian's ``chromium`` package (``apt-get install -y
-chromium``), started with a fresh profile, no background networking, no proxy and no sandbox (CI runs
-as root); both it and the UI server run in their own process group and are stopped by their PID.
+chromium``), started with a fresh profile, no background networking, no way out of loopback (a dead
+proxy) and no sandbox (CI runs as root); it and the UI server each run in their own process group and
+are stopped by their PID.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ INSTALL_HINT = "apt-get install -y chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                   "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio",
-                  "--hide-scrollbars", "--proxy-server=direct://", "--proxy-bypass-list=*"]
+                  "--hide-scrollbars",
+                  # every request but loopback ones (which Chromium never proxies) goes to a closed local
+                  # port and fails: the pages under test reach nothing outside this machine
+                  "--proxy-server=http://127.0.0.1:9"]
 
 
 class BrowserUnavailable(RuntimeError):
@@ -145,6 +149,7 @@ class Browser:
         binary = find_chromium(chromium)
         profile = Path(profile)
         profile.mkdir(parents=True, exist_ok=True)
+        (profile / "DevToolsActivePort").unlink(missing_ok=True)     # a reused profile's old port
         self.proc = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],

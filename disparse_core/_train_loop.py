@@ -193,13 +193,21 @@ class TrialRun:
         return watershed_summary(ious, sizes, blocks, starved=self.pruner.starved)
 
     def _score_batches(self, n: int) -> list:
-        """The first ``n`` batches of the scoring stream (seeded apart from the training order)."""
+        """The first ``n`` batches of the scoring stream (seeded apart from the training order). Kept for
+        the next trial of this process with the same data, seed and batch size (:data:`SCORE_CACHE`)."""
+        key = _score_key(self.cfg)
+        cached = SCORE_CACHE.get(key)
+        if cached is not None and len(cached) >= n:
+            return list(cached[:n])
         out = []
         for batch in _cycle(self.score_loader):
             out.append(batch)
             if len(out) == n:
-                return out
-        return out
+                break
+        if key is not None and _batch_bytes(out) <= SCORE_CACHE_BYTES:
+            SCORE_CACHE.clear()                  # one data set and seed at a time: a sweep's trials share it
+            SCORE_CACHE[key] = out
+        return list(out)
 
     def _sample_batch(self):
         """The first batch of the scoring stream, on the device."""
@@ -331,6 +339,33 @@ class TrialRun:
             if saved.get(key) != value:
                 raise ValueError(f"resume: checkpoint {path} was written with {key}={saved.get(key)!r}, "
                                  f"this config has {key}={value!r}")
+
+
+#: The scoring batches of the last (data, seed, batch size) of this process: a sweep's trials run one
+#: after another in a reused worker (Ray Tune's ``reuse_actors``) and score on the same first batches
+#: of the same seeded stream, so they are read and augmented once. The batches are the ones the loader
+#: gives (CPU tensors, never changed in place by the scoring); the built-in workloads only (a user's
+#: workload may not be a pure function of these keys); at most :data:`SCORE_CACHE_BYTES`.
+SCORE_CACHE: dict = {}
+SCORE_CACHE_BYTES = 256 * 2 ** 20
+
+
+_BUILT_IN = ("scenes", "digits", "cues", "nyuv2", "cityscapes", "taskonomy")
+
+
+def _score_key(cfg: TrialConfig):
+    if not isinstance(cfg.workload, str) or cfg.workload not in _BUILT_IN:
+        return None
+    return (cfg.workload, cfg.data_root, cfg.image_size, cfg.train_size, cfg.test_size,
+            tuple(cfg.tasks) if cfg.tasks else None, cfg.seed, cfg.batch_size)
+
+
+def _batch_bytes(batches) -> int:
+    total = 0
+    for inputs, targets in batches:
+        total += inputs.numel() * inputs.element_size()
+        total += sum(t.numel() * t.element_size() for t in targets.values())
+    return total
 
 
 def _safe_delta_m(metrics, baseline, groups) -> float:

@@ -57,3 +57,20 @@ def test_a_snapshot_of_another_training_setting_or_step_is_not_used(dense_snapsh
     static = {**BASE, "method": "snip", "sparsity": 0.7}
     assert dense_phase_end(TrialConfig.from_dict(static)) is None
     assert run_trial(static, start_from=str(dense_snapshots))["dense_steps_reused"] == 0
+
+
+def test_trials_of_one_process_score_on_the_same_batches_read_once():
+    """Static scoring: the second trial with the same data, seed and batch size takes the scoring batches
+    the first one read (SCORE_CACHE), and its result is the one it gets when it reads them itself."""
+    from disparse_core import _train_loop
+
+    config = {**BASE, "method": "disparse_static", "sparsity": 0.8, "score_batches": 3}
+    _train_loop.SCORE_CACHE.clear()
+    fresh = run_trial(config)
+    (key, cached), = _train_loop.SCORE_CACHE.items()
+    assert len(cached) == 3 and key[-2:] == (BASE["seed"], BASE["batch_size"])
+    again = run_trial({**config, "sparsity": 0.8})
+    assert _train_loop.SCORE_CACHE[key] is cached           # read once: the same tensors were used
+    _same(fresh, again)
+    other_seed = run_trial({**config, "seed": 4})
+    assert list(_train_loop.SCORE_CACHE) != [key] and other_seed["compression"] == fresh["compression"]

@@ -98,3 +98,16 @@ def test_good_own_files_pass_the_dry_run_and_write_nothing(tmp_path):
     assert "dry run: nothing started, nothing written" in done.stdout
     assert "budgets: b.hits>=0.1" in done.stdout
     assert {p.name for p in tmp_path.iterdir()} - {"__pycache__"} == {"mydata.py", "mynet.py", "space.yaml"}
+
+
+def test_the_lines_docs_extending_shows_are_the_ones_tested_here():
+    """Every ``error:`` line docs/extending.md shows starts as one of the cases above says it does."""
+    from sweep_helpers import REPO_ROOT
+
+    shown = [line[len("error: "):] for line in (REPO_ROOT / "docs" / "extending.md").read_text().splitlines()
+             if line.startswith("error: ")]
+    assert len(shown) >= 7
+    for line in shown:
+        case = next((c for c in CASES if line.startswith(c[3])), None)
+        assert case is not None, line
+        assert all(text in line for text in case[4]), (line, case[4])

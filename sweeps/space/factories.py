@@ -90,6 +90,10 @@ def check_user_factories(base: Mapping[str, Any]) -> UserFactories:
         raise SpaceError(f"workload.arch: {arch} has no prunable layer (no nn.Conv2d or nn.Linear that is not "
                          f"excluded); expected at least one layer to prune")
     inputs, targets = next(iter(workload.train_loader(min(2, len(workload.train)), seed=0, drop_last=False)))
+    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, Mapping):
+        raise SpaceError(f"workload.workload: {_name(workload_spec)!r} gives items of ({type(inputs).__name__}, "
+                         f"{type(targets).__name__}); expected (input tensor, {{task: target}}) (several inputs "
+                         f"go side by side in one tensor)")
     try:
         outputs = forward_tasks(model, inputs)
     except ValueError as err:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from byo_modules import byo_space, write_user_files
+from byo_modules import DATA, byo_space, write_user_files
 from sweep_helpers import run_cli
 
 MYNET = {"factory": "mynet:build", "args": {"width": 4}}
@@ -111,3 +111,15 @@ def test_the_lines_docs_extending_shows_are_the_ones_tested_here():
         case = next((c for c in CASES if line.startswith(c[3])), None)
         assert case is not None, line
         assert all(text in line for text in case[4]), (line, case[4])
+
+
+def test_items_that_are_not_one_input_tensor_and_targets_are_one_line(tmp_path):
+    data = DATA.replace('return self.x[i], {"a": self.a[i], "b": self.b[i]}',
+                        'return {"image": self.x[i]}, {"a": self.a[i], "b": self.b[i]}')
+    write_user_files(tmp_path, data=data)
+    space = byo_space(tmp_path)
+
+    done = run_cli(["--space", space.name, "--dry-run"], cwd=tmp_path, timeout=120)
+
+    _check_one_line(done, tmp_path, "workload.workload: 'mydata:build' gives items of (dict, dict)",
+                    ["expected (input tensor, {task: target})"])

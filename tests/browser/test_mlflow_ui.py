@@ -1,5 +1,6 @@
 """The MLflow UI over a real sweep's store, in headless Chromium: the pages the sweep links to show its
-trials. The UI is ``mlflow ui`` on 127.0.0.1 on a free port (the ``mlflow_ui`` fixture)."""
+trials, and the sweep run's description its front, each trial a link to its run. The UI is ``mlflow ui``
+on 127.0.0.1 on a free port (the ``mlflow_ui`` fixture)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,39 @@ def test_the_sweep_link_opens_the_parent_run_with_its_trials_as_child_runs(brows
     listed = browser.wait(f"""(() => {{ const t = document.body.innerText.split('Child runs')[1] || '';
       return {json.dumps(names)}.every(n => t.includes(n)); }})()""", timeout=30)
     assert listed, browser.text().split("Child runs", 1)[-1][:1000]
+
+
+FRONT_TABLE = """(() => {
+  const table = [...document.querySelectorAll('table')].find(t => t.rows.length && t.rows[0].cells.length
+    && t.rows[0].cells[0].textContent.trim() === 'trial' && t.rows[0].textContent.includes(%s));
+  if (!table) return null;
+  return [...table.rows].map(r => [...r.cells].map(c => {
+    const a = c.querySelector('a'); return [c.textContent.trim(), a ? a.href : null, a ? a.target : null]; })); })()"""
+
+
+def test_the_sweep_runs_description_shows_the_front_as_a_table_whose_trials_open_in_one_click(browser, sweep,
+                                                                                              mlflow_ui):
+    parent = sweep.parent
+    assert parent.data.tags.get("mlflow.note.content"), "the sweep run has no description"
+    front = {r.info.run_name: r for r in sweep.trials if r.data.tags.get("disparse.pareto") == "true"}
+    assert front
+    assert browser.open(run_url(sweep.experiment_id, parent.info.run_id, port=mlflow_ui.port),
+                        wait_for="Pareto front", timeout=90), browser.text()[:2000]
+    rows = browser.wait(FRONT_TABLE % json.dumps("compression"), timeout=30)
+    assert rows, f"no rendered front table in the description: {browser.text()[:3000]}"
+    head, body = [cell[0] for cell in rows[0]], rows[1:]
+    assert head[1:3] == ["compression ↑", "delta_m ↑"], head
+    assert sorted(row[0][0] for row in body) == sorted(front)
+    for row in body:
+        run = front[row[0][0]]
+        assert f"/runs/{run.info.run_id}" in row[0][1], row[0]          # the name links to the trial's page
+        for (text, *_), key in zip(row[1:3], ("compression", "delta_m")):
+            assert float(text) == pytest.approx(run.data.metrics[key], rel=1e-3)
+    # a trial's name opens its run page (MLflow's markdown opens links in a new tab: follow the address)
+    name, href, opens_in = body[0][0]
+    target = front[name]
+    assert opens_in == "_blank"
+    assert href.startswith(mlflow_ui.url + "/#/experiments/") and href.endswith("workflowType=machine_learning")
+    assert browser.open(href, wait_for=target.info.run_id, timeout=60), browser.text()[:2000]
+    assert browser.wait("document.body.innerText.includes('on the Pareto front')", timeout=30), \
+        browser.text()[:2000]

@@ -147,6 +147,30 @@ class _Oracle:
         return "CONTINUE" if trial_id in self.front or t < self.grace else "STOP"
 
 
+class _Stratum:
+    """MO-ASHA's rungs with the comparison made at equal compression (issue 17): a trial reaching a rung is
+    ranked on Δm alone among the trials recorded there whose (known, exact) compression is within
+    ``width / 2`` of its own; it continues when first or best of that stratum or within its top
+    ``1/rf``. Measured and rejected (bench/RESULTS.md): kept here, not in the sweep."""
+
+    def __init__(self, grace: int, rf: float, steps: int, width: float):
+        from sweeps.ray import MOAshaRungs
+
+        self.rungs = MOAshaRungs(list(OBJECTIVES), list(DIRECTIONS), grace, steps, rf)
+        self.rf, self.width = rf, width
+
+    def on_result(self, trial_id, t, result):
+        from sweeps.ray.mo_asha import decide
+
+        rung = self.rungs._rung(trial_id, float(t))
+        if rung is None:
+            return "CONTINUE"
+        c, d = result["compression"], result["delta_m"]
+        same = [(v[1],) for v in self.rungs.recorded[rung].values() if abs(v[0] - c) <= self.width / 2]
+        self.rungs.recorded[rung][trial_id] = (c, d)
+        return decide(same, (d,), ["maximize"], self.rf).action
+
+
 def make_rule(kind: str, grace: int, rf: float, steps: int, trials: list[dict]):
     from sweeps.ray import MOAshaRungs
     from sweeps.pareto import pareto_front
@@ -158,6 +182,8 @@ def make_rule(kind: str, grace: int, rf: float, steps: int, trials: list[dict]):
         return MOAshaRungs(list(OBJECTIVES), list(DIRECTIONS), grace, steps, rf, keep_non_dominated=False)
     if kind == "delta_m":   # one objective: ASHA's rule on delta_m alone (over ranks)
         return MOAshaRungs(["delta_m"], ["maximize"], grace, steps, rf)
+    if kind.startswith("stratum"):
+        return _Stratum(grace, rf, steps, float(kind[len("stratum"):]))
     if kind == "oracle":
         full = [i for i, t in enumerate(trials) if t["values"] is not None]
         front = {full[j] for j in pareto_front([tuple(trials[i]["values"]) for i in full], DIRECTIONS)}
@@ -172,6 +198,7 @@ VARIANTS = [  # (rule, grace, reduction factor, trials); "strict": keep_non_domi
     ("strict", 5, 4, 48), ("strict", 5, 2, 48), ("strict", 10, 2, 48), ("strict", 5, 9, 48),
     ("delta_m", 5, 3, 48), ("delta_m", 15, 3, 48),
     ("oracle", 5, 3, 48), ("oracle", 5, 3, 24), ("oracle", 15, 3, 24),
+    ("stratum0.05", 5, 3, 48), ("stratum0.1", 5, 3, 48), ("stratum0.2", 5, 3, 48),
 ]
 
 
@@ -186,7 +213,7 @@ def _median(xs: list[float]) -> float:
 
 
 def replay_files(paths: list[str], concurrency: int) -> dict:
-    from sweeps.pareto import hypervolume
+    from sweeps.pareto import hypervolume, pareto_front
 
     rows = []
     for path in paths:
@@ -200,9 +227,13 @@ def replay_files(paths: list[str], concurrency: int) -> dict:
                "variants": {}}
         for kind, grace, rf, n in VARIANTS:
             subset = trials[:n]
-            frac, at_budget = fraction_to_reach(
-                replay(subset, steps, make_rule(kind, grace, rf, steps, subset), concurrency), target, budget)
-            row["variants"][f"{kind} g{grace} rf{rf:g} n{n}"] = {"fraction": frac, "hv_at_budget": at_budget}
+            done = replay(subset, steps, make_rule(kind, grace, rf, steps, subset), concurrency)
+            frac, at_budget = fraction_to_reach(done, target, budget)
+            # front members lost: trials on the front of the n trained in full that the rule stopped
+            front = set(pareto_front([tuple(t["values"]) for t in subset], DIRECTIONS))
+            lost = len(front & {d["i"] for d in done if not d["complete"]})
+            row["variants"][f"{kind} g{grace} rf{rf:g} n{n}"] = {"fraction": frac, "hv_at_budget": at_budget,
+                                                                "front": len(front), "front_lost": lost}
         rows.append(row)
     rows.sort(key=lambda r: r["seed"])
     names = list(rows[0]["variants"]) if rows else []
@@ -215,7 +246,9 @@ def replay_files(paths: list[str], concurrency: int) -> dict:
                          "max": _finite_or_none(fr[-1]), "goal_met": sum(f <= 1 / 3 for f in fr),
                          "reached": sum(math.isfinite(f) for f in fr),
                          "hv_gain_at_budget": ({"median": _median(gain), "min": gain[0], "max": gain[-1]}
-                                               if gain else None)}
+                                               if gain else None),
+                         "front_lost": [r["variants"][name].get("front_lost") for r in rows],
+                         "front": [r["variants"][name].get("front") for r in rows]}
     return {"concurrency": concurrency, "rows": rows, "summary": medians}
 
 
@@ -245,8 +278,8 @@ def main(argv=None) -> int:
     res = replay_files(args.files, args.concurrency)
     n = len(res["rows"])
     print("| rule | fraction to random hv: median | range | ≤ 1/3 | reached | hv at random budget vs random: median "
-          "| range |")
-    print("|---|---|---|---|---|---|---|")
+          "| range | front members stopped (of the front) |")
+    print("|---|---|---|---|---|---|---|---|")
     def frac(x):
         return "not reached" if x is None else f"{x:.2f}"
 
@@ -254,7 +287,7 @@ def main(argv=None) -> int:
         g = s["hv_gain_at_budget"]
         gains = f"{g['median']:+.1%} | {g['min']:+.1%} to {g['max']:+.1%}" if g else "— | —"
         print(f"| {name} | {frac(s['median'])} | {frac(s['min'])}–{frac(s['max'])} | {s['goal_met']}/{n} "
-              f"| {s['reached']}/{n} | {gains} |")
+              f"| {s['reached']}/{n} | {gains} | {', '.join(f'{a}/{b}' for a, b in zip(s['front_lost'], s['front']))} |")
     print(f"wrote {write_result('asha_replay', res, args.out)}")
     return 0
 

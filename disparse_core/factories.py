@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["FACTORY_EXPECTED", "is_factory", "check_factory", "factory_key", "load_factory", "call_factory",
-           "user_code_paths"]
+           "code_fingerprint", "user_code_paths"]
 
 _PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 FACTORY_EXPECTED = "a factory 'module:function' or {factory: 'module:function', args: {...}}"
@@ -35,7 +35,7 @@ def is_factory(value: Any) -> bool:
 
 
 def factory_key(spec: Mapping[str, Any]) -> str:
-    """A stable text of a spec (cache key, messages)."""
+    """A stable text of a spec (cache key, messages); its ``code`` fingerprint plays no part."""
     import json
     return json.dumps({"factory": spec["factory"], "args": spec.get("args") or {}}, sort_keys=True, default=str)
 
@@ -61,7 +61,7 @@ def check_factory(key: str, value: Any, builtins: tuple[str, ...], what: str) ->
             raise ValueError(f"{key}: {value!r} is not a known {what}{hint}; expected {expected}")
     if not isinstance(value, Mapping):
         raise ValueError(f"{key}: {_show(value)} is not a {what} name or factory; expected {expected}")
-    extra = [k for k in value if k not in ("factory", "args")]
+    extra = [k for k in value if k not in ("factory", "args", "code")]
     if extra:
         raise ValueError(f"{key}.{extra[0]}: unknown key; expected factory and args")
     path = value.get("factory")
@@ -74,7 +74,13 @@ def check_factory(key: str, value: Any, builtins: tuple[str, ...], what: str) ->
     if not isinstance(args, Mapping) or not all(isinstance(k, str) and k.isidentifier() for k in args):
         raise ValueError(f"{key}.args: {_show(args)} is not a mapping of keyword arguments; expected "
                          f"{{name: value, ...}}")
-    return {"factory": path.strip(), "args": copy.deepcopy(dict(args))}
+    out = {"factory": path.strip(), "args": copy.deepcopy(dict(args))}
+    if value.get("code") is not None:       # the fingerprint of its source a sweep records (code_fingerprint)
+        if not isinstance(value["code"], str):
+            raise ValueError(f"{key}.code: {_show(value['code'])} is not a fingerprint; expected the text "
+                             f"code_fingerprint gives (or no code key)")
+        out["code"] = value["code"]
+    return out
 
 
 def _import(module: str, key: str, path: str):
@@ -142,6 +148,10 @@ def call_factory(spec: Mapping[str, Any], key: str, *, offered: Mapping[str, Any
     ``required`` ones must be taken (a config key given for the factory); ``args`` win over both.
     An exception the factory raises becomes one ``ValueError`` line naming ``key`` and the factory."""
     fn = load_factory(spec, key)
+    if spec.get("code") and code_fingerprint(spec) not in ("", spec["code"]):
+        raise ValueError(f"{key}.code: the source of {spec['factory']!r} here ({code_fingerprint(spec)}) is not the "
+                         f"one the sweep checked ({spec['code']}); expected the same code on every node (files "
+                         f"edited during the sweep, or another version installed)")
     args = dict(spec.get("args") or {})
     extra = {k: v for k, v in (offered or {}).items() if k not in args and _accepts(fn, k)}
     for name, value in (required or {}).items():
@@ -159,6 +169,30 @@ def call_factory(spec: Mapping[str, Any], key: str, *, offered: Mapping[str, Any
             text += (f"; expected it to return {'a Workload' if 'workload' in key else 'a model'} for args "
                      f"{_show(args)}")
         raise ValueError(f"{key}: factory {spec['factory']!r} raised {text}") from None
+
+
+def code_fingerprint(spec: Mapping[str, Any]) -> str:
+    """``sha256:<12 hex>`` of the source a factory came from (its module file, or every ``.py`` file of
+    its top-level package), so that a config records which version of the user's code ran and a changed
+    file is a changed config. Call after the factory loaded; ``""`` when the source cannot be read."""
+    import hashlib
+    top = spec["factory"].partition(":")[0].split(".")[0]
+    module = sys.modules.get(top)
+    paths = list(getattr(module, "__path__", []) or [])
+    if paths:
+        files = sorted(Path(paths[0]).rglob("*.py"))
+    elif getattr(module, "__file__", None):
+        files = [Path(module.__file__)]
+    else:
+        return ""
+    digest = hashlib.sha256()
+    try:
+        for f in files:
+            digest.update(str(f.relative_to(paths[0]) if paths else f.name).encode() + b"\0")
+            digest.update(f.read_bytes() + b"\0")
+    except (OSError, ValueError):
+        return ""
+    return "sha256:" + digest.hexdigest()[:12]
 
 
 def user_code_paths(spec: Mapping[str, Any], root: str | os.PathLike | None = None) -> list[Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from disparse_core.config import ARCHS, WORKLOADS
-from disparse_core.factories import check_factory, is_factory, user_code_paths
+from disparse_core.factories import check_factory, code_fingerprint, is_factory, user_code_paths
 
 from ..errors import SpaceError
 
@@ -33,6 +33,7 @@ class UserFactories:
     code: tuple[Path, ...] = ()
     metric_directions: dict = field(default_factory=dict)
     train_size: int = 0
+    specs: dict = field(default_factory=dict)       # {"workload"/"arch": the spec with its code fingerprint}
 
 
 def names_factory(base: Mapping[str, Any]) -> bool:
@@ -106,8 +107,10 @@ def check_user_factories(base: Mapping[str, Any]) -> UserFactories:
     code = [p for spec in (workload_spec, arch_spec) if is_factory(spec) for p in user_code_paths(spec)]
     directions = {m: "maximize" if _higher(m) else "minimize"
                   for info in workload.tasks.values() if info.kind == "custom" for m in info.metrics}
+    specs = {key: {**spec, "code": code_fingerprint(spec)} for key, spec in
+             (("workload", workload_spec), ("arch", arch_spec)) if is_factory(spec)}
     return UserFactories(code=tuple(dict.fromkeys(code)), metric_directions=directions,
-                         train_size=len(workload.train))
+                         train_size=len(workload.train), specs=specs)
 
 
 def _name(spec: Any) -> str:

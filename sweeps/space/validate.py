@@ -106,6 +106,7 @@ class SpaceValidator:
         tasks = base.get("tasks")
         # a workload or arch of your own: built and checked here, before any trial (sweeps/space/factories.py)
         self.user = check_user_factories(base) if names_factory(base) else UserFactories()
+        base.update(self.user.specs)     # with the fingerprint of their code: a changed file is a new config
         for i, task in enumerate(tasks or ()):
             if not isinstance(task, str):
                 raise bad_value(f"workload.tasks[{i}]", task, "is not a task name", f"a task of {workload} (a string)")

@@ -190,3 +190,20 @@ def test_a_factory_that_returns_the_wrong_thing_is_one_line(user_modules, tmp_pa
         build_workload({"factory": f"{name}:data", "args": {}})
     with pytest.raises(ValueError, match=r"^arch: factory '.*:net' returned str; expected a torch.nn.Module"):
         build_model({"factory": f"{name}:net", "args": {}}, {"a": 1})
+
+
+def test_the_code_fingerprint_records_the_source_and_a_changed_file_is_refused(tmp_path, monkeypatch):
+    from disparse_core.factories import code_fingerprint
+    name = f"byo_fp_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = check_factory("arch", f"{name}:build", ("small",), "arch")
+    build_model(spec, {"a": 2})
+    fingerprint = code_fingerprint(spec)
+    assert fingerprint.startswith("sha256:") and len(fingerprint) == len("sha256:") + 12
+    assert check_factory("arch", {**spec, "code": fingerprint}, ("small",), "arch")["code"] == fingerprint
+    build_model({**spec, "code": fingerprint}, {"a": 2})                  # the same source: fine
+    path.write_text(NET + "\n# edited\n")
+    with pytest.raises(ValueError, match=r"^arch.code: the source of .* is not the one the sweep checked"):
+        build_model({**spec, "code": fingerprint}, {"a": 2})

@@ -41,7 +41,9 @@ def test_the_own_model_example_sweeps_from_an_empty_folder_and_reads_back(tmp_pa
     assert {"pareto_front.csv", "pareto_front.html", "pareto_compression_vs_count.miscount.png"} <= artifacts
     local = client.download_artifacts(runs[0].info.run_id, "trial_config.json", str(tmp_path / "dl"))
     config = json.loads(open(local).read())
-    assert config["arch"] == {"factory": "resnet_heads:build", "args": {"width": 8}}
+    assert {k: config["arch"][k] for k in ("factory", "args")} == {"factory": "resnet_heads:build",
+                                                                    "args": {"width": 8}}
+    assert config["arch"]["code"].startswith("sha256:")        # which version of the user's file ran
     assert config["workload"]["factory"] == "shapes_data:build" and config["tasks"] == ["seg", "depth", "count"]
 
     # best under a budget on the custom metric: lower is better, so the bound is an upper one

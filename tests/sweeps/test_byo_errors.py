@@ -33,6 +33,9 @@ CASES = [
     ("unknown-metric-direction", {"factory": "mydata:build", "args": {"hits_direction": "up"}}, MYNET,
      "workload.workload: factory 'mydata:build' raised ValueError: custom_task: metric 'hits' direction 'up'",
      ["expected max or min"]),
+    ("output-has-a-task-the-space-leaves-out", None, {"factory": "mynet:build", "args": {"outputs": ["a", "b"]}},
+     "workload.arch: the model of 'mynet:build' returns task 'b', which the space leaves out",
+     ["workload.tasks: a", "expected exactly those tasks"]),
     ("nothing-prunable", None, {"factory": "mynet:build", "args": {"exclude_all": True}},
      "workload.arch: the model of 'mynet:build' has no prunable layer", ["expected at least one layer"]),
     ("cutoff-with-own-arch", None, MYNET, "trial config cutoff: 2 applies to the built-in archs",
@@ -57,10 +60,10 @@ def test_a_bad_own_workload_or_arch_is_one_line_at_dry_run(tmp_path, case):
     name, workload, arch, starts, names = case
     write_user_files(tmp_path)
     space = byo_space(tmp_path, workload=workload, arch=arch)
-    if name == "cutoff-with-own-arch":
+    if name in ("cutoff-with-own-arch", "output-has-a-task-the-space-leaves-out"):
         import yaml
         data = yaml.safe_load(space.read_text())
-        data["workload"]["cutoff"] = 2
+        data["workload"].update({"cutoff": 2} if name == "cutoff-with-own-arch" else {"tasks": ["a"]})
         space.write_text(yaml.safe_dump(data, sort_keys=False))
 
     done = run_cli(["--space", space.name, "--dry-run"], cwd=tmp_path, timeout=120)

@@ -135,6 +135,10 @@ class SpaceField(core.Field):
                 raise bad_value(key, value, "is out of range", self.expected())
             return num
         if self.kind == "factory":     # a built-in name, or a factory of your own: kept as written
+            if key.startswith("parameters.") and value not in self.choices and (
+                    isinstance(value, Mapping) or (isinstance(value, str) and ":" in value)):
+                raise bad_value(key, value, "names a factory of your own, which a sweep does not sample",
+                                f"one of {', '.join(self.choices)} here (fix it as workload.{self.what})")
             try:
                 normalised = check_factory(key, value, self.choices, self.what)
             except ValueError as err:

@@ -126,3 +126,18 @@ def test_items_that_are_not_one_input_tensor_and_targets_are_one_line(tmp_path):
 
     _check_one_line(done, tmp_path, "workload.workload: 'mydata:build' gives items of (dict, dict)",
                     ["expected (input tensor, {task: target})"])
+
+
+def test_an_own_arch_among_sampled_values_is_one_line(tmp_path):
+    """Only the fixed workload.arch is built, checked and shipped: a sweep does not sample factories."""
+    write_user_files(tmp_path)
+    space = byo_space(tmp_path, parameters={"arch": {"values": ["small", "mynet:build"]}})
+    import yaml
+    data = yaml.safe_load(space.read_text())
+    del data["workload"]["arch"]
+    space.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    done = run_cli(["--space", space.name, "--dry-run"], cwd=tmp_path, timeout=120)
+
+    _check_one_line(done, tmp_path, "parameters.arch.values[1]: 'mynet:build' names a factory of your own",
+                    ["expected one of small, deeplab_resnet34 here (fix it as workload.arch)"])

@@ -15,6 +15,9 @@ What it does, in order:
    - ``mlflow_experiment.png``: the runs link, as it lands;
    - ``mlflow_nested_trials.png``: after one click on the ``+`` of the sweep's row;
    - ``mlflow_parent_run.png``: the sweep link (the sweep run's page, its description on top);
+   - ``mlflow_sweep_front.png``: after one click on the description's *Show more*, scrolled to the front;
+   - ``mlflow_trial_run.png``: the page of a trial on the front (its name links there from the sweep run),
+     scrolled to its metrics;
    - ``mlflow_pareto_artifact.png``: the sweep run's ``pareto_front.html`` in its *Artifacts* tab;
 
    nothing on the page is closed or moved by the script: MLflow's Assistant panel stays open where a
@@ -50,6 +53,24 @@ EXPAND = """(() => {
   const button = row && row.querySelector('button[data-component-id*="runnamecellrenderer"]');
   if (!button) return false;
   button.click();
+  return true; })()"""
+SHOW_MORE = """(() => {
+  const button = [...document.querySelectorAll('button, a, span')].find(b => b.textContent.trim() === 'Show more');
+  if (!button) return false;
+  button.click();
+  return true; })()"""
+FRONT_IN_VIEW = """(() => {
+  const table = [...document.querySelectorAll('table')].find(t => t.rows.length
+    && t.rows[0].cells.length && t.rows[0].cells[0].textContent.trim() === 'trial');
+  if (!table) return false;
+  table.scrollIntoView({block: 'center'});
+  return true; })()"""
+
+METRICS_IN_VIEW = """(() => {
+  const head = [...document.querySelectorAll('h1, h2, h3, h4, span, div')].find(e => e.children.length === 0
+    && /^Metrics \\(\\d+\\)$/.test(e.textContent.trim()));
+  if (!head) return false;
+  head.scrollIntoView({block: 'start'});
   return true; })()"""
 
 
@@ -126,6 +147,16 @@ def main(argv=None) -> int:
         ok = browser.open(run_url(exp_id, run_id, port=port), wait_for="Child runs", timeout=60)
         take(browser, out, "mlflow_parent_run.png", ok, shots)
 
+        ok = bool(browser.evaluate(SHOW_MORE)) and bool(browser.wait(FRONT_IN_VIEW, timeout=20))
+        take(browser, out, "mlflow_sweep_front.png", ok, shots, settle=1.0)
+
+        front = sorted((t for t in trials if t.data.tags.get("disparse.pareto") == "true"),
+                       key=lambda t: t.info.run_name)
+        if front:
+            ok = browser.open(run_url(exp_id, front[0].info.run_id, port=port), wait_for="Metrics (",
+                              timeout=60) and bool(browser.evaluate(METRICS_IN_VIEW))
+            take(browser, out, "mlflow_trial_run.png", ok, shots)
+
         artifact = f"{ui_base(port=port)}/{artifact_route(exp_id, run_id, 'pareto_front.html')}"
         ok = browser.open(artifact, wait_for="pareto_front.html", timeout=60)
         take(browser, out, "mlflow_pareto_artifact.png", ok, shots, settle=4.0)
@@ -139,7 +170,7 @@ def main(argv=None) -> int:
     print(f"sweep {parent.data.tags.get('disparse.sweep_id')}, experiment {exp.name} ({exp_id}), "
           f"sweep run {run_id}, {len(trials)} trials, window {args.width}x{args.height}")
     shutil.rmtree(work, ignore_errors=True)
-    return 0 if len(shots) == 4 and all(ok for _, ok in shots) else 1
+    return 0 if len(shots) == 6 and all(ok for _, ok in shots) else 1
 
 
 if __name__ == "__main__":

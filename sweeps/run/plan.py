@@ -339,6 +339,9 @@ def describe_plan(plan: Plan) -> str:
     lines.append(f"shared: {shared_dense(spec, plan.results_dir.parent).reason}")
     lines.append("ray: " + (f"cluster at {plan.ray_address}" if plan.ray_address
                             else f"local on 127.0.0.1, {os.cpu_count()} CPUs"))
+    if getattr(spec, "user_code", ()):      # a workload or arch of the user's own (docs/extending.md)
+        lines.append("user code: " + ", ".join(Path(p).name for p in spec.user_code)
+                     + " (copied to every Ray worker as the job's working_dir)")
     lines.append(f"mlflow: {plan.tracking_uri}, experiment {plan.experiment!r}")
     lines.append(f"results: {plan.results_dir} (sweep.json, space.yaml, {STUDY_FILE}, ray/)")
     return "\n".join(lines)

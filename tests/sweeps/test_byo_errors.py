@@ -100,6 +100,7 @@ def test_good_own_files_pass_the_dry_run_and_write_nothing(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dry run: nothing started, nothing written" in done.stdout
     assert "budgets: b.hits>=0.1" in done.stdout
+    assert "user code: mydata.py, mynet.py (copied to every Ray worker" in done.stdout
     assert {p.name for p in tmp_path.iterdir()} - {"__pycache__"} == {"mydata.py", "mynet.py", "space.yaml"}
 
 

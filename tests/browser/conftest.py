@@ -1,5 +1,5 @@
 """The browser tests' set-up: one headless Chromium, one tiny real sweep and one ``mlflow ui`` over its
-store, each shared by the whole session.
+store, each shared by the browser tests and released when they end (package scope).
 
 The browser is Debian's ``chromium`` (``.ci/run`` installs it), driven over the DevTools protocol by
 ``scripts/headless_chromium.py``, the driver the screenshot script uses too. Where no browser can start,
@@ -36,7 +36,7 @@ def no_browser(reason: str):
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(tmp_path_factory):
     """A headless Chromium page, 1280 x 800; each test opens the page it needs."""
     try:
@@ -61,7 +61,7 @@ class Sweep:
     trials: list                 # its trial runs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sweep(browser, ray_local, tmp_path_factory) -> Sweep:
     """Four trials of the tiny space (real Ray, Optuna, MLflow sqlite, run_trial; ~30 s on 2 cores).
     Asks for the browser first, so that a machine without one skips before training anything."""
@@ -82,7 +82,7 @@ def sweep(browser, ray_local, tmp_path_factory) -> Sweep:
                  trial_runs(plan.tracking_uri, plan.sweep_id))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mlflow_ui(sweep, tmp_path_factory):
     """``mlflow ui`` on 127.0.0.1 (a free port) over the sweep's store; stopped by its PID."""
     ui = MlflowUI(sweep.tracking_uri, free_port(), tmp_path_factory.mktemp("mlflow-ui") / "server.log")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["FACTORY_EXPECTED", "is_factory", "check_factory", "factory_key", "load_factory", "call_factory",
-           "code_fingerprint", "user_code_paths"]
+           "code_fingerprint", "user_code_paths", "module_paths"]
 
 _PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 FACTORY_EXPECTED = "a factory 'module:function' or {factory: 'module:function', args: {...}}"
@@ -198,14 +198,27 @@ def code_fingerprint(spec: Mapping[str, Any]) -> str:
 def user_code_paths(spec: Mapping[str, Any], root: str | os.PathLike | None = None) -> list[Path]:
     """The file (a module) or folder (a package) a factory was imported from, when it lies under ``root``
     (default: the working directory); ``[]`` for an installed module. Call after the factory loaded."""
-    top = spec["factory"].partition(":")[0].split(".")[0]
-    module = sys.modules.get(top)
-    if module is None:
-        return []
+    return module_paths([spec["factory"].partition(":")[0]], root)
+
+
+def module_paths(names, root: str | os.PathLike | None = None) -> list[Path]:
+    """The files (modules) or folders (packages) of the top-level modules of ``names`` that were imported
+    from under ``root`` (default: the working directory), leaving out installed ones (under the Python
+    installation or a ``site-packages`` folder, e.g. a virtual environment inside ``root``)."""
     root = Path(root or os.getcwd()).resolve()
-    paths = list(getattr(module, "__path__", []) or [])
-    where = Path(paths[0]) if paths else (Path(module.__file__) if getattr(module, "__file__", None) else None)
-    if where is None:
-        return []
-    where = where.resolve()
-    return [where] if where == root or root in where.parents else []
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    out: list[Path] = []
+    for top in dict.fromkeys(str(n).split(".")[0] for n in names):
+        module = sys.modules.get(top)
+        paths = list(getattr(module, "__path__", []) or [])
+        file = getattr(module, "__file__", None)
+        where = Path(paths[0]) if paths else (Path(file) if file else None)
+        if where is None:
+            continue
+        where = where.resolve()
+        if not (where == root or root in where.parents) or any(p in where.parents for p in installed) \
+                or {"site-packages", "dist-packages"} & set(where.parts):
+            continue
+        if where not in out:
+            out.append(where)
+    return out

@@ -12,12 +12,13 @@ value and what was expected (exit code 2); nothing is trained or written. Privat
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from disparse_core.config import ARCHS, WORKLOADS
-from disparse_core.factories import check_factory, code_fingerprint, is_factory, user_code_paths
+from disparse_core.factories import check_factory, code_fingerprint, is_factory, module_paths, user_code_paths
 
 from ..errors import SpaceError
 
@@ -63,6 +64,7 @@ def check_user_factories(base: Mapping[str, Any]) -> UserFactories:
     from disparse_core.ownership import forward_tasks
     from disparse_core.tasks import build_losses
 
+    imported_before = set(sys.modules)
     try:
         workload_spec = check_factory("workload", base.get("workload", "scenes"), WORKLOADS, "workload")
         arch_spec = check_factory("arch", base.get("arch", "small"), ARCHS, "arch")
@@ -104,7 +106,10 @@ def check_user_factories(base: Mapping[str, Any]) -> UserFactories:
                          f"{_shape(inputs)}: {_text(err)}; expected forward(x) -> {{task: tensor}}") from None
     _check_outputs(arch, outputs, tasks, full.tasks)
     _check_losses_and_metrics(workload, outputs, targets, build_losses, make_meter, torch)
+    # the factories' modules, and the modules of the working directory they imported (helpers)
     code = [p for spec in (workload_spec, arch_spec) if is_factory(spec) for p in user_code_paths(spec)]
+    code += module_paths(sorted(n for n in set(sys.modules) - imported_before
+                                if n.split(".")[0] not in ("disparse_core", "sweeps", "__main__")))
     directions = {m: "maximize" if _higher(m) else "minimize"
                   for info in workload.tasks.values() if info.kind == "custom" for m in info.metrics}
     specs = {key: {**spec, "code": code_fingerprint(spec)} for key, spec in

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from byo_modules import DATA, byo_space, write_user_files
+from byo_modules import DATA, NET, byo_space, write_user_files
 from sweep_helpers import run_cli
 
 MYNET = {"factory": "mynet:build", "args": {"width": 4}}
@@ -142,3 +142,15 @@ def test_an_own_arch_among_sampled_values_is_one_line(tmp_path):
 
     _check_one_line(done, tmp_path, "parameters.arch.values[1]: 'mynet:build' names a factory of your own",
                     ["expected one of small, deeplab_resnet34 here (fix it as workload.arch)"])
+
+
+def test_a_helper_module_the_user_s_files_import_is_shipped_too(tmp_path):
+    write_user_files(tmp_path, net="from myblocks import Net, build  # noqa: F401\n")
+    (tmp_path / "myblocks.py").write_text(NET)
+    (tmp_path / "notes.py").write_text("raise SystemExit('never imported')\n")
+    space = byo_space(tmp_path)
+
+    done = run_cli(["--space", space.name, "--dry-run"], cwd=tmp_path, timeout=120)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "user code: mydata.py, mynet.py, myblocks.py (copied" in done.stdout

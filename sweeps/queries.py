@@ -438,7 +438,7 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
         objs, _ = _objectives_of(sweep_rec)
         if objs:
             objs, dirs, eligible, front = _front(tracking, sweep_rec, trials, None)
-            hv = sweep_rec["metrics"].get("hypervolume")
+            hv = sweep_rec["metrics"].get("sweep.hypervolume", sweep_rec["metrics"].get("hypervolume"))
             if tags.get("disparse.hypervolume"):
                 hv = float(tags["disparse.hypervolume"])
             print(f"  front        {len(front)} of {len(eligible)} fully trained trials"

@@ -157,16 +157,16 @@ def run_baseline(plan, tracker, backend, out: TextIO) -> tuple[dict | None, floa
     cpu, gpu = trial_resources(plan.spec)
     config["num_threads"] = trial_threads(plan.spec)
     print(f"dense baseline: training (key {key}) ...", file=out, flush=True)
-    t0 = time.perf_counter()
+    t0, started_ms = time.perf_counter(), int(time.time() * 1000)   # the MLflow run covers the training
     shared = shared_dense(plan.spec, None)
     if shared.steps:
         shared = shared_dense(plan.spec, plan.results_dir.parent)
     snapshots = {e: str(shared.folder / f"step{e}.pt") for e in shared.steps} if shared.folder else None
     result = _train(backend, config, cpu, gpu, snapshots)
     seconds = time.perf_counter() - t0
-    metrics = {k: float(v) for k, v in result.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    tracker.log_baseline(key, config, metrics)
+    metrics = {k: float(v) for k, v in result.items()    # as MLflow gives them back when reused: no step
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "final")}
+    tracker.log_baseline(key, config, metrics, started_ms=started_ms)
     print(f"dense baseline: done in {seconds:.1f}s", file=out, flush=True)
     return metrics, seconds
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from ..objectives import normalize_directions
 from .front import eligible_for_front, front_csv, front_indices
 from .links import (UI_HOST, UI_PORT, artifact_route, dashboard_command, experiment_route, experiment_url,
-                    mlflow_ui_command, run_route, run_url, ui_base)
+                    mlflow_ui_command, run_route, run_url, runs_filter_route, ui_base)
 from .read import list_artifacts, load_baseline_for, load_sweep, load_trials
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION, TAG_EARLY_STOPPED,
                     TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
@@ -61,7 +61,7 @@ __all__ = [
     "front_csv",
     "normalize_directions",
     "UI_HOST", "UI_PORT", "ui_base", "experiment_route", "run_route", "artifact_route", "experiment_url",
-    "run_url", "mlflow_ui_command", "dashboard_command",
+    "run_url", "runs_filter_route", "mlflow_ui_command", "dashboard_command",
     "TAG_SWEEP_ID", "TAG_ROLE", "TAG_TRIAL_KEY", "TAG_EARLY_STOPPED", "TAG_FAILURE", "TAG_PARETO",
     "TAG_BASELINE_KEY", "TAG_BASELINE_RUN", "TAG_OPTUNA_NUMBER", "TAG_PARENT", "TAG_CODE_VERSION",
 ]

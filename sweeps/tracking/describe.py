@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from .links import artifact_route, run_route
+from .links import artifact_route, run_route, runs_filter_route
 
 NOTE_TAG = "mlflow.note.content"
 MAX_NOTE = 7800            # MLflow keeps tag values up to 8000 characters
@@ -158,7 +158,14 @@ def sweep_note(info: Mapping[str, Any], records: Sequence[Mapping[str, Any]], fr
 
     resume = f"`python tune.py --resume --results-dir {info['results_dir']}`" if info.get("results_dir") else \
         "`python tune.py --resume --results-dir <the sweep's results folder>`"
+    mine = 'tags.`disparse.sweep_id` = "%s"' % info["sweep_id"]
+    on_front = runs_filter_route(eid, mine + ' and tags.`disparse.pareto` = "true"')
+    rows_of = [f"[the front]({on_front})"]
+    if budgets:
+        within = runs_filter_route(eid, mine + ' and tags.`disparse.within_budgets` = "true"')
+        rows_of.append(f"[the trials within the budgets]({within})")
     nxt = ["### Next",
+           "- As rows of the runs table, sorted by compression: " + ", ".join(rows_of) + ".",
            f"- Choose under other budgets: `python tune.py best --sweep {info['sweep_id']} --budget seg.miou=-2%`"
            " (any metric, `=-2%` relative or `'>=0.75'` absolute).",
            f"- Continue an interrupted sweep: {resume} (finished trials are not run again).",

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .. import front_page, plots
 from ..pareto import default_reference, hypervolume, hypervolume_history
-from .values import one_line, sanitize_name
+from .values import SWEEP_METRIC_PREFIX, one_line, sanitize_name
 
 
 def eligible_for_front(records: Iterable[Mapping[str, Any]], objectives: Sequence[str]) -> list[dict]:
@@ -109,14 +109,15 @@ def hypervolume_tags(eligible: Sequence[Mapping[str, Any]], points: list[list[fl
 def front_summary(records: Sequence[Mapping[str, Any]], eligible: Sequence[Mapping[str, Any]],
                   front: Sequence[Mapping[str, Any]], objectives: Sequence[str],
                   dirs: Sequence[str]) -> tuple[dict[str, int], dict[str, str]]:
-    """Trial counts (metrics of the sweep run) and summary tags: front size, objectives, directions and
-    the best eligible value of each objective with its run."""
-    counts = {
+    """Trial counts (metrics of the sweep run, under the ``sweep.`` prefix) and summary tags: front size,
+    objectives, directions and the best eligible value of each objective with its trial's name
+    (``best.<objective>``: a short key the UI shows whole)."""
+    counts = {f"{SWEEP_METRIC_PREFIX}{k}": v for k, v in {
         "trials_finished": sum(r["status"] == "FINISHED" for r in records),
         "trials_failed": sum(r["status"] == "FAILED" for r in records),
         "trials_early_stopped": sum(r["status"] == "FINISHED" and r["early_stopped"] for r in records),
         "front_size": len(front),
-    }
+    }.items()}
     summary_tags = {"disparse.front_size": str(len(front)),
                     "disparse.objectives": ",".join(objectives),
                     "disparse.directions": ",".join(dirs)}
@@ -124,8 +125,8 @@ def front_summary(records: Sequence[Mapping[str, Any]], eligible: Sequence[Mappi
         if eligible:
             pick = max if d == "maximize" else min
             best = pick(eligible, key=lambda r: r["metrics"][obj])
-            summary_tags[f"disparse.best.{sanitize_name(obj)}"] = \
-                f"{best['metrics'][obj]:.6g} (run {best['run_id']})"
+            summary_tags[f"best.{sanitize_name(obj)}"] = \
+                f"{best['metrics'][obj]:.4g} ({best.get('trial_key') or best['run_id']})"
     return counts, summary_tags
 
 

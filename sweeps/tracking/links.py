@@ -10,6 +10,10 @@ Checked against the UI of MLflow 3.17.2 (its JS bundle, ``mlflow/server/js/build
   ``workflowType=machine_learning`` says otherwise (or the browser remembers an earlier choice: the
   ``mlflow.workflowType`` local-storage key); the experiment tag ``mlflow.experimentKind`` does not
   change that, so every address here carries the parameter;
+* the runs table reads ``searchFilter``, ``orderByKey`` and ``orderByAsc`` from the address; it nests
+  child runs under their parent (collapsed) unless the table is sorted by something other than the start
+  time, so a filter that matches trials shows them as rows only when sorted by, e.g., a metric
+  (:func:`runs_filter_route` sorts by ``compression``);
 * a link inside a run's description (markdown) may be relative: ``#/experiments/<id>/runs/<run>``
   resolves against whatever host and port the UI is served on (:func:`run_route`).
 """
@@ -17,10 +21,11 @@ Checked against the UI of MLflow 3.17.2 (its JS bundle, ``mlflow/server/js/build
 from __future__ import annotations
 
 import shlex
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 __all__ = ["UI_HOST", "UI_PORT", "DASHBOARD_PORT", "ui_base", "experiment_route", "run_route",
-           "artifact_route", "experiment_url", "run_url", "mlflow_ui_command", "dashboard_command"]
+           "artifact_route", "runs_filter_route", "experiment_url", "run_url", "mlflow_ui_command",
+           "dashboard_command"]
 
 UI_HOST = "127.0.0.1"     # the UI has no login: loopback only (tunnel to look from elsewhere)
 UI_PORT = 5000
@@ -48,6 +53,15 @@ def artifact_route(experiment_id: str, run_id: str, path: str) -> str:
     """A run's *Artifacts* tab opened on ``path`` (e.g. ``pareto_front.html``), as a hash route."""
     return (f"#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(str(run_id), safe='')}"
             f"/artifacts/{quote(str(path))}?{_TRAINING_VIEW}")
+
+
+def runs_filter_route(experiment_id: str, search_filter: str, order_by: str = "metrics.`compression`",
+                      ascending: bool = False) -> str:
+    """The runs table with ``search_filter`` applied, sorted by ``order_by`` (not the start time, so the
+    matching trials are rows of their own rather than hidden under their collapsed sweep), as a hash route."""
+    query = urlencode({"workflowType": "machine_learning", "searchFilter": search_filter, "orderByKey": order_by,
+                       "orderByAsc": "true" if ascending else "false"}, quote_via=quote)
+    return f"#/experiments/{quote(str(experiment_id), safe='')}?{query}"
 
 
 def experiment_url(experiment_id: str, host: str = UI_HOST, port: int = UI_PORT) -> str:

@@ -15,7 +15,7 @@ from ..errors import UserInputError
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED, TAG_FAILURE,
                     TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY, QuickHttp,
                     open_client, quote_value, search_all_runs, store_error, validate_tracking_uri)
-from .values import baseline_key, unflatten_params
+from .values import NOT_METRICS, baseline_key, read_name, unflatten_params
 
 
 def run_record(run) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def run_record(run) -> dict[str, Any]:
 def _final_metrics(latest: Mapping[str, float], not_finite: str | None) -> dict[str, float]:
     """The run's metrics as it ended: MLflow's latest value of each key, except those whose final value
     was NaN/inf (not logged, so MLflow would show an earlier evaluation's value): NaN."""
-    out = dict(latest)
+    out = {read_name(k): v for k, v in latest.items() if k not in NOT_METRICS}
     for key in filter(None, (not_finite or "").split(",")):
         out[key] = math.nan
     return out

@@ -13,7 +13,7 @@ from ..pareto import pareto_front
 from .describe import NOTE_TAG, sweep_note, trial_line
 from .front import eligible_for_front, front_indices
 from .read import baseline_record, run_record
-from .store import TAG_BASELINE_RUN, TAG_PARETO
+from .store import TAG_BASELINE_RUN, TAG_PARETO, TAG_WITHIN_BUDGETS
 
 
 def sweep_info(spec: Any, sweep_id: str, config: Mapping[str, Any], params: Mapping[str, Any],
@@ -77,6 +77,7 @@ class ReportWriter:
             if run.data.tags.get(NOTE_TAG) != line:
                 self.client.set_tag(rec["run_id"], NOTE_TAG, line)
         baseline = self._report_baseline()
+        self._tag_budgets(runs, records, info["budgets"], baseline)
         chosen = _chosen(records, info["budgets"], baseline)
         from .. import plots
         param_keys = plots.key_params(front or eligible, among=eligible, limit=4) if eligible else []
@@ -93,6 +94,26 @@ class ReportWriter:
             cached = baseline_record(self.client, self.experiment_id, run_id=linked)
             self._baseline_cache = cached
         return cached
+
+    def _tag_budgets(self, runs, records, budget_texts: Sequence[str], baseline) -> None:
+        """``disparse.within_budgets`` (true/false) on every fully trained trial, under the sweep's budgets
+        (a filter in the UI); none where the sweep has no budgets or they cannot be checked."""
+        from ..budgets import parse_budgets, violations
+        from ..errors import UserInputError
+
+        if not budget_texts:
+            return
+        try:
+            budgets = parse_budgets(list(budget_texts))
+            for run, rec in zip(runs, records):
+                if rec["status"] != "FINISHED" or rec.get("early_stopped"):
+                    continue
+                value = "false" if violations(budgets, rec["metrics"], baseline["metrics"] if baseline else None) \
+                    else "true"
+                if run.data.tags.get(TAG_WITHIN_BUDGETS) != value:
+                    self.client.set_tag(rec["run_id"], TAG_WITHIN_BUDGETS, value)
+        except UserInputError:        # e.g. a relative budget and no dense baseline: nothing to tag
+            return
 
     def _tag_front(self, records: list[dict[str, Any]], front_ids: set[str]) -> None:
         """``disparse.pareto`` on exactly the current front members (a trial that leaves it loses it)."""

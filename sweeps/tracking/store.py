@@ -35,6 +35,7 @@ TAG_BASELINE_KEY = "disparse.baseline_key"
 TAG_BASELINE_RUN = "disparse.baseline_run_id"   # on a sweep run: the dense run its Δm refers to
 TAG_CODE_VERSION = "disparse.code_version"
 TAG_WATERSHED = "disparse.watershed"         # on a trial: the watershed layer of its mask IoU
+TAG_WITHIN_BUDGETS = "disparse.within_budgets"   # on a fully trained trial: meets the sweep's budgets
 
 
 # --- store location -------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_
                     TAG_FAILURE, TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID,
                     TAG_TRIAL_KEY, TAG_WATERSHED, get_or_create_experiment, open_client, quote_value, search_all_runs,
                     validate_tracking_uri)
-from .values import code_version_text, flatten_params, not_finite_keys, one_line, spec_attr, sweep_params
+from .values import (SWEEP_METRIC_PREFIX, code_version_text, flatten_params, not_finite_keys, one_line, spec_attr,
+                     sweep_params)
 from .values import code_version as _code_version     # start_sweep's argument shadows the name
 from .report import ReportWriter, sweep_info
 from .writer import RunWriter
@@ -309,7 +310,8 @@ class SweepTracker(ReportWriter, RunWriter):
             from mlflow.entities import Metric
             now = int(time.time() * 1000)
             self._log_metric_objects(self.parent_run_id,
-                                     [Metric("hypervolume", v, now, int(s)) for s, v in history])
+                                     [Metric(f"{SWEEP_METRIC_PREFIX}hypervolume", v, now, int(s))
+                                      for s, v in history])
 
         with tempfile.TemporaryDirectory() as tmp:
             plot_tags = write_front_files(Path(tmp), front, eligible, front_ids, objectives, dirs, history,
@@ -336,13 +338,15 @@ class SweepTracker(ReportWriter, RunWriter):
         """Like :meth:`find_baseline` but the whole record (``run_id``, ``metrics``, ``config``...)."""
         return baseline_record(self.client, self.experiment_id, key=str(baseline_key))
 
-    def log_baseline(self, baseline_key: str, config: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
-        """A FINISHED baseline run (not nested: every sweep of the experiment may reuse it)."""
+    def log_baseline(self, baseline_key: str, config: Mapping[str, Any], metrics: Mapping[str, Any], *,
+                     started_ms: int | None = None) -> str:
+        """A FINISHED baseline run (not nested: every sweep of the experiment may reuse it). ``started_ms``:
+        when its training began (epoch ms), so that the run's duration is the training's."""
         tags = {TAG_ROLE: "baseline", TAG_BASELINE_KEY: str(baseline_key)}
         if self.sweep_id:
             tags["disparse.created_by_sweep"] = self.sweep_id
         run_id = self.client.create_run(self.experiment_id, run_name=f"baseline-{baseline_key}",
-                                        tags=tags).info.run_id
+                                        start_time=started_ms, tags=tags).info.run_id
         try:
             self._log_batch(run_id, params=flatten_params(dict(config)))
             self._log_metrics(run_id, {k: v for k, v in metrics.items() if k != "mask_iou"}, None)

@@ -116,6 +116,29 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+# --- metric names in MLflow -------------------------------------------------------------------------------
+# ``step`` is the step every value is logged at, and ``final`` a flag of the last report: neither is a metric.
+NOT_METRICS = frozenset({"step", "final"})
+# A trial's config param and its metric of the same name mean different things: the param ``sparsity`` is
+# the target the sampler chose, the metric what pruning achieved (a layer floor, a branched net or dynamic
+# regrowth move it). MLflow keeps the param under its name (the config reruns the trial) and the metric as
+# ``achieved_sparsity``; readers map it back (:func:`read_name`), so objectives and budgets say ``sparsity``.
+_LOGGED_AS = {"sparsity": "achieved_sparsity"}
+_READ_AS = {v: k for k, v in _LOGGED_AS.items()}
+# Sweep-level figures on the sweep run: one prefix, apart from the trials' metrics in the UI's lists.
+SWEEP_METRIC_PREFIX = "sweep."
+
+
+def logged_name(key: str) -> str:
+    """The MLflow metric name of a reported metric."""
+    return _LOGGED_AS.get(key, key)
+
+
+def read_name(key: str) -> str:
+    """The reported metric an MLflow metric name stands for (older stores: the name itself)."""
+    return _READ_AS.get(key, key)
+
+
 def finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: v for k, v in _numbers(metrics).items() if math.isfinite(v)}
 

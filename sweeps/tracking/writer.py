@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from .values import MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, finite_numbers, truncate
+from .values import (MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NOT_METRICS, finite_numbers,
+                     logged_name, truncate)
 
 
 class RunWriter:
@@ -27,7 +28,7 @@ class RunWriter:
             step = max(step, self._last_step.get(run_id, 0))
         self._last_step[run_id] = max(int(step), self._last_step.get(run_id, 0))
         now = int(time.time() * 1000)
-        values = {k: v for k, v in finite_numbers(metrics).items() if k != "final"}
+        values = {logged_name(k): v for k, v in finite_numbers(metrics).items() if k not in NOT_METRICS}
         self._log_metric_objects(run_id, [Metric(k, v, now, int(step)) for k, v in values.items()])
 
     def _log_metric_objects(self, run_id: str, items: list) -> None:

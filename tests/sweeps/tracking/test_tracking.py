@@ -189,7 +189,7 @@ def test_finish_sweep_logs_the_front_from_mlflow(store, tmp_path):
     page = (art / "pareto_front.html").read_text()
     assert all(r["run_id"] in page for r in front) and "<svg" in page
     assert (art / "hypervolume.csv").read_text().splitlines()[:2] == ["step,hypervolume", "0,0.1"]
-    history = client.get_metric_history(resumed.parent_run_id, "hypervolume")
+    history = client.get_metric_history(resumed.parent_run_id, "sweep.hypervolume")
     assert [m.step for m in history][:3] == [0, 1, 2] and history[-1].value > 0
 
 

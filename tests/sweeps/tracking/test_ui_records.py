@@ -13,13 +13,15 @@ from sweep_helpers import load_study, sqlite_uri, sweep_run, trial_runs, write_s
 
 pytestmark = pytest.mark.slow
 
+BUDGETS = {"normal.mean": "+500%"}       # loose: the tiny trials are far from dense; some must meet it
+
 
 @pytest.fixture(scope="module")
 def browsed(ray_local, tmp_path_factory):
     from sweeps import cli
 
     folder = tmp_path_factory.mktemp("ui")
-    space = write_space(folder, name="ui-demo")
+    space = write_space(folder, name="ui-demo", budgets=BUDGETS)
     uri = sqlite_uri(folder / "mlflow.db")
     results = folder / "ui-demo"
     out, err = io.StringIO(), io.StringIO()
@@ -122,7 +124,7 @@ def test_the_sweep_runs_description_reports_front_choice_budgets_and_next_steps(
     assert "4 trials, 2 at a time" in note and "sampler tpe (seed 3)" in note
     assert "compression ↑ (higher is better, share of the dense model's prunable weights removed)" in note
     assert "delta_m ↑ (higher is better, % vs the dense baseline)" in note
-    assert "`seg.miou=-50%`" in note
+    assert "`normal.mean=+500%`" in note
     baseline_id = parent.data.tags["disparse.baseline_run_id"]
     assert f"[dense run](#/experiments/{eid}/runs/{baseline_id}?workflowType=machine_learning)" in note
     assert "| seg.miou | higher | fraction 0-1 |" in note and "| normal.mean | lower | degrees |" in note
@@ -185,3 +187,72 @@ def test_the_description_follows_the_trials_as_they_end(store, tmp_path):
         assert client.get_run(tracker._trials["t0001"]).data.tags["disparse.pareto"] == "true"
         tracker.abort("sweep interrupted; continue it with --resume")
     assert _note(client.get_run(parent)).startswith("## Sweep `live`: interrupted")
+
+
+def test_metric_names_are_clean(browsed):
+    from sweeps import tracking
+
+    parent, runs = browsed["parent"], browsed["runs"]
+    # sweep-level figures under one prefix, on the sweep run only
+    assert parent.data.metrics and all(k.startswith("sweep.") for k in parent.data.metrics), parent.data.metrics
+    assert {"sweep.front_size", "sweep.hypervolume", "sweep.trials_finished"} <= set(parent.data.metrics)
+    eid = parent.info.experiment_id
+    for obj in ("compression", "delta_m"):         # short keys, naming the trial, not a run id
+        value, name = re.fullmatch(r"(\S+) \((t\d{4})\)", parent.data.tags[f"best.{obj}"]).groups()
+        assert name in {r.data.tags["disparse.trial_key"] for r in runs}
+    for run in runs:
+        names = set(run.data.metrics)
+        assert "step" not in names and "final" not in names                  # no stray step metric
+        assert not any(k.startswith("sweep.") for k in names)
+        assert "sparsity" not in names and "achieved_sparsity" in names    # the param is the target
+        assert "sparsity" in run.data.params
+    # readers see the achieved sparsity under the name objectives and budgets use
+    records = {r["run_id"]: r for r in tracking.load_trials(browsed["uri"], sweep_id="ui-demo")}
+    for run in runs:
+        assert records[run.info.run_id]["metrics"]["sparsity"] == run.data.metrics["achieved_sparsity"]
+    assert eid
+
+
+def test_baseline_and_trial_runs_last_as_long_as_their_training(browsed):
+    client, parent = browsed["client"], browsed["parent"]
+    baseline = client.get_run(parent.data.tags["disparse.baseline_run_id"])
+    trained = float(re.search(r"dense baseline: done in ([\d.]+)s", browsed["printed"]).group(1))
+    seconds = (baseline.info.end_time - baseline.info.start_time) / 1000
+    assert seconds >= trained - 0.1, (seconds, trained)
+    for run in browsed["runs"]:
+        seconds = (run.info.end_time - run.info.start_time) / 1000
+        assert seconds >= run.data.metrics["wall_time_s"] - 0.1, (seconds, run.data.metrics["wall_time_s"])
+
+
+def test_the_documented_filters_match_the_front_and_the_trials_within_budgets(browsed):
+    """The description links the runs table filtered to the front and to the trials within the budgets,
+    sorted by a metric (MLflow then lists the trials as rows instead of under their collapsed sweep); each
+    filter and sort key is valid MLflow search syntax that returns exactly those trials."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from sweeps import tracking
+
+    client, parent, runs = browsed["client"], browsed["parent"], browsed["runs"]
+    eid = parent.info.experiment_id
+    note = _note(parent)
+    links = dict(re.findall(r"\[(the front|the trials within the budgets)\]\((#/experiments/[^)]+)\)", note))
+    assert set(links) == {"the front", "the trials within the budgets"}, note
+    records = {r["run_id"]: r for r in tracking.load_trials(browsed["uri"], sweep_id="ui-demo")}
+    baseline = tracking.load_baseline_for(list(records.values()))["metrics"]
+    from sweeps.budgets import parse_budgets, violations
+    budgets = parse_budgets(BUDGETS)
+    expected = {
+        "the front": {r.info.run_id for r in runs if r.data.tags.get("disparse.pareto") == "true"},
+        "the trials within the budgets": {rid for rid, rec in records.items() if rec["status"] == "FINISHED"
+                                          and not violations(budgets, rec["metrics"], baseline)},
+    }
+    for name, link in links.items():
+        route, _, query = link[1:].partition("?")
+        assert route == f"/experiments/{eid}"
+        q = {k: v[0] for k, v in parse_qs(query).items()}
+        assert q["workflowType"] == "machine_learning" and q["orderByKey"] == "metrics.`compression`"
+        found = client.search_runs([eid], filter_string=q["searchFilter"],
+                                   order_by=[q["orderByKey"] + (" ASC" if q["orderByAsc"] == "true" else " DESC")])
+        assert {r.info.run_id for r in found} == expected[name] and expected[name], name
+        values = [r.data.metrics["compression"] for r in found]
+        assert values == sorted(values, reverse=True)

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["FACTORY_EXPECTED", "is_factory", "check_factory", "factory_key", "load_factory", "call_factory",
+__all__ = ["FACTORY_EXPECTED", "SEARCH_FOLDERS", "add_search_folder", "is_factory", "check_factory", "factory_key", "load_factory", "call_factory",
            "code_fingerprint", "user_code_paths", "module_paths"]
 
 _PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
@@ -83,22 +83,33 @@ def check_factory(key: str, value: Any, builtins: tuple[str, ...], what: str) ->
     return out
 
 
+#: folders tried after ``sys.path`` and the working directory (the sweep adds its space file's folder)
+SEARCH_FOLDERS: list[str] = []
+
+
+def add_search_folder(folder: str | os.PathLike) -> None:
+    """Also look for factory modules in ``folder`` (after ``sys.path`` and the working directory)."""
+    folder = str(Path(folder).resolve())
+    if folder not in SEARCH_FOLDERS:
+        SEARCH_FOLDERS.append(folder)
+
+
 def _import(module: str, key: str, path: str):
+    folders = list(dict.fromkeys([os.getcwd(), *SEARCH_FOLDERS]))
+    where = " or ".join(folders)
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
         missing = err.name or module
-        cwd = os.getcwd()
-        if not module.startswith(missing) or cwd in sys.path:
+        if not module.startswith(missing) or all(f in sys.path for f in folders):
             raise ValueError(f"{key}.factory: {path!r} cannot be imported (no module named {missing!r}); "
-                             f"expected a module in the working directory {cwd} or an installed one") from None
-    sys.path.append(os.getcwd())     # a module file next to the space, as a user runs it
+                             f"expected a module in {where} or an installed one") from None
+    sys.path.extend(f for f in folders if f not in sys.path)    # a module file next to the space, uninstalled
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
         raise ValueError(f"{key}.factory: {path!r} cannot be imported (no module named "
-                         f"{err.name or module!r}); expected a module in the working directory {os.getcwd()} "
-                         f"or an installed one") from None
+                         f"{err.name or module!r}); expected a module in {where} or an installed one") from None
     except Exception as err:         # noqa: BLE001 - the user's module: any error is theirs, in one line
         raise ValueError(f"{key}.factory: importing {module!r} raised {_one_line(err)}; expected a module "
                          f"that imports cleanly") from None
@@ -197,15 +208,16 @@ def code_fingerprint(spec: Mapping[str, Any]) -> str:
 
 def user_code_paths(spec: Mapping[str, Any], root: str | os.PathLike | None = None) -> list[Path]:
     """The file (a module) or folder (a package) a factory was imported from, when it lies under ``root``
-    (default: the working directory); ``[]`` for an installed module. Call after the factory loaded."""
+    (default: the working directory or a search folder); ``[]`` for an installed module. Call after the
+    factory loaded."""
     return module_paths([spec["factory"].partition(":")[0]], root)
 
 
 def module_paths(names, root: str | os.PathLike | None = None) -> list[Path]:
     """The files (modules) or folders (packages) of the top-level modules of ``names`` that were imported
-    from under ``root`` (default: the working directory), leaving out installed ones (under the Python
-    installation or a ``site-packages`` folder, e.g. a virtual environment inside ``root``)."""
-    root = Path(root or os.getcwd()).resolve()
+    from under ``root`` (default: the working directory or a search folder), leaving out installed ones
+    (under the Python installation or a ``site-packages`` folder, e.g. a virtual environment inside it)."""
+    roots = [Path(r).resolve() for r in ([root] if root else [os.getcwd(), *SEARCH_FOLDERS])]
     installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     out: list[Path] = []
     for top in dict.fromkeys(str(n).split(".")[0] for n in names):
@@ -216,7 +228,7 @@ def module_paths(names, root: str | os.PathLike | None = None) -> list[Path]:
         if where is None:
             continue
         where = where.resolve()
-        if not (where == root or root in where.parents) or any(p in where.parents for p in installed) \
+        if not any(where == r or r in where.parents for r in roots) or any(p in where.parents for p in installed) \
                 or {"site-packages", "dist-packages"} & set(where.parts):
             continue
         if where not in out:

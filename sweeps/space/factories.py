@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from disparse_core.config import ARCHS, WORKLOADS
-from disparse_core.factories import check_factory, code_fingerprint, is_factory, module_paths, user_code_paths
+from disparse_core.factories import add_search_folder, check_factory, code_fingerprint, is_factory, module_paths, user_code_paths
 
 from ..errors import SpaceError
 
@@ -52,8 +52,9 @@ def _shape(x: Any) -> str:
     return f"shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
 
 
-def check_user_factories(base: Mapping[str, Any]) -> UserFactories:
-    """Build the space's workload and model once and check them (see the module docstring)."""
+def check_user_factories(base: Mapping[str, Any], space_dir: Path | None = None) -> UserFactories:
+    """Build the space's workload and model once and check them (see the module docstring). Their
+    modules are looked for on ``sys.path``, in the working directory, then in ``space_dir``."""
     import torch
 
     from disparse_core.data import build_workload
@@ -64,6 +65,8 @@ def check_user_factories(base: Mapping[str, Any]) -> UserFactories:
     from disparse_core.ownership import forward_tasks
     from disparse_core.tasks import build_losses
 
+    if space_dir is not None:
+        add_search_folder(space_dir)
     imported_before = set(sys.modules)
     try:
         workload_spec = check_factory("workload", base.get("workload", "scenes"), WORKLOADS, "workload")

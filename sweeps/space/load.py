@@ -86,6 +86,6 @@ def space_from_dict(raw: Any, overrides: Sequence[str] = (), *, path: str | None
     for item in parse_overrides(overrides):
         data = apply_override(data, *item)
     data = interpolate_env(data, "")
-    spec = SpaceValidator(data, default_name).run()
+    spec = SpaceValidator(data, default_name, space_dir=Path(path).parent if path else None).run()
     spec.path, spec.raw_text, spec.raw, spec.overrides = path, raw_text, copy.deepcopy(dict(raw)), tuple(overrides)
     return spec

@@ -48,9 +48,10 @@ def workload_tasks(name: str, tasks: Sequence[str] | None = None) -> dict[str, t
 class SpaceValidator:
     """Turns a parsed mapping into a SweepSpec; raises at the first problem."""
 
-    def __init__(self, data: dict, default_name: str):
+    def __init__(self, data: dict, default_name: str, space_dir: Path | None = None):
         self.data = data
         self.default_name = default_name
+        self.space_dir = space_dir      # a factory's module may sit next to the space file
 
     def run(self) -> SweepSpec:
         data = self.data
@@ -105,7 +106,7 @@ class SpaceValidator:
             base[key] = self._value(f"workload.{key}", TRIAL_FIELDS[key], value)
         tasks = base.get("tasks")
         # a workload or arch of your own: built and checked here, before any trial (sweeps/space/factories.py)
-        self.user = check_user_factories(base) if names_factory(base) else UserFactories()
+        self.user = check_user_factories(base, self.space_dir) if names_factory(base) else UserFactories()
         base.update(self.user.specs)     # with the fingerprint of their code: a changed file is a new config
         for i, task in enumerate(tasks or ()):
             if not isinstance(task, str):

@@ -154,3 +154,14 @@ def test_a_helper_module_the_user_s_files_import_is_shipped_too(tmp_path):
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "user code: mydata.py, mynet.py, myblocks.py (copied" in done.stdout
+
+
+def test_modules_next_to_the_space_are_found_from_another_folder(tmp_path):
+    user = tmp_path / "project"
+    write_user_files(user)
+    space = byo_space(user)
+
+    done = run_cli(["--space", space, "--dry-run"], cwd=tmp_path, timeout=120)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "user code: mydata.py, mynet.py (copied" in done.stdout

@@ -10,7 +10,8 @@ Checked against the UI of MLflow 3.17.2 (its JS bundle, ``mlflow/server/js/build
   ``workflowType=machine_learning`` says otherwise (or the browser remembers an earlier choice: the
   ``mlflow.workflowType`` local-storage key); the experiment tag ``mlflow.experimentKind`` does not
   change that, so every address here carries the parameter;
-* the runs table reads ``searchFilter``, ``orderByKey`` and ``orderByAsc`` from the address; it nests
+* the runs table reads ``searchFilter``, ``orderByKey`` and ``orderByAsc`` from an address of the form
+  ``#/experiments/<id>/runs?...`` (``#/experiments/<id>?...`` redirects there and drops them); it nests
   child runs under their parent (collapsed) unless the table is sorted by something other than the start
   time, so a filter that matches trials shows them as rows only when sorted by, e.g., a metric
   (:func:`runs_filter_route` sorts by ``compression``);
@@ -61,7 +62,7 @@ def runs_filter_route(experiment_id: str, search_filter: str, order_by: str = "m
     matching trials are rows of their own rather than hidden under their collapsed sweep), as a hash route."""
     query = urlencode({"workflowType": "machine_learning", "searchFilter": search_filter, "orderByKey": order_by,
                        "orderByAsc": "true" if ascending else "false"}, quote_via=quote)
-    return f"#/experiments/{quote(str(experiment_id), safe='')}?{query}"
+    return f"#/experiments/{quote(str(experiment_id), safe='')}/runs?{query}"
 
 
 def experiment_url(experiment_id: str, host: str = UI_HOST, port: int = UI_PORT) -> str:

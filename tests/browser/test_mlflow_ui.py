@@ -89,3 +89,30 @@ def test_the_sweep_runs_description_shows_the_front_as_a_table_whose_trials_open
     assert browser.open(href, wait_for=target.info.run_id, timeout=60), browser.text()[:2000]
     assert browser.wait("document.body.innerText.includes('on the Pareto front')", timeout=30), \
         browser.text()[:2000]
+
+
+def test_the_descriptions_filter_links_show_the_front_and_the_trials_within_budgets_as_rows(browser, sweep,
+                                                                                           mlflow_ui):
+    parent = sweep.parent
+    expected = {"the front": {r.info.run_id for r in sweep.trials if r.data.tags.get("disparse.pareto") == "true"},
+                "the trials within the budgets": {r.info.run_id for r in sweep.trials
+                                                  if r.data.tags.get("disparse.within_budgets") == "true"}}
+    assert expected["the front"]
+    assert browser.open(run_url(sweep.experiment_id, parent.info.run_id, port=mlflow_ui.port),
+                        wait_for="Pareto front", timeout=90), browser.text()[:2000]
+    links = browser.wait(f"""(() => {{ const found = [...document.querySelectorAll('a')]
+      .filter(a => {json.dumps(sorted(expected))}.includes(a.textContent.trim()))
+      .map(a => [a.textContent.trim(), a.href]); return found.length === 2 && found; }})()""", timeout=30)
+    assert links, "the description links neither the front nor the trials within the budgets"
+    for text, href in links:
+        assert browser.open(href, timeout=60)
+        # the matching trials are rows of their own (not hidden under the collapsed sweep), and only they
+        want = sorted(expected[text])
+        want_js = json.dumps(json.dumps(want, separators=(",", ":")))         # as JSON.stringify writes it
+        count = f"/(^|\\D){len(want)} matching runs?/.test(document.body.innerText)"
+        tag = "pareto" if text == "the front" else "within_budgets"        # the filter reached the search box
+        count += f" && [...document.querySelectorAll('input')].some(i => i.value.includes('disparse.{tag}'))"
+        rows = browser.wait(f"(() => {{ const ids = {ROW_IDS}.sort(); "
+                            f"return {count} && JSON.stringify(ids) === {want_js}; }})()", timeout=60)
+        assert rows, (text, browser.evaluate(ROW_IDS), want)
+        assert all(r.info.run_name in browser.text() for r in sweep.trials if r.info.run_id in expected[text])

@@ -176,9 +176,9 @@ def pareto_html(records: Sequence[Mapping[str, Any]], front_ids: Iterable[str], 
     front = [r for r in records if r["run_id"] in front_ids]
     arrows = [f'<th title="{d}">{html.escape(o)} {"&#8593;" if d == "maximize" else "&#8595;"}</th>'
               for o, d in zip(objectives, directions)]
-    head = "".join(["<th>run id</th><th>trial</th>", *arrows, *(f"<th>{html.escape(k)}</th>" for k in params)])
+    head = "".join(["<th>trial</th><th>run id</th>", *arrows, *(f"<th>{html.escape(k)}</th>" for k in params)])
     rows = "\n".join(
-        f'<tr><td class="id">{html.escape(r["run_id"])}</td><td>{html.escape(r.get("trial_key") or "")}</td>'
+        f'<tr><td>{html.escape(r.get("trial_key") or "")}</td><td class="id">{html.escape(r["run_id"])}</td>'
         + "".join(_cell(float(r["metrics"][o])) for o in objectives)
         + "".join(_cell((r.get("params") or {}).get(k, "")) for k in params) + "</tr>"
         for r in front)

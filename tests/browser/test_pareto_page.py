@@ -87,11 +87,11 @@ def test_the_sweeps_front_page_plots_its_trials_lists_its_front_and_redraws_on_e
     assert_plotted(points, metrics, "compression", "cx")
     assert_plotted(points, metrics, "delta_m", "cy")
 
-    rows = browser.evaluate(ROWS)                 # run id, trial, compression, delta_m, params...
-    assert sorted(row[0][0] for row in rows) == sorted(front)
+    rows = browser.evaluate(ROWS)                 # trial, run id, compression, delta_m, params...
+    assert sorted(row[1][0] for row in rows) == sorted(front)
     for row in rows:
-        run = trained[row[0][0]]
-        assert row[1][0] == run.data.tags["disparse.trial_key"]
+        run = trained[row[1][0]]
+        assert row[0][0] == run.data.tags["disparse.trial_key"]
         for (text, title), key in zip(row[2:4], ("compression", "delta_m")):
             value = run.data.metrics[key]
             assert float(text) == pytest.approx(value, rel=5e-4, abs=1e-12)      # shown rounded

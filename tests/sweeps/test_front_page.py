@@ -32,9 +32,9 @@ def test_the_table_shows_4_significant_digits_everywhere_and_keeps_the_exact_val
     page = front_page.pareto_html(recs, {"run0", "run1"}, OBJ, DIRS, tmp_path / "f.html",
                                   param_keys=["method", "sparsity", "lr", "steps", "dynamic.alpha0"]).read_text()
     rows = cells(page)
-    assert [row[0][1] for row in rows] == ["run0", "run1"]
-    # run id, trial, compression, delta_m, method, sparsity, lr, steps, dynamic.alpha0
-    assert [text for _, text in rows[0]] == ["run0", "t0", "0.9336", "-1.235e+5", "snip", "0.5", "0.001",
+    assert [row[1][1] for row in rows] == ["run0", "run1"]
+    # trial, run id, compression, delta_m, method, sparsity, lr, steps, dynamic.alpha0
+    assert [text for _, text in rows[0]] == ["t0", "run0", "0.9336", "-1.235e+5", "snip", "0.5", "0.001",
                                              "200", "1e-5"]
     assert [text for _, text in rows[1]][2:6] == ["0.9014", "-2.469e+5", "disparse_static", "0.6429"]
     titles = dict(zip(["compression", "delta_m", "sparsity"], (rows[1][2][0], rows[1][3][0], rows[1][5][0])))

@@ -38,6 +38,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from ..searcher import StudyDriver, is_final, numeric_metrics
+from ..tracking import clip_sentences
 from .scheduler import MultiObjectiveASHA
 from .trainable import FATAL, trainable
 
@@ -193,8 +194,13 @@ class OptunaAskTellSearcher(Searcher):
 
 
 # ------------------------------------------------------------------------------------ the callback
+_WORKER_DIED = ("worker process has died", "Worker unexpectedly exits", "actor died unexpectedly")
+
+
 def _error_reason(trial) -> str:
-    """The last line of the trial's error (``RuntimeError: boom``), else the error's repr."""
+    """Why the trial's last attempt failed, in whole sentences: the last line of its error
+    (``RuntimeError: boom``), or, when its Ray worker died without a Python error, a sentence saying so
+    (:func:`worker_death`); else the error's repr."""
     text = ""
     for attr in ("error_file",):
         path = getattr(trial, attr, None)
@@ -207,8 +213,24 @@ def _error_reason(trial) -> str:
     if not text:
         err = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
         text = str(err or "the trial raised an error")
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else "the trial raised an error")[:500]
+    last = text.rsplit("Failure # ", 1)[-1]           # Ray appends one block per failed attempt
+    if any(sign in last for sign in _WORKER_DIED):
+        return worker_death(last)
+    lines = [ln.strip() for ln in last.strip().splitlines() if ln.strip()]
+    return clip_sentences(lines[-1] if lines else "the trial raised an error", 500)
+
+
+def worker_death(error: str) -> str:
+    """The reason of an attempt whose Ray worker process died (Ray's ``ActorDiedError``). Ray 2.60 does
+    not say how it died (its raylet only sees the connection close), so the sentence names what leaves
+    that trace: a signal that cannot be caught, SIGKILL (``kill -9``, the kernel's out-of-memory killer,
+    ``ray stop --force``), or a crash (SIGSEGV)."""
+    import re
+
+    pid = re.search(r"\bpid: (\d+)", error)
+    who = f"The trial's Ray worker process (pid {pid.group(1)})" if pid else "The trial's Ray worker process"
+    return (f"{who} died without a Python error, as a process does when it exits by SIGKILL (kill -9, the "
+            "kernel's out-of-memory killer or `ray stop --force`) or crashes (SIGSEGV).")
 
 
 class SweepCallback(tune.Callback):
@@ -277,8 +299,10 @@ class SweepCallback(tune.Callback):
             self.progress.trial_finished(key, metrics, full=full)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        reason = _error_reason(trial)
+        self._track("trial_retried", self._key(trial), reason)   # the attempt's run is kept apart
         if self.progress is not None:
-            self.progress.note(f"trial {self._key(trial)} failed ({_error_reason(trial)}); retrying")
+            self.progress.note(f"trial {self._key(trial)} failed ({reason}); retrying")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         key = self._key(trial)

@@ -16,7 +16,8 @@ Results directory (``--results-dir``, default ``./disparse_results/<space name>`
 
 Resume: the study says which trials finished; those are neither rerun nor logged again (MLflow runs are
 keyed by the trial key); trials a killed driver left running are told FAIL and enqueued again under the
-same key, and the MLflow run of that key is reopened.
+same key; the MLflow run of the stopped attempt is kept apart and the rerun logs to a fresh one
+(:mod:`sweeps.tracking.attempts`).
 
 This module holds :func:`run_sweep`; the steps are its neighbours in :mod:`sweeps.run`: ``plan`` (options →
 :class:`Plan`, ``--dry-run`` text), ``files`` and ``state`` (the results folder, ``sweep.json``), ``settings``

@@ -38,7 +38,8 @@ from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_
                     TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
                     default_tracking_uri, probe_http_store, validate_tracking_uri)
 from .tracker import SweepTracker
-from .values import BASELINE_FIELDS, baseline_key, code_version, flatten_params, sanitize_name, unflatten_params
+from .values import (BASELINE_FIELDS, baseline_key, clip_sentences, code_version, flatten_params, sanitize_name,
+                     unflatten_params)
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
@@ -51,6 +52,7 @@ __all__ = [
     "code_version",
     "flatten_params",
     "unflatten_params",
+    "clip_sentences",
     "sanitize_name",
     "load_trials",
     "load_sweep",

@@ -94,6 +94,10 @@ def trial_line(rec: Mapping[str, Any], on_front: bool) -> str:
         parts.append("early-stopped (never on the front)")
     else:
         parts.append("on the Pareto front" if on_front else "not on the Pareto front")
+    retries = rec.get("retries") or 0
+    if retries:
+        parts.append(f"after {retries} attempt{'s' if retries > 1 else ''} that did not count (tags "
+                     "disparse.attempt_N)")
     return " · ".join(parts)
 
 

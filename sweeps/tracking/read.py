@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import UserInputError
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED, TAG_FAILURE,
-                    TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY, QuickHttp,
-                    open_client, quote_value, search_all_runs, store_error, validate_tracking_uri)
+                    TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_RETRIES, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
+                    QuickHttp, open_client, quote_value, search_all_runs, store_error, validate_tracking_uri)
 from .values import NOT_METRICS, baseline_key, read_name, unflatten_params
 
 
@@ -31,6 +31,7 @@ def run_record(run) -> dict[str, Any]:
         "pareto": tags.get(TAG_PARETO) == "true",
         "failure": tags.get(TAG_FAILURE),
         "optuna_number": int(number) if number and number.lstrip("-").isdigit() else None,
+        "retries": int(tags.get(TAG_RETRIES, "0")) if tags.get(TAG_RETRIES, "0").isdigit() else 0,
         "params": params,
         "config": unflatten_params(params),
         "metrics": _final_metrics(run.data.metrics, tags.get(TAG_NOT_FINITE)),

@@ -36,6 +36,9 @@ TAG_BASELINE_RUN = "disparse.baseline_run_id"   # on a sweep run: the dense run 
 TAG_CODE_VERSION = "disparse.code_version"
 TAG_WATERSHED = "disparse.watershed"         # on a trial: the watershed layer of its mask IoU
 TAG_WITHIN_BUDGETS = "disparse.within_budgets"   # on a fully trained trial: meets the sweep's budgets
+TAG_RETRIES = "disparse.retries"            # on a trial: its attempts before the one its run holds
+TAG_ATTEMPT = "disparse.attempt"            # on a retired attempt's run (role attempt): its number
+ATTEMPT_REASON = "disparse.attempt_"        # + N, on a trial: why its attempt N did not count
 
 
 # --- store location -------------------------------------------------------------------------------------

@@ -30,11 +30,12 @@ from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_
 from .values import (SWEEP_METRIC_PREFIX, code_version_text, flatten_params, not_finite_keys, one_line, spec_attr,
                      sweep_params)
 from .values import code_version as _code_version     # start_sweep's argument shadows the name
+from .attempts import AttemptWriter
 from .report import ReportWriter, sweep_info
 from .writer import RunWriter
 
 
-class SweepTracker(ReportWriter, RunWriter):
+class SweepTracker(AttemptWriter, ReportWriter, RunWriter):
     """Writes one sweep to MLflow from one process (the Ray Tune driver). Call it from one thread.
 
     Use as a context manager (or call :meth:`abort` in a ``finally``) so that an interrupted sweep
@@ -57,6 +58,10 @@ class SweepTracker(ReportWriter, RunWriter):
         self._last_step: dict[str, int] = {}       # run id -> highest step logged in this session
         self._plots = PlotQueue(self.tracking_uri)  # mask-IoU charts, drawn and logged off this thread
         self._info: dict | None = None             # what the sweep run's description says of the sweep
+        self._attempts: dict[str, list] = {}       # trial key -> retired attempts (number, reason, run id)
+        self._live: set[str] = set()               # trial keys whose current run this tracker opened
+        self._params: dict[str, dict] = {}          # trial key -> its config (a retry's fresh run logs it)
+        self._numbers: dict[str, int] = {}          # trial key -> Optuna number of its current attempt
         self._aborting = False
 
     # context manager: anything left RUNNING is closed on the way out, queued charts are logged
@@ -163,35 +168,36 @@ class SweepTracker(ReportWriter, RunWriter):
 
     def trial_started(self, trial_key: str, params: Mapping[str, Any], *,
                       optuna_number: int | None = None) -> str:
-        """The nested run of ``trial_key`` (created once; a resumed trial reuses its run; a FINISHED one is
-        returned as is and never reopened). ``params`` (the trial config) are flattened and logged as
+        """The nested run of ``trial_key``'s attempt: created when the attempt starts; a FINISHED one is
+        returned as is and never reopened; an unfinished one an earlier driver left (a ``--resume``
+        reruns it) becomes a retired attempt and the trial gets a fresh run (:mod:`.attempts`), tagged
+        with this attempt's Optuna number. ``params`` (the trial config) are flattened and logged as
         given; the ``trial_config.json`` artifact holds the config resolved (:func:`_resolved`)."""
         self._require_sweep()
         key = str(trial_key)
         run_id = self._trials.get(key)
         if run_id is not None and self._status.get(key) == "FINISHED":
             return run_id                              # finished: never reopened
-        if run_id is None:
-            tags = {TAG_PARENT: self.parent_run_id, TAG_SWEEP_ID: self.sweep_id, TAG_TRIAL_KEY: key,
-                    TAG_ROLE: "trial"}
-            if optuna_number is not None:
-                tags[TAG_OPTUNA_NUMBER] = str(optuna_number)
-            run_id = self.client.create_run(self.experiment_id, run_name=key, tags=tags).info.run_id
-            self._trials[key], self._status[key] = run_id, "RUNNING"
-            already: set[str] = set()
-        else:                                          # resumed: reopen a failed / killed / running run
-            run = self.client.get_run(run_id)
-            already = set(run.data.params)
-            if run.info.status != "RUNNING":
-                self.client.update_run(run_id, status="RUNNING")
-            if TAG_FAILURE in run.data.tags:
-                self.client.delete_tag(run_id, TAG_FAILURE)
-            if optuna_number is not None and TAG_OPTUNA_NUMBER not in run.data.tags:
-                self.client.set_tag(run_id, TAG_OPTUNA_NUMBER, str(optuna_number))
-            self._status[key] = "RUNNING"
-        flat = {k: v for k, v in flatten_params(dict(params or {})).items() if k not in already}
-        self._log_batch(run_id, params=flat)
-        if not already and params:
+        if run_id is not None and key in self._live and self._status.get(key) == "RUNNING":
+            return run_id                              # this attempt's run, already open
+        if run_id is not None:                         # left unfinished by an earlier driver
+            self._retire_unfinished(key, run_id)
+        if params:
+            self._params[key] = dict(params)
+        params = params or self._params.get(key, {})
+        if optuna_number is None:
+            optuna_number = self._numbers.get(key)
+        tags = {TAG_PARENT: self.parent_run_id, TAG_SWEEP_ID: self.sweep_id, TAG_TRIAL_KEY: key,
+                TAG_ROLE: "trial", **self._attempt_tags(key)}
+        if optuna_number is not None:
+            tags[TAG_OPTUNA_NUMBER] = str(optuna_number)
+            self._numbers[key] = optuna_number
+        run_id = self.client.create_run(self.experiment_id, run_name=key, tags=tags).info.run_id
+        self._trials[key], self._status[key] = run_id, "RUNNING"
+        self._live.add(key)
+        self._adopt_attempts(key, run_id)
+        self._log_batch(run_id, params=flatten_params(dict(params or {})))
+        if params:
             self._log_texts(run_id, {"trial_config.json": json.dumps(_resolved(params), indent=2,
                                                                      sort_keys=True, default=str)})
         return run_id
@@ -373,6 +379,7 @@ class SweepTracker(ReportWriter, RunWriter):
                                order_by=["attributes.start_time ASC"])
 
     def _load_existing_trials(self) -> None:
+        self._load_attempts()
         for run in self._sweep_trial_runs():
             key = run.data.tags.get(TAG_TRIAL_KEY)
             if key is None or key in self._trials:

@@ -149,9 +149,26 @@ def not_finite_keys(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def one_line(text: Any, limit: int = 1000) -> str:
+    """A reason on one line: a traceback's last line, else the first; cut to whole sentences
+    (:func:`clip_sentences`), never mid-word."""
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return truncate(lines[-1] if lines and lines[0].startswith("Traceback") else (lines[0] if lines else
-                     "unknown error"), limit)
+    return clip_sentences(lines[-1] if lines and lines[0].startswith("Traceback") else (lines[0] if lines else
+                          "unknown error"), limit)
+
+
+def clip_sentences(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its whole sentences that fit (``...`` says more
+    followed); with no sentence end in reach, its whole words."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 4]
+    end = max(head.rfind(". "), head.rfind("; "), head.rfind("! "), head.rfind("? "))
+    if end >= limit // 4:
+        return head[:end + 1] + " ..."
+    space = head.rfind(" ")
+    return (head[:space] if space > 0 else head).rstrip(" ,;:") + " ..."
+
 
 
 # --- baseline key and code version -----------------------------------------------------------------------

@@ -75,7 +75,36 @@ def _assert_each_trial_once(uri: str, results_dir: Path, sweep_id: str, trials: 
     assert all(r.info.status == "FINISHED" for r in runs)
     (parent,) = mlflow_runs(uri, "sweep", sweep_id)
     assert parent.info.status == "FINISHED"
+    _assert_records_agree(uri, study, runs, sweep_id)
     return {t.user_attrs["trial_key"]: t.number for t in study.trials if t.state.name == "COMPLETE"}
+
+
+def _assert_records_agree(uri: str, study, runs, sweep_id: str) -> None:
+    """After interruptions and resumes: each trial's run names the Optuna trial that completed it and
+    holds one series of steps; an attempt an interruption stopped is a run of its own, under it, with
+    its reason on the trial's run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    tried: dict = {}
+    for t in study.trials:
+        tried.setdefault(t.user_attrs["trial_key"], []).append(t)
+    attempts = mlflow_runs(uri, "attempt", sweep_id)
+    for run in runs:
+        key = run.data.tags["disparse.trial_key"]
+        counted = max(tried[key], key=lambda t: t.number)
+        assert counted.state.name == "COMPLETE"
+        assert run.data.tags["disparse.optuna_number"] == str(counted.number), key
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "seg.miou")]
+        assert steps == sorted(set(steps)), (key, steps)
+        mine = [a for a in attempts if a.data.tags["disparse.trial_key"] == key]
+        assert all(a.data.tags["mlflow.parentRunId"] == run.info.run_id for a in mine)
+        assert run.data.tags.get("disparse.retries", "0") == str(len(mine))
+        for a in mine:
+            reason = run.data.tags[f"disparse.attempt_{a.data.tags['disparse.attempt']}"]
+            assert reason and "\n" not in reason
+        if len(tried[key]) > 1:                # rerun after an interruption: the stopped attempt is apart
+            assert mine, key
 
 
 def _front_table(stdout: str) -> str:

@@ -2,7 +2,8 @@
 
 * a trial that raises (``RuntimeError``, injected),
 * a trial whose loss diverges (``lr: 1e12`` → non-finite loss → ``FloatingPointError`` in run_trial),
-* a trial whose Ray worker is SIGKILLed once (it must be retried and complete),
+* a trial whose Ray worker is SIGKILLed once, midway (after its first report: it must be retried and
+  complete, with records that agree: one clean MLflow series, the attempt apart, its reason on the run),
 * a trial whose Ray worker is SIGKILLed on every attempt (retried ``max_retries`` times, then FAILED),
 
 next to a healthy trial. The sweep must finish (exit 0); every failure is FAILED in Ray (status ERROR),
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 MAX_RETRIES = 1
 HEALTHY, RAISES, DIVERGES, KILLED_ONCE, KILLED_ALWAYS = 0, 101, 1, 102, 103
-FAULTS = {RAISES: "raise", DIVERGES: "count", KILLED_ONCE: "sigkill_once", KILLED_ALWAYS: "sigkill_always"}
+FAULTS = {RAISES: "raise", DIVERGES: "count", KILLED_ONCE: "sigkill_midway", KILLED_ALWAYS: "sigkill_always"}
 ENQUEUED = [  # (seed, lr): the order the sweep runs them in
     (HEALTHY, 0.005), (RAISES, 0.005), (DIVERGES, 1.0e12), (KILLED_ONCE, 0.005), (KILLED_ALWAYS, 0.005)]
 
@@ -139,6 +140,59 @@ def test_failed_trials_are_failed_in_mlflow_and_off_the_front(faulty_sweep):
         assert key[seed] not in csv
     (parent,) = mlflow_runs(uri, "sweep", faulty_sweep["sweep"])
     assert parent.info.status == "FINISHED"
+
+
+def _whole_sentences_naming_the_signal(reason: str) -> None:
+    assert reason.endswith(".") and "..." not in reason and "\n" not in reason, reason
+    assert "SIGKILL" in reason and "worker process" in reason, reason
+
+
+def test_a_retried_trials_records_agree_in_mlflow_and_optuna(faulty_sweep):
+    """The trial killed midway: its run holds one clean series (the attempt that finished), the killed
+    attempt is a run of its own under it, the retry and its reason are on the trial's run, and the
+    Optuna number, the front and the study point to the attempt that counts."""
+    from mlflow.tracking import MlflowClient
+
+    uri, key, study = faulty_sweep["uri"], faulty_sweep["key"][KILLED_ONCE], faulty_sweep["study"]
+    client = MlflowClient(uri)
+    (run,) = [r for r in mlflow_runs(uri, "trial", faulty_sweep["sweep"]) if r.data.tags["disparse.trial_key"] == key]
+    assert run.info.status == "FINISHED" and run.info.run_name == key
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "seg.miou")]
+    assert steps == sorted(set(steps)) and steps[-1] == 6, steps           # one series, never going back
+    assert run.data.tags["disparse.retries"] == "1"
+    _whole_sentences_naming_the_signal(run.data.tags["disparse.attempt_1"])
+    (attempt,) = [r for r in mlflow_runs(uri, "attempt", faulty_sweep["sweep"])
+                  if r.data.tags["disparse.trial_key"] == key]
+    assert attempt.info.status == "FAILED" and attempt.info.run_name == f"{key}-attempt1"
+    assert attempt.data.tags["mlflow.parentRunId"] == run.info.run_id   # under the trial, not the sweep
+    assert attempt.data.tags["disparse.failure"] == run.data.tags["disparse.attempt_1"]
+    assert [m.step for m in client.get_metric_history(attempt.info.run_id, "seg.miou")] == [3]
+    assert "disparse.pareto" not in attempt.data.tags
+    # the Optuna trial the run names is the one that completed, with the values the run holds
+    counted = latest_by_key(study)[key]
+    assert counted.state.name == "COMPLETE"
+    assert run.data.tags["disparse.optuna_number"] == str(counted.number)
+    assert counted.values[0] == pytest.approx(run.data.metrics["compression"])
+    assert counted.values[1] == pytest.approx(run.data.metrics["seg.miou"])
+    # the front (tags, CSV) names runs that count only
+    csv = (faulty_sweep["results"] / "pareto_front.csv").read_text()
+    assert attempt.info.run_id not in csv
+    front_ids = {r.info.run_id for r in mlflow_runs(uri, "trial", faulty_sweep["sweep"])
+                 if r.data.tags.get("disparse.pareto") == "true"}
+    assert front_ids and all(rid in csv for rid in front_ids)
+
+
+def test_a_trial_killed_on_every_attempt_says_so_in_whole_sentences(faulty_sweep):
+    uri, key = faulty_sweep["uri"], faulty_sweep["key"][KILLED_ALWAYS]
+    (run,) = [r for r in mlflow_runs(uri, "trial", faulty_sweep["sweep"]) if r.data.tags["disparse.trial_key"] == key]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["disparse.retries"] == str(MAX_RETRIES)
+    for n in range(1, MAX_RETRIES + 1):
+        _whole_sentences_naming_the_signal(run.data.tags[f"disparse.attempt_{n}"])
+    _whole_sentences_naming_the_signal(run.data.tags["disparse.failure"])
+    _whole_sentences_naming_the_signal(latest_by_key(faulty_sweep["study"])[key].user_attrs["fail_reason"])
+    assert len([r for r in mlflow_runs(uri, "attempt", faulty_sweep["sweep"])
+                if r.data.tags["disparse.trial_key"] == key]) == MAX_RETRIES
 
 
 def test_trials_ran_on_loopback_only(faulty_sweep):

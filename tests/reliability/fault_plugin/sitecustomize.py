@@ -12,6 +12,8 @@ appends one line to ``<markers>/seed<N>.attempts`` (one line per attempt) and th
 
 * ``raise``: raises ``RuntimeError("injected fault ...")``;
 * ``sigkill_once``: kills its own process with SIGKILL on the first attempt only, then trains normally;
+* ``sigkill_midway``: on the first attempt, kills its process at its second report (the first one has
+  reached the driver), then trains normally;
 * ``sigkill_always``: kills its own process with SIGKILL on every attempt;
 * ``count``: only counts the attempt;
 * ``sigkill_after_checkpoint``: on the first attempt, kills its process at the first report after a
@@ -29,6 +31,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 _SPEC_FILE = os.environ.get("DISPARSE_TEST_FAULTS")
 _TARGET = "disparse_core.trial"
@@ -54,17 +57,23 @@ def _wrap(module):
             if action == "sigkill_always" or (action == "sigkill_once" and attempt == 1):
                 os.kill(os.getpid(), signal.SIGKILL)
             report = _watched(report, config, os.path.join(markers, f"seed{seed}.first_steps"),
-                              kill=action == "sigkill_after_checkpoint" and attempt == 1)
+                              kill=action == "sigkill_after_checkpoint" and attempt == 1,
+                              kill_second=action == "sigkill_midway" and attempt == 1)
         return original(config, report)
 
     module.run_trial = run_trial
 
 
-def _watched(report, config, steps_file, kill):
+def _watched(report, config, steps_file, kill, kill_second=False):
     seen = []
+    calls = []
     checkpoint = os.path.join(str(config.get("checkpoint_dir") or ""), "checkpoint.pt")
 
     def watched(metrics):
+        calls.append(metrics.get("step"))
+        if kill_second and len(calls) == 2:
+            time.sleep(1.0)                      # the first report is logged by the driver meanwhile
+            os.kill(os.getpid(), signal.SIGKILL)
         if not seen:
             seen.append(metrics.get("step"))
             with open(steps_file, "a", encoding="utf-8") as fh:

@@ -87,12 +87,32 @@ def test_trial_started_is_idempotent_and_resume_never_duplicates(store):
     assert again.trial_started("t0", config(), optuna_number=0) == first
     again.trial_result("t0", {"seg.miou": 0.99}, step=5)                      # finished: untouched
     again.trial_completed("t0", {"seg.miou": 0.99})
-    assert again.trial_started("t1", config(sparsity=0.9), optuna_number=1) == tracker._trials["t1"]
-    assert again.trial_started("t2", config(sparsity=0.7), optuna_number=2) == tracker._trials["t2"]
+    # rerun after the resume (new Optuna numbers): a fresh run each, the unfinished one kept as an attempt
+    t1 = again.trial_started("t1", config(sparsity=0.9), optuna_number=3)
+    t2 = again.trial_started("t2", config(sparsity=0.7), optuna_number=4)
+    assert again.trial_started("t1", config(sparsity=0.9), optuna_number=3) == t1      # the same attempt
+    assert {t1, t2}.isdisjoint({tracker._trials["t1"], tracker._trials["t2"]})
     trials = {r.data.tags["disparse.trial_key"]: r for r in runs(store, "trial")}
-    assert sorted(trials) == ["t0", "t1", "t2"]
+    assert sorted(trials) == ["t0", "t1", "t2"]                  # still one trial run per trial key
     assert trials["t0"].info.status == "FINISHED" and trials["t0"].data.metrics["seg.miou"] == 0.4
     assert trials["t2"].info.status == "RUNNING" and "disparse.failure" not in trials["t2"].data.tags
+    assert trials["t2"].data.tags["disparse.optuna_number"] == "4"             # the attempt that counts
+    assert trials["t2"].data.tags["disparse.retries"] == "1"
+    assert trials["t2"].data.tags["disparse.attempt_1"] == "boom"
+    assert trials["t2"].data.params["sparsity"] == "0.7"
+    attempts = {r.data.tags["disparse.trial_key"]: r for r in runs(store, "attempt")}
+    assert sorted(attempts) == ["t1", "t2"]
+    assert attempts["t1"].info.run_id == tracker._trials["t1"] and attempts["t1"].info.status == "FAILED"
+    assert attempts["t1"].info.run_name == "t1-attempt1"
+    assert attempts["t1"].data.tags["mlflow.parentRunId"] == t1
+    assert "sweep stopped before this attempt ended" in trials["t1"].data.tags["disparse.attempt_1"]
+    # a second resume numbers the attempts on
+    third = start(store, resume=True)
+    t2_again = third.trial_started("t2", config(sparsity=0.7), optuna_number=5)
+    rerun = MlflowClient(store).get_run(t2_again)
+    assert rerun.data.tags["disparse.retries"] == "2" and rerun.data.tags["disparse.attempt_1"] == "boom"
+    assert "disparse.attempt_2" in rerun.data.tags
+    assert len([r for r in runs(store, "attempt") if r.data.tags["disparse.trial_key"] == "t2"]) == 2
 
 
 def test_final_metrics_are_the_latest_even_without_a_step(store):
@@ -260,3 +280,18 @@ def test_default_uri_is_absolute_sqlite_in_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert tracking.default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert tracking.validate_tracking_uri("rel.db") == f"sqlite:///{tmp_path.resolve()}/rel.db"
+
+
+def test_reasons_are_cut_at_whole_sentences_never_mid_word():
+    from sweeps.tracking import clip_sentences
+
+    ray_text = ("The actor died unexpectedly before finishing this task. Worker unexpectedly exits with a "
+                "connection error code 2. End of file. If the process was killed by the kernel OOM killer "
+                "(verifiable by checking for OOM in dmesg of the OOMing node), consider enabling isolation.")
+    assert clip_sentences(ray_text, 1000) == ray_text
+    cut = clip_sentences(ray_text, 120)
+    assert cut == ("The actor died unexpectedly before finishing this task. Worker unexpectedly exits with a "
+                   "connection error code 2. ...")
+    words = clip_sentences("one sentence with many words and no end " * 5, 60)
+    assert len(words) <= 60 and words.endswith(" ...")
+    assert all(w in "one sentence with many words and no end".split() for w in words[:-4].split())

@@ -135,8 +135,11 @@ def sweep_note(info: Mapping[str, Any], records: Sequence[Mapping[str, Any]], fr
                     f"and of relative budgets (its metrics: the table at the end).")
     elif baseline:
         head.append("**Baseline**: the baseline metrics the trials were given.")
+    elif info.get("baseline_expected", True) and state.startswith("running"):
+        head.append("**Baseline**: the dense baseline is being trained or looked up (Δm and relative "
+                    "budgets refer to it).")
     else:
-        head.append("**Baseline**: none (the space turned it off).")
+        head.append("**Baseline**: none (the space turns it off, or it did not finish).")
 
     hv = info.get("hypervolume")
     front_head = [f"### Pareto front: {len(front)} of {len(eligible)} fully trained trials"

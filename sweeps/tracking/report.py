@@ -42,7 +42,8 @@ def sweep_info(spec: Any, sweep_id: str, config: Mapping[str, Any], params: Mapp
             "methods": methods, "trials": params.get("trials"), "concurrency": params.get("concurrency"),
             "sampler": sampler, "objectives": [n for n in names if n],
             "directions": normalize_directions([n for n in names if n], dirs if all(dirs) else None)
-            if names else [], "budgets": budgets, "results_dir": config.get("results_dir"), "hypervolume": None}
+            if names else [], "budgets": budgets, "results_dir": config.get("results_dir"), "hypervolume": None,
+            "baseline_expected": spec_attr(spec, "baseline") is not False}
 
 
 class ReportWriter:

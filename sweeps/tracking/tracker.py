@@ -163,6 +163,7 @@ class SweepTracker(AttemptWriter, ReportWriter, RunWriter):
         """Record on the sweep run which dense baseline run its Δm and budgets refer to."""
         self._require_sweep()
         self.client.set_tag(self.parent_run_id, TAG_BASELINE_RUN, run_id)
+        self.refresh_report()                 # the description names it
 
     # -- trials -----------------------------------------------------------------------------------------
 

@@ -256,3 +256,23 @@ def test_the_documented_filters_match_the_front_and_the_trials_within_budgets(br
         assert {r.info.run_id for r in found} == expected[name] and expected[name], name
         values = [r.data.metrics["compression"] for r in found]
         assert values == sorted(values, reverse=True)
+
+
+def test_the_description_says_the_baseline_is_coming_until_it_is_recorded(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.run import RunOptions, make_plan
+    from sweeps.tracking import SweepTracker
+
+    plan = make_plan(RunOptions(space=str(write_space(tmp_path, name="base")), results_dir=str(tmp_path / "b"),
+                                tracking_uri=store))
+    client = MlflowClient(store)
+    with SweepTracker(store) as tracker:
+        parent = tracker.start_sweep(plan.spec, sweep_id="base", config={"trials": 4})
+        assert "the dense baseline is being trained" in _note(client.get_run(parent))
+        tracker.log_baseline("k1", {"method": "dense"}, {"seg.miou": 0.8, "normal.mean": 20.0})
+        note = _note(client.get_run(parent))
+        baseline_id = client.get_run(parent).data.tags["disparse.baseline_run_id"]
+        assert f"[dense run](#/experiments/{client.get_run(parent).info.experiment_id}/runs/{baseline_id}" in note
+        assert "| seg.miou | higher | fraction 0-1 | 0.8 |" in note
+        tracker.abort("stopped")

@@ -59,35 +59,41 @@ class Sweep:
     experiment_id: str
     parent: object               # the sweep's run
     trials: list                 # its trial runs
+    ui: MlflowUI                 # started on its store (the mlflow_ui fixture waits for it)
 
 
 @pytest.fixture(scope="package")
 def sweep(browser, ray_local, tmp_path_factory) -> Sweep:
     """Four trials of the tiny space (real Ray, Optuna, MLflow sqlite, run_trial; ~30 s on 2 cores).
-    Asks for the browser first, so that a machine without one skips before training anything."""
+    Asks for the browser first, so that a machine without one skips before training anything. The
+    ``mlflow ui`` of :func:`mlflow_ui` starts on the new store while the sweep trains (its start takes
+    15-35 s here); it is stopped when the browser tests end."""
+    from mlflow.tracking import MlflowClient
     from sweep_helpers import sqlite_uri, sweep_run, trial_runs, write_space
     from sweeps.run import RunOptions, make_plan, run_sweep
 
     folder = tmp_path_factory.mktemp("browser-sweep")
-    plan = make_plan(RunOptions(space=str(write_space(folder)), results_dir=str(folder / "results"),
-                                tracking_uri=sqlite_uri(folder / "mlflow.db")))
-    out = io.StringIO()
+    uri = sqlite_uri(folder / "mlflow.db")
+    MlflowClient(uri).search_experiments()          # the store, created and migrated before the UI reads it
+    ui = MlflowUI(uri, free_port(), folder / "mlflow-ui.log")
     try:
-        summary = run_sweep(plan, out=out)
+        plan = make_plan(RunOptions(space=str(write_space(folder)), results_dir=str(folder / "results"),
+                                    tracking_uri=uri))
+        out = io.StringIO()
+        try:
+            summary = run_sweep(plan, out=out)
+        finally:
+            print(out.getvalue())
+        assert not summary.interrupted and summary.states == {"COMPLETE": 4}, out.getvalue()
+        client, parent = sweep_run(plan.tracking_uri, plan.sweep_id)
+        yield Sweep(plan.tracking_uri, plan.sweep_id, out.getvalue(), client, parent.info.experiment_id,
+                    parent, trial_runs(plan.tracking_uri, plan.sweep_id), ui)
     finally:
-        print(out.getvalue())
-    assert not summary.interrupted and summary.states == {"COMPLETE": 4}, out.getvalue()
-    client, parent = sweep_run(plan.tracking_uri, plan.sweep_id)
-    return Sweep(plan.tracking_uri, plan.sweep_id, out.getvalue(), client, parent.info.experiment_id, parent,
-                 trial_runs(plan.tracking_uri, plan.sweep_id))
+        ui.stop()
 
 
 @pytest.fixture(scope="package")
-def mlflow_ui(sweep, tmp_path_factory):
-    """``mlflow ui`` on 127.0.0.1 (a free port) over the sweep's store; stopped by its PID."""
-    ui = MlflowUI(sweep.tracking_uri, free_port(), tmp_path_factory.mktemp("mlflow-ui") / "server.log")
-    try:
-        ui.wait()
-        yield ui
-    finally:
-        ui.stop()
+def mlflow_ui(sweep):
+    """``mlflow ui`` on 127.0.0.1 (a free port) over the sweep's store, once it answers."""
+    sweep.ui.wait()
+    return sweep.ui

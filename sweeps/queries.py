@@ -423,8 +423,8 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
                     if params.get(k)]
         if settings:
             print("  settings     " + ", ".join(settings), file=out)
-        if tags.get("disparse.code_version"):
-            print(f"  code         {tags['disparse.code_version']}", file=out)
+        if tracking.sweep_tag(tags, tracking.TAG_CODE_VERSION):
+            print(f"  code         {tracking.sweep_tag(tags, tracking.TAG_CODE_VERSION)}", file=out)
         print(f"  trials       {len(trials)}: {count['FINISHED'] - early} fully trained, {early} early-stopped, "
               f"{count['FAILED']} failed, {count['KILLED']} killed, {count['RUNNING']} running", file=out)
         failures = [t for t in trials if t["status"] == "FAILED" and t.get("failure")]
@@ -443,8 +443,8 @@ def report(tracking_uri: str | None, experiment: str | None, sweep: str | None =
                 hv = float(tags["disparse.hypervolume"])
             print(f"  front        {len(front)} of {len(eligible)} fully trained trials"
                   + (f"; hypervolume {format_number(hv)}" if hv is not None else "")
-                  + (f" (reference {_reference_text(tags['disparse.reference_point'])})"
-                     if tags.get("disparse.reference_point") else ""), file=out)
+                  + (f" (reference {_reference_text(tracking.sweep_tag(tags, tracking.TAG_HV_REFERENCE))})"
+                     if tracking.sweep_tag(tags, tracking.TAG_HV_REFERENCE) else ""), file=out)
             if eligible:
                 rows = []
                 for o, d in zip(objs, dirs):

@@ -35,7 +35,8 @@ from .links import (UI_HOST, UI_PORT, artifact_route, dashboard_command, experim
                     mlflow_ui_command, run_route, run_url, runs_filter_route, ui_base)
 from .read import list_artifacts, load_baseline_for, load_sweep, load_trials
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_CODE_VERSION, TAG_EARLY_STOPPED,
-                    TAG_FAILURE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
+                    TAG_FAILURE, TAG_HV_REFERENCE, TAG_OPTUNA_NUMBER, TAG_PARENT, TAG_PARETO, TAG_ROLE, TAG_SWEEP_ID,
+                    TAG_TRIAL_KEY, sweep_tag,
                     default_tracking_uri, probe_http_store, validate_tracking_uri)
 from .tracker import SweepTracker
 from .values import (BASELINE_FIELDS, baseline_key, clip_sentences, code_version, flatten_params, sanitize_name,
@@ -66,4 +67,5 @@ __all__ = [
     "run_url", "runs_filter_route", "mlflow_ui_command", "dashboard_command",
     "TAG_SWEEP_ID", "TAG_ROLE", "TAG_TRIAL_KEY", "TAG_EARLY_STOPPED", "TAG_FAILURE", "TAG_PARETO",
     "TAG_BASELINE_KEY", "TAG_BASELINE_RUN", "TAG_OPTUNA_NUMBER", "TAG_PARENT", "TAG_CODE_VERSION",
+    "TAG_HV_REFERENCE", "sweep_tag",
 ]

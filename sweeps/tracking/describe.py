@@ -65,6 +65,16 @@ def _num(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def _param(rec: Mapping[str, Any], key: str) -> str:
+    """A param as the table shows it: a number at 4 significant digits (the CSV keeps all of them)."""
+    text = str((rec.get("params") or {}).get(key, ""))
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return text if value.is_integer() and "e" not in text.lower() else _num(value)
+
+
 def _arrow(direction: str) -> str:
     return "↑" if metric_direction("", direction) == "higher" else "↓"
 
@@ -146,7 +156,7 @@ def sweep_note(info: Mapping[str, Any], records: Sequence[Mapping[str, Any]], fr
                   + (f" (hypervolume {_num(hv)})" if isinstance(hv, (int, float)) else "")]
     cols = ["trial", *[f"{o} {_arrow(d)}" for o, d in zip(objectives, dirs)], *param_keys]
     rows = [f"| {_link(r, eid)} | " + " | ".join([*[_num(r['metrics'].get(o)) for o in objectives],
-                                                  *[str((r.get('params') or {}).get(k, '')) for k in param_keys]])
+                                                  *[_param(r, k) for k in param_keys]])
             + " |" for r in front]
 
     chose = ["### The trial `best` picks"]

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .. import front_page, plots
 from ..pareto import default_reference, hypervolume, hypervolume_history
+from .store import TAG_HV_REFERENCE
 from .values import SWEEP_METRIC_PREFIX, one_line, sanitize_name
 
 
@@ -99,7 +100,7 @@ def hypervolume_tags(eligible: Sequence[Mapping[str, Any]], points: list[list[fl
                            enumerate(hypervolume_history([points[i] for i in ordered], dirs, ref))]
             hv = float(hypervolume([points[i] for i in front_idx], dirs, ref))
             hv_tags = {"disparse.hypervolume": repr(hv),
-                       "disparse.reference_point": json.dumps(ref)
+                       TAG_HV_REFERENCE: json.dumps(ref)
                        + ("" if reference_point is not None else " (auto)")}
         except Exception as exc:
             hv_tags = {"disparse.hypervolume_error": one_line(exc, 500)}

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import UserInputError
 from .store import (DEFAULT_EXPERIMENT, TAG_BASELINE_KEY, TAG_BASELINE_RUN, TAG_EARLY_STOPPED, TAG_FAILURE,
                     TAG_NOT_FINITE, TAG_OPTUNA_NUMBER, TAG_PARETO, TAG_RETRIES, TAG_ROLE, TAG_SWEEP_ID, TAG_TRIAL_KEY,
-                    QuickHttp, open_client, quote_value, search_all_runs, store_error, validate_tracking_uri)
+                    QuickHttp, open_client, quote_value, sweep_tag, search_all_runs, store_error, validate_tracking_uri)
 from .values import NOT_METRICS, baseline_key, read_name, unflatten_params
 
 
@@ -152,7 +152,7 @@ def load_baseline_for(records: Sequence[Mapping[str, Any]], tracking_uri: str | 
     """The dense baseline the trials of ``records`` compare to, as a record (``metrics``, ``run_id``,
     ``baseline_key``), or None.
 
-    Looked up in order: the sweep run's ``disparse.baseline_run_id`` tag; a FINISHED baseline run whose
+    Looked up in order: the sweep run's ``disparse.baseline`` tag; a FINISHED baseline run whose
     key equals the trials' :func:`baseline_key` (the most common one); the ``baseline_metrics`` the
     trials were given (``run_id`` None then). The store comes from the records (``load_trials`` puts it
     there) unless given.
@@ -175,7 +175,7 @@ def load_baseline_for(records: Sequence[Mapping[str, Any]], tracking_uri: str | 
         sweeps = search_all_runs(client, experiment_id,
                                  f"tags.`{TAG_ROLE}` = 'sweep' and tags.`{TAG_SWEEP_ID}` = {quote_value(sid)}")
         for run in sweeps:
-            linked = run.data.tags.get(TAG_BASELINE_RUN)
+            linked = sweep_tag(run.data.tags, TAG_BASELINE_RUN)
             rec = baseline_record(client, experiment_id, run_id=linked) if linked else None
             if rec:
                 return rec

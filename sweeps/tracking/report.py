@@ -13,7 +13,7 @@ from ..pareto import pareto_front
 from .describe import NOTE_TAG, sweep_note, trial_line
 from .front import eligible_for_front, front_indices
 from .read import baseline_record, run_record
-from .store import TAG_BASELINE_RUN, TAG_PARETO, TAG_WITHIN_BUDGETS
+from .store import TAG_BASELINE_RUN, TAG_PARETO, TAG_WITHIN_BUDGETS, sweep_tag
 
 
 def sweep_info(spec: Any, sweep_id: str, config: Mapping[str, Any], params: Mapping[str, Any],
@@ -87,7 +87,7 @@ class ReportWriter:
         return records
 
     def _report_baseline(self) -> dict[str, Any] | None:
-        linked = self.client.get_run(self.parent_run_id).data.tags.get(TAG_BASELINE_RUN)
+        linked = sweep_tag(self.client.get_run(self.parent_run_id).data.tags, TAG_BASELINE_RUN)
         if not linked:
             return None
         cached = getattr(self, "_baseline_cache", None)

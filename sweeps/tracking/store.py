@@ -32,8 +32,18 @@ TAG_FAILURE = "disparse.failure"
 TAG_PARETO = "disparse.pareto"
 TAG_NOT_FINITE = "disparse.not_finite"     # final metrics that were NaN/inf (MLflow keeps an older value)
 TAG_BASELINE_KEY = "disparse.baseline_key"
-TAG_BASELINE_RUN = "disparse.baseline_run_id"   # on a sweep run: the dense run its Δm refers to
-TAG_CODE_VERSION = "disparse.code_version"
+# Keys on the sweep run are short enough for the UI's tag chips (about 20 characters show whole); the
+# longer keys of older stores are still read (LEGACY_SWEEP_TAGS).
+TAG_BASELINE_RUN = "disparse.baseline"       # on a sweep run: the dense run its Δm refers to
+TAG_CODE_VERSION = "disparse.code"
+TAG_HV_REFERENCE = "disparse.hv_ref"          # the hypervolume's reference point
+LEGACY_SWEEP_TAGS = {TAG_BASELINE_RUN: "disparse.baseline_run_id", TAG_CODE_VERSION: "disparse.code_version",
+                     TAG_HV_REFERENCE: "disparse.reference_point"}
+
+
+def sweep_tag(tags, key: str):
+    """A sweep run's tag under its current key, else under the key older stores used."""
+    return tags.get(key) or tags.get(LEGACY_SWEEP_TAGS.get(key, key))
 TAG_WATERSHED = "disparse.watershed"         # on a trial: the watershed layer of its mask IoU
 TAG_WITHIN_BUDGETS = "disparse.within_budgets"   # on a fully trained trial: meets the sweep's budgets
 TAG_RETRIES = "disparse.retries"            # on a trial: its attempts before the one its run holds

@@ -35,7 +35,7 @@ def test_parent_and_nested_runs_structure(store, tmp_path):
     assert (p["sampler"], p["seed"], p["trials"], p["concurrency"]) == ("tpe", "7", "4", "2")
     assert p["objectives"] == "compression:maximize,seg.miou:maximize,normal.mean:minimize"
     assert p["budgets"] == "seg.miou=-2%"
-    assert parent.data.tags["disparse.code_version"] == "abc123-dirty"
+    assert parent.data.tags["disparse.code"] == "abc123-dirty"
     arts = set(tracking.list_artifacts(store, parent.info.run_id))
     assert {"space/unit.yaml", "config/sweep_config.json", "config/sweep_config.yaml",
             "config/code_version.json"} <= arts
@@ -295,3 +295,25 @@ def test_reasons_are_cut_at_whole_sentences_never_mid_word():
     words = clip_sentences("one sentence with many words and no end " * 5, 60)
     assert len(words) <= 60 and words.endswith(" ...")
     assert all(w in "one sentence with many words and no end".split() for w in words[:-4].split())
+
+
+def test_a_store_written_with_the_older_long_tag_keys_is_still_read(store):
+    """Older sweeps named their baseline run, code and hypervolume reference with longer keys; readers
+    take both."""
+    from sweeps.tracking import load_baseline_for, load_trials
+
+    client = MlflowClient(store)
+    found = client.get_experiment_by_name(EXP)
+    exp = found.experiment_id if found else client.create_experiment(EXP)
+    base = client.create_run(exp, tags={"disparse.role": "baseline", "disparse.baseline_key": "other"}).info.run_id
+    client.log_metric(base, "seg.miou", 0.9)
+    client.set_terminated(base)
+    sweep = client.create_run(exp, tags={"disparse.role": "sweep", "disparse.sweep_id": "old",
+                                         "disparse.baseline_run_id": base}).info.run_id
+    trial = client.create_run(exp, tags={"disparse.role": "trial", "disparse.sweep_id": "old",
+                                         "disparse.trial_key": "t0000", "mlflow.parentRunId": sweep}).info.run_id
+    client.log_metric(trial, "sparsity", 0.5)            # the metric's old name: read as sparsity still
+    client.set_terminated(trial)
+    records = load_trials(store, EXP, "old")
+    assert records[0]["metrics"]["sparsity"] == 0.5
+    assert load_baseline_for(records)["run_id"] == base

@@ -125,7 +125,7 @@ def test_the_sweep_runs_description_reports_front_choice_budgets_and_next_steps(
     assert "compression ↑ (higher is better, share of the dense model's prunable weights removed)" in note
     assert "delta_m ↑ (higher is better, % vs the dense baseline)" in note
     assert "`normal.mean=+500%`" in note
-    baseline_id = parent.data.tags["disparse.baseline_run_id"]
+    baseline_id = parent.data.tags["disparse.baseline"]
     assert f"[dense run](#/experiments/{eid}/runs/{baseline_id}?workflowType=machine_learning)" in note
     assert "| seg.miou | higher | fraction 0-1 |" in note and "| normal.mean | lower | degrees |" in note
     # the front as a table: one row per trial tagged on the front, its name linked to its run page
@@ -215,7 +215,7 @@ def test_metric_names_are_clean(browsed):
 
 def test_baseline_and_trial_runs_last_as_long_as_their_training(browsed):
     client, parent = browsed["client"], browsed["parent"]
-    baseline = client.get_run(parent.data.tags["disparse.baseline_run_id"])
+    baseline = client.get_run(parent.data.tags["disparse.baseline"])
     trained = float(re.search(r"dense baseline: done in ([\d.]+)s", browsed["printed"]).group(1))
     seconds = (baseline.info.end_time - baseline.info.start_time) / 1000
     assert seconds >= trained - 0.1, (seconds, trained)
@@ -272,7 +272,7 @@ def test_the_description_says_the_baseline_is_coming_until_it_is_recorded(store,
         assert "the dense baseline is being trained" in _note(client.get_run(parent))
         tracker.log_baseline("k1", {"method": "dense"}, {"seg.miou": 0.8, "normal.mean": 20.0})
         note = _note(client.get_run(parent))
-        baseline_id = client.get_run(parent).data.tags["disparse.baseline_run_id"]
+        baseline_id = client.get_run(parent).data.tags["disparse.baseline"]
         assert f"[dense run](#/experiments/{client.get_run(parent).info.experiment_id}/runs/{baseline_id}" in note
         assert "| seg.miou | higher | fraction 0-1 | 0.8 |" in note
         tracker.abort("stopped")

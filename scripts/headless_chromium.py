@@ -150,16 +150,18 @@ class Browser:
         profile = Path(profile)
         profile.mkdir(parents=True, exist_ok=True)
         (profile / "DevToolsActivePort").unlink(missing_ok=True)     # a reused profile's old port
+        self._log = open(profile / "chromium.log", "w")
         self.proc = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True)   # a pipe could fill up
         try:
             self._connect(profile / "DevToolsActivePort", start_timeout)
             self.resize(width, height)
         except Exception as exc:
             stop_group(self.proc, grace=5)
-            err = (self.proc.stderr.read() or "").strip().splitlines()[-3:] if self.proc.stderr else []
+            self._log.close()
+            err = (profile / "chromium.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise BrowserUnavailable(f"{binary} did not start: {exc}; {' | '.join(err)}") from exc
 
     def _connect(self, port_file: Path, timeout: float) -> None:
@@ -231,6 +233,7 @@ class Browser:
             self.ws.close()
         finally:
             stop_group(self.proc, grace=5)
+            self._log.close()
 
 
 class MlflowUI:

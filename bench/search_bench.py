@@ -10,7 +10,9 @@ the dense baseline is trained once and reused), all at the same small budget per
   scheduler with one objective since: bench/RESULTS.md);
 * ``mo_asha``: random sampler + multi-objective ASHA (``early_stopping: {type: asha, metric: objectives}``,
   ranked on compression and delta_m: sweeps/ray/mo_asha.py), same grace, factor and trials as ``asha``;
-* ``mo_asha_tpe`` (only with ``--sweeps``): the same with the demo's TPE sampler instead of random.
+* ``mo_asha_tpe`` (only with ``--sweeps``): the same with the demo's TPE sampler instead of random;
+* ``gp``, ``mo_asha_gp`` (only with ``--sweeps``): Optuna's GP sampler, trained in full / with
+  multi-objective ASHA (bench/sampler_bench.py compares the samplers on a surrogate, many seeds).
 
 Objectives: the demo's (compression, delta_m), both maximised; hypervolume (``sweeps.pareto``) over the
 fully trained COMPLETE trials under one fixed reference point, (0, -100 %), for every sweep.
@@ -91,8 +93,8 @@ def run_one(args, work: Path, name: str, extra: list[str], trials: int) -> dict:
 
 
 SWEEPS = ("random", "tpe", "asha", "mo_asha")      # a full run; summarize() needs these four
-EXTRA_SWEEPS = ("mo_asha_tpe",)                     # on request (--sweeps)
-STOPPING_SWEEPS = ("asha", "mo_asha") + EXTRA_SWEEPS  # compared with the random sweep's budget
+EXTRA_SWEEPS = ("mo_asha_tpe", "gp", "mo_asha_gp")  # on request (--sweeps)
+STOPPING_SWEEPS = ("asha", "mo_asha", "mo_asha_tpe", "gp", "mo_asha_gp")  # compared with the random budget
 
 
 def sweep_overrides(args, name: str) -> tuple[list[str], int]:
@@ -107,6 +109,8 @@ def sweep_overrides(args, name: str) -> tuple[list[str], int]:
         "mo_asha": ([random, mo_asha], args.asha_trials),
         # the demo's own sampler with multi-objective ASHA (a stopped trial is PRUNED for TPE)
         "mo_asha_tpe": ([f"sampler={{type: tpe, seed: {args.seed}}}", mo_asha], args.asha_trials),
+        "gp": ([f"sampler={{type: gp, seed: {args.seed}}}"], args.trials),
+        "mo_asha_gp": ([f"sampler={{type: gp, seed: {args.seed}}}", mo_asha], args.asha_trials),
     }[name]
 
 
@@ -218,6 +222,54 @@ def summarize(paths: list[str]) -> dict:
                          for n in ("asha", "mo_asha")}}
 
 
+def methods_table(paths: list[str]) -> dict:
+    """Per method, over every result file that has it (any seeds, any mix of sweeps; grace in the name):
+    the trial-steps to the full random sweep's hypervolume over that sweep's (median, range, seeds reached,
+    seeds at <= 1/3 and <= 1/2) and the final hypervolume over the random sweep's (median, range)."""
+    import json
+    import math
+
+    by: dict[str, dict] = {}
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        if d.get("partial") or "random" not in d.get("sweeps", {}):
+            continue
+        grace = grace_of(d["config"])
+        random_hv = d["sweeps"]["random"]["final_hv"]
+        for name in STOPPING_SWEEPS:
+            if name not in d:
+                continue
+            key = f"{name} (grace {grace})" if "asha" in name else name
+            row = by.setdefault(key, {"seeds": [], "fraction": [], "final_vs_random": []})
+            if d["config"]["seed"] in row["seeds"]:
+                continue                      # one result per seed and method (the first file given)
+            row["seeds"].append(d["config"]["seed"])
+            row["fraction"].append(d[name]["fraction"])
+            row["final_vs_random"].append(d[name]["final_hv"] / random_hv - 1 if random_hv else None)
+    for row in by.values():
+        fr = sorted(math.inf if f is None else f for f in row["fraction"])
+        n = len(fr)
+        med = fr[n // 2] if n % 2 else (fr[n // 2 - 1] + fr[n // 2]) / 2
+        fin = lambda x: None if not math.isfinite(x) else x  # noqa: E731
+        gain = sorted(g for g in row["final_vs_random"] if g is not None)
+        row.update(median=fin(med), min=fin(fr[0]), max=fin(fr[-1]), reached=sum(math.isfinite(f) for f in fr),
+                   third=sum(f <= 1 / 3 for f in fr), half=sum(f <= 1 / 2 for f in fr),
+                   final_median=gain[len(gain) // 2] if gain else None)
+    return by
+
+
+def print_methods(table: dict) -> None:
+    def frac(x):
+        return "not reached" if x is None else f"{x:.2f}"
+
+    print("| method | seeds | to random hv: median | range | reached | ≤ 1/3 | ≤ 1/2 | final hv vs random (median) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in table.items():
+        fm = "—" if r["final_median"] is None else f"{r['final_median']:+.1%}"
+        print(f"| {name} | {len(r['seeds'])} | {frac(r['median'])} | {frac(r['min'])}–{frac(r['max'])} "
+              f"| {r['reached']}/{len(r['seeds'])} | {r['third']} | {r['half']} | {fm} |")
+
+
 def print_summary(summary: dict) -> None:
     def frac(x):
         return "not reached" if x is None else f"{x:.2f}"
@@ -261,6 +313,9 @@ def main(argv=None) -> int:
     if args.summarize:
         summary = summarize(args.summarize)
         print_summary(summary)
+        summary["methods"] = methods_table(args.summarize)
+        print()
+        print_methods(summary["methods"])
         print(f"wrote {write_result('search_bench_summary', summary, args.out)}")
         return 0
     name = "search_bench" + ("_quick" if args.quick else "")

@@ -244,7 +244,8 @@ class SpaceValidator:
             section = {"type": section}
         keys = ("type", "seed") + tuple(sorted({o for opts in SAMPLER_OPTIONS.values() for o in opts}))
         section = checked_mapping("sampler", section, keys, "{type: tpe, seed: 0}")
-        kind = choice_field(SAMPLERS, "sampler").check("sampler.type", section.get("type", "tpe"))
+        # gp: the default since issue 17 (bench/RESULTS.md, "Sampler"); the CPU demo spaces name tpe
+        kind = choice_field(SAMPLERS, "sampler").check("sampler.type", section.get("type", "gp"))
         for k in section:
             if k not in ("type", "seed") and k not in SAMPLER_OPTIONS[kind]:
                 raise SpaceError(f"sampler.{k}: does not apply to type {kind}; expected "

@@ -246,7 +246,7 @@ def test_defaults_are_filled_in(tmp_path):
     spec = load_space(str(path))
     assert spec.name == "s" and spec.workload["workload"] == "scenes"
     assert spec.metric_names == ["compression", "delta_m"] and spec.baseline
-    assert spec.sampler == {"type": "tpe", "seed": 0, "n_startup_trials": 3, "multivariate": False}
+    assert spec.sampler == {"type": "gp", "seed": 0, "n_startup_trials": 3}
     assert (spec.trials, spec.concurrency, spec.max_retries) == (10, 1, 1)
     assert spec.early_stopping == {"type": "none"}
     no_base = load_space(str(path), ["baseline=false"])

@@ -159,7 +159,7 @@ def _constrained_run(spec, use_constraints, n=40):
 def test_budgets_reach_tpe_as_constraints(objectives):
     """Seeded, so deterministic; the margins hold for seeds 0-5 (with: >= 0.67, without: <= 0.37)."""
     spec = load_space(BASE, ["parameters={sparsity: {distribution: uniform, low: 0.5, high: 0.99}}",
-                             f"objectives={objectives}"])
+                             f"objectives={objectives}", "sampler={type: tpe}"])
     near_feasible = lambda xs: sum(x <= 0.66 for x in xs[10:]) / len(xs[10:])  # noqa: E731
     with_c, without_c = [], []
     for seed in (0, 1, 2):

@@ -160,7 +160,7 @@ class _Stratum:
         self.rf, self.width = rf, width
 
     def on_result(self, trial_id, t, result):
-        from sweeps.ray.mo_asha import decide
+        from sweeps.ray import decide
 
         rung = self.rungs._rung(trial_id, float(t))
         if rung is None:

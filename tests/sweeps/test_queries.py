@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from sweeps import queries  # noqa: E402
+from sweeps import choice, queries  # noqa: E402
 from sweeps.tracking import SweepTracker, baseline_key  # noqa: E402
 
 EXP = "q-exp"
@@ -334,9 +334,9 @@ def test_config_summary_skips_bookkeeping_and_runs_without_a_config():
                       "batch_size": 8, "export_path": "/tmp/a", "gradual": {"prune_steps": 3}}}
     other = {"config": {"method": "snip", "sparsity": 0.7, "finetune_lr": 0.02, "pretrain_steps": 40,
                         "batch_size": 8, "export_path": "/tmp/b", "gradual": {"prune_steps": 3}}}
-    assert queries._config_summary(rec, [rec, other, {"config": {}}]) == \
+    assert choice._config_summary(rec, [rec, other, {"config": {}}]) == \
         "method=snip sparsity=0.8 gradual.prune_steps=3 finetune_lr=0.01 pretrain_steps=50"
-    assert queries._config_summary(rec) == "method=snip sparsity=0.8 gradual.prune_steps=3"
+    assert choice._config_summary(rec) == "method=snip sparsity=0.8 gradual.prune_steps=3"
 
 
 def test_format_table_aligns_numbers_right():
@@ -472,6 +472,6 @@ def test_report_and_best_print_numbers_as_the_tables_do(budgeted_store):
     assert code == 0 and "  budgets      seg.miou=-2%, normal.mean=+5%\n" in out
     assert queries._reference_text("[0.12575773195876291, -43.91148198757421]") == "[0.1258, -43.911]"
     assert pct_change(0.99999, 1.0) == "+0.00%" and pct_change(0.5, 1.0) == "-50.00%"
-    rows = queries._metric_rows({"seg.miou": 0.5, "min_layer_density": 0.2}, {"seg.miou": 0.5,
+    rows = choice._metric_rows({"seg.miou": 0.5, "min_layer_density": 0.2}, {"seg.miou": 0.5,
                                 "min_layer_density": 1.0}, [])
     assert ["min_layer_density", 0.2, None, "", "", ""] in rows       # no "-80 %" against the dense net

@@ -1,5 +1,5 @@
 """Value checks of the trial config (private; :mod:`disparse_core.config` holds the tables that use
-them): each takes the key and the value and returns the value normalised, or raises a one-line
+them, built of :class:`Field`, re-exported there): each takes the key and the value and returns the value normalised, or raises a one-line
 ``ValueError`` naming the key, the value and what was expected. Also the dotted-key nesting and preset
 merging of ``TrialConfig.from_dict``.
 """
@@ -10,10 +10,13 @@ import difflib
 import math
 import numbers
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
+
+from .factories import check_factory
 
 
 def nest_dotted(d: dict) -> dict:
@@ -125,3 +128,43 @@ def check_tasks(key, v):
     if len(set(v)) != len(v):
         raise ValueError(f"{key}: task names repeat in {list(v)!r}")
     return list(v)
+
+
+@dataclass(frozen=True)
+class Field:
+    """What one config key accepts. ``kind``: ``int``, ``float`` (bounds ``low``/``high``, open with
+    ``low_open``/``high_open``), ``choice`` (``choices``; ``what`` names them in messages), ``bool``,
+    ``str``, ``path``, ``device``, ``tasks`` (a list of task names), ``float_map`` (``{name: number}``) or
+    ``section`` (a mapping checked by :data:`SECTION_FIELDS`). ``nullable``: None is a value of its own."""
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+    nullable: bool = False
+    what: str = ""
+
+    def check(self, key: str, value: Any) -> Any:
+        """The value normalised, or a one-line ``ValueError`` naming ``key``, the value and what was expected."""
+        kind = self.kind
+        if kind == "int":
+            return check_int(key, value, self.low, self.high, none=self.nullable)
+        if kind == "float":
+            return check_float(key, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open,
+                          none=self.nullable)
+        if kind == "choice":
+            return check_choice(key, value, self.choices, none=self.nullable)
+        if kind == "factory":      # a built-in name or a factory of your own (disparse_core.factories)
+            return check_factory(key, value, self.choices, self.what)
+        return _KIND_CHECKS[kind](key, value)
+
+
+def _str(key, v):
+    if v is not None and not isinstance(v, str):
+        raise ValueError(f"{key}: expected a string or None, got {v!r}")
+    return v
+
+
+_KIND_CHECKS = {"bool": lambda k, v: check_bool(k, v), "str": _str, "path": check_path, "device": check_device,
+                "tasks": check_tasks, "float_map": check_float_dict}

@@ -18,9 +18,8 @@ import inspect
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from ._config_values import (DEVICE_PATTERN, check_bool, check_choice, check_device, check_float, check_float_dict,
-                             check_int, check_path, check_tasks, merge_sections, nest_dotted, unknown_key_message)
-from .factories import check_factory, is_factory
+from ._config_values import DEVICE_PATTERN, Field, merge_sections, nest_dotted, unknown_key_message
+from .factories import is_factory
 
 __all__ = ["TrialConfig", "DynamicOptions", "GradualOptions", "Field", "FIELDS", "SECTION_FIELDS", "METHODS",
            "PRESETS", "ONE_SHOT_AT_INIT", "PRETRAINED", "DYNAMIC", "SPARSIFY_METHODS", "WORKLOADS", "REAL_DATA",
@@ -284,46 +283,6 @@ class TrialConfig:
             if not named:
                 raise ValueError(f"baseline_metrics: names no task metric (expected keys such as "
                                  f"{known[0]!r})")
-
-
-@dataclass(frozen=True)
-class Field:
-    """What one config key accepts. ``kind``: ``int``, ``float`` (bounds ``low``/``high``, open with
-    ``low_open``/``high_open``), ``choice`` (``choices``; ``what`` names them in messages), ``bool``,
-    ``str``, ``path``, ``device``, ``tasks`` (a list of task names), ``float_map`` (``{name: number}``) or
-    ``section`` (a mapping checked by :data:`SECTION_FIELDS`). ``nullable``: None is a value of its own."""
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple = ()
-    nullable: bool = False
-    what: str = ""
-
-    def check(self, key: str, value: Any) -> Any:
-        """The value normalised, or a one-line ``ValueError`` naming ``key``, the value and what was expected."""
-        kind = self.kind
-        if kind == "int":
-            return check_int(key, value, self.low, self.high, none=self.nullable)
-        if kind == "float":
-            return check_float(key, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open,
-                          none=self.nullable)
-        if kind == "choice":
-            return check_choice(key, value, self.choices, none=self.nullable)
-        if kind == "factory":      # a built-in name or a factory of your own (disparse_core.factories)
-            return check_factory(key, value, self.choices, self.what)
-        return _KIND_CHECKS[kind](key, value)
-
-
-def _str(key, v):
-    if v is not None and not isinstance(v, str):
-        raise ValueError(f"{key}: expected a string or None, got {v!r}")
-    return v
-
-
-_KIND_CHECKS = {"bool": lambda k, v: check_bool(k, v), "str": _str, "path": check_path, "device": check_device,
-                "tasks": check_tasks, "float_map": check_float_dict}
 
 
 def _int_field(low, **kw) -> Field:

@@ -122,10 +122,14 @@ def run_sweep(plan: Plan, out: TextIO | None = None) -> SweepSummary:
         summary.interrupted = True
         if tracker is not None:
             _stop(plan, tracker, _INTERRUPTED, "interrupted")
+        else:
+            _close_opened(opening, _INTERRUPTED)
         return summary
     except BaseException as err:
         if tracker is not None:
             _stop(plan, tracker, f"sweep failed: {type(err).__name__}: {err}", "failed")
+        else:
+            _close_opened(opening, f"sweep failed: {type(err).__name__}: {err}")
         raise
     finally:
         if session is not None:
@@ -171,11 +175,29 @@ class _TrackerOpening(threading.Thread):
         if self.ident is not None:
             self.join()
 
+    def opened(self):
+        """The tracker, if the opening has ended with one (None while it runs, or when it failed)."""
+        return None if self.is_alive() else self._tracker
+
     def result(self):
         self.join()
         if self._error is not None:
             raise self._error
         return self._tracker
+
+
+def _close_opened(opening: _TrackerOpening, reason: str) -> None:
+    """Ray failed (or Ctrl+C came) while the sweep run was being opened beside it: a sweep run that did
+    open is closed with the reason, never left RUNNING; the results folder was not written yet, so
+    only the run is touched (a warning if even that fails: the first error goes on)."""
+    tracker = opening.opened()
+    if tracker is None:
+        return
+    try:
+        tracker.abort(reason)
+    except Exception as err:  # noqa: BLE001 - the error that stopped the sweep is the one to show
+        print(f"warning: while closing the sweep run: {type(err).__name__}: "
+              f"{(str(err).splitlines() or [''])[0][:200]}", file=sys.stderr)
 
 
 def _open_tracker(plan: Plan):

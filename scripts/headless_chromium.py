@@ -27,6 +27,14 @@ __all__ = ["INSTALL_HINT", "BrowserUnavailable", "find_chromium", "free_port", "
            "MlflowUI"]
 
 INSTALL_HINT = "apt-get install -y chromium"
+#: JavaScript (``% json.dumps(run_id)``): click the name-cell button that unfolds a parent run's row in
+#: MLflow's runs table; true when the button was there
+EXPAND = """(() => {
+  const row = document.querySelector('[role=row][row-id=%s]');
+  const button = row && row.querySelector('button[data-component-id*="runnamecellrenderer"]');
+  if (!button) return false;
+  button.click();
+  return true; })()"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                   "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio",

@@ -44,16 +44,10 @@ for _folder in (HERE, REPO_ROOT):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from headless_chromium import Browser, BrowserUnavailable, MlflowUI, free_port  # noqa: E402
+from headless_chromium import EXPAND, Browser, BrowserUnavailable, MlflowUI, free_port  # noqa: E402
 
 ASSISTANT_OPEN = "[...document.querySelectorAll('div, aside, section')].some(e => " \
                  "(e.innerText || '').startsWith('MLflow Assistant'))"
-EXPAND = """(() => {
-  const row = document.querySelector('[role=row][row-id=%s]');
-  const button = row && row.querySelector('button[data-component-id*="runnamecellrenderer"]');
-  if (!button) return false;
-  button.click();
-  return true; })()"""
 SHOW_MORE = """(() => {
   const button = [...document.querySelectorAll('button, a, span')].find(b => b.textContent.trim() === 'Show more');
   if (!button) return false;

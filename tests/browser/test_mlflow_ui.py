@@ -8,17 +8,12 @@ import json
 
 import pytest
 
+from headless_chromium import EXPAND  # scripts/, on the path by conftest.py
 from sweeps.tracking import experiment_url, run_url
 
 pytestmark = pytest.mark.slow
 
 ROW_IDS = "[...new Set([...document.querySelectorAll('[role=row][row-id]')].map(r => r.getAttribute('row-id')))]"
-EXPAND = """(() => {
-  const row = document.querySelector('[role=row][row-id=%s]');
-  const button = row && row.querySelector('button[data-component-id*="runnamecellrenderer"]');
-  if (!button) return false;
-  button.click();
-  return true; })()"""
 
 
 def assert_printed(sweep, url: str) -> None:

@@ -26,16 +26,17 @@ _UNITS = {
     "abs_err": "depth units", "rmse": "depth units", "rel_err": "ratio",
     "nonzero_params": "weights", "wall_time_s": "s",
 }
-_FRACTIONS = {"miou", "pixel_acc", "within_11", "within_22", "within_30", "delta1", "delta2", "delta3", "acc",
-              "min_layer_density"}
-
-
 def metric_unit(key: str) -> str:
-    """What a metric's number is: ``%``, ``degrees``, ``fraction 0-1``, ... ("" when not known)."""
+    """What a metric's number is: ``%``, ``degrees``, ``fraction 0-1``, ... ("" when not known); the
+    fractions are the metrics whose range (``disparse_core.metric_keys.metric_range``) is [0, 1]."""
+    from disparse_core.metric_keys import metric_range
     last = str(key).rsplit(".", 1)[-1]
-    if last in _FRACTIONS:
-        return "fraction 0-1"
-    return _UNITS.get(last, "")
+    if last in _UNITS:
+        return _UNITS[last]
+    try:
+        return "fraction 0-1" if metric_range(key) == (0.0, 1.0) else ""
+    except ValueError:        # a metric nobody declared
+        return ""
 
 
 def metric_direction(key: str, direction: str | None = None) -> str:
